@@ -1,0 +1,107 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/grace-coaching/grace/models"
+)
+
+// problem is an RFC 9457 problem document, with our stable machine code.
+type problem struct {
+	Type              string              `json:"type"`
+	Title             string              `json:"title"`
+	Status            int                 `json:"status"`
+	Detail            string              `json:"detail"`
+	Code              string              `json:"code"`
+	RequestID         string              `json:"request_id,omitempty"`
+	Errors            []models.FieldError `json:"errors,omitempty"`
+	UnlockAt          *time.Time          `json:"unlock_at,omitempty"`
+	RetryAfterSeconds int                 `json:"retry_after_seconds,omitempty"`
+}
+
+// statusOf is the one place where domain error kinds become HTTP statuses.
+var statusOf = map[models.Kind]int{
+	models.KindBadRequest:   http.StatusBadRequest,
+	models.KindInvalid:      http.StatusUnprocessableEntity,
+	models.KindUnauthorized: http.StatusUnauthorized,
+	models.KindForbidden:    http.StatusForbidden,
+	models.KindNotFound:     http.StatusNotFound,
+	models.KindConflict:     http.StatusConflict,
+	models.KindGone:         http.StatusGone,
+	models.KindRateLimited:  http.StatusTooManyRequests,
+	models.KindUnavailable:  http.StatusServiceUnavailable,
+	models.KindUpstream:     http.StatusBadGateway,
+}
+
+// echoCodes names the errors Echo itself raises (routing, body limit).
+var echoCodes = map[int]string{
+	http.StatusNotFound:              "route_not_found",
+	http.StatusMethodNotAllowed:      "method_not_allowed",
+	http.StatusRequestEntityTooLarge: "body_too_large",
+	http.StatusUnsupportedMediaType:  "unsupported_media_type",
+	http.StatusBadRequest:            "bad_request",
+	http.StatusUnauthorized:          "unauthorized",
+	http.StatusForbidden:             "forbidden",
+	http.StatusTooManyRequests:       "rate_limited",
+	http.StatusServiceUnavailable:    "unavailable",
+}
+
+// errorHandler renders every error as problem+json. Domain errors keep their
+// code; anything unexpected is logged once, with the request id, and answered
+// as a bare 500 that reveals nothing.
+func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		req := c.Request()
+		p := problem{RequestID: c.Response().Header().Get(echo.HeaderXRequestID)}
+		var he *echo.HTTPError
+		if de, ok := models.AsError(err); ok {
+			p.Status = statusOf[de.Kind]
+			if p.Status == 0 {
+				p.Status = http.StatusInternalServerError
+			}
+			p.Code, p.Detail, p.Errors, p.UnlockAt = de.Code, de.Message, de.Fields, de.UnlockAt
+			if de.RetryAfter > 0 {
+				secs := int((de.RetryAfter + time.Second - 1) / time.Second)
+				p.RetryAfterSeconds = secs
+				c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+			}
+			if p.Status >= 500 {
+				log.ErrorContext(req.Context(), "request failed", "method", req.Method, "path", c.Path(), "code", de.Code, "err", err)
+			}
+		} else if errors.As(err, &he) && he.Code < 500 {
+			p.Status = he.Code
+			p.Code = echoCodes[he.Code]
+			if p.Code == "" {
+				p.Code = "http_" + strconv.Itoa(he.Code)
+			}
+			p.Detail = fmt.Sprint(he.Message)
+		} else {
+			log.ErrorContext(req.Context(), "unexpected error", "method", req.Method, "path", c.Path(), "err", err)
+			p.Status, p.Code = http.StatusInternalServerError, "internal_error"
+			p.Detail = "Something went wrong on our side. Please try again; if it keeps happening, contact support with the request id."
+		}
+		p.Title = http.StatusText(p.Status)
+		p.Type = "about:blank"
+		if p.Status < 500 || p.Code != "internal_error" {
+			p.Type = "https://grace.dev/problems/" + strings.ReplaceAll(p.Code, "_", "-")
+		}
+		if req.Method == http.MethodHead {
+			_ = c.NoContent(p.Status)
+			return
+		}
+		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+		c.Response().WriteHeader(p.Status)
+		_ = jsonEncode(c.Response(), p)
+	}
+}

@@ -1,0 +1,79 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+type loginRequest struct {
+	// No email format rule: a typo gets the same 401 as a wrong password.
+	Email    string `json:"email" validate:"required,max=254"`
+	Password string `json:"password" validate:"required,max=1024"`
+}
+
+type loginResponse struct {
+	Token     string        `json:"token"`
+	ExpiresAt time.Time     `json:"expires_at"`
+	Coach     coachResponse `json:"coach"`
+}
+
+type passwordResetRequest struct {
+	Email string `json:"email" validate:"required,email,max=254"`
+}
+
+type passwordResetConfirmRequest struct {
+	Token    string `json:"token" validate:"required"`
+	Password string `json:"password" validate:"required"`
+}
+
+// login: POST /v1/auth/login
+func (h *handlers) login(c echo.Context) error {
+	var req loginRequest
+	if err := h.bind(c, &req); err != nil {
+		return err
+	}
+	token, session, coach, err := h.svc.Login(c.Request().Context(), req.Email, req.Password, clientInfo(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, loginResponse{Token: token, ExpiresAt: session.ExpiresAt.UTC(), Coach: toCoachResponse(*coach)})
+}
+
+// logout: POST /v1/auth/logout
+func (h *handlers) logout(c echo.Context) error {
+	if err := h.svc.Logout(c.Request().Context(), currentCoachSession(c).ID); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// me: GET /v1/auth/me
+func (h *handlers) me(c echo.Context) error {
+	return c.JSON(http.StatusOK, toCoachResponse(*currentCoach(c)))
+}
+
+// requestPasswordReset: POST /v1/auth/password-resets
+func (h *handlers) requestPasswordReset(c echo.Context) error {
+	var req passwordResetRequest
+	if err := h.bind(c, &req); err != nil {
+		return err
+	}
+	if err := h.svc.RequestPasswordReset(c.Request().Context(), req.Email, clientInfo(c)); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, accepted)
+}
+
+// confirmPasswordReset: POST /v1/auth/password-resets/confirm
+func (h *handlers) confirmPasswordReset(c echo.Context) error {
+	var req passwordResetConfirmRequest
+	if err := h.bind(c, &req); err != nil {
+		return err
+	}
+	if err := h.svc.ConfirmPasswordToken(c.Request().Context(), req.Token, req.Password); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}

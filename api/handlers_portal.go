@@ -1,0 +1,272 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/grace-coaching/grace/models"
+)
+
+type freeAccessRequest struct {
+	Email              string `json:"email"`
+	Name               string `json:"name"`
+	MarketingConsent   *bool  `json:"marketing_consent" validate:"required"`
+	DisclaimerAccepted *bool  `json:"disclaimer_accepted" validate:"required"`
+}
+
+type emailRequest struct {
+	Email string `json:"email"`
+}
+
+// portalSessionRequest is one of two forms: {token}, or {email, code}.
+type portalSessionRequest struct {
+	Token *string `json:"token"`
+	Email *string `json:"email"`
+	Code  *string `json:"code"`
+}
+
+type participantUpdateRequest struct {
+	Name     models.Optional[string] `json:"name"`
+	Timezone models.Optional[string] `json:"timezone"`
+}
+
+type participantResponse struct {
+	ID        uuidValue `json:"id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	Timezone  string    `json:"timezone"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func toParticipantResponse(p *models.Participant) participantResponse {
+	return participantResponse{ID: p.ID, Email: p.Email, Name: p.Name, Timezone: p.Timezone, CreatedAt: p.CreatedAt.UTC()}
+}
+
+type participantSessionResponse struct {
+	Token       string              `json:"token"`
+	ExpiresAt   time.Time           `json:"expires_at"`
+	Participant participantResponse `json:"participant"`
+}
+
+type portalProgramResponse struct {
+	ID               uuidValue `json:"id"`
+	Slug             string    `json:"slug"`
+	Title            string    `json:"title"`
+	Summary          string    `json:"summary"`
+	AccessStartsAt   time.Time `json:"access_starts_at"`
+	LessonsTotal     int       `json:"lessons_total"`
+	LessonsCompleted int       `json:"lessons_completed"`
+}
+
+func toPortalProgramResponse(p models.PortalProgram) portalProgramResponse {
+	return portalProgramResponse{ID: p.ID, Slug: p.Slug, Title: p.Title, Summary: p.Summary,
+		AccessStartsAt: p.AccessStartsAt.UTC(), LessonsTotal: p.LessonsTotal, LessonsCompleted: p.LessonsCompleted}
+}
+
+type portalLessonSummaryResponse struct {
+	ID              uuidValue  `json:"id"`
+	Title           string     `json:"title"`
+	Position        int        `json:"position"`
+	FreePreview     bool       `json:"free_preview"`
+	Locked          bool       `json:"locked"`
+	UnlockAt        *time.Time `json:"unlock_at"`
+	Completed       bool       `json:"completed"`
+	DurationSeconds *int       `json:"duration_seconds"`
+}
+
+func toPortalLessonSummaryResponse(l models.PortalLessonSummary) portalLessonSummaryResponse {
+	return portalLessonSummaryResponse{ID: l.ID, Title: l.Title, Position: l.Position, FreePreview: l.FreePreview,
+		Locked: l.Locked, UnlockAt: utcPtr(l.UnlockAt), Completed: l.Completed, DurationSeconds: l.DurationSeconds}
+}
+
+type portalLessonResponse struct {
+	ID               uuidValue  `json:"id"`
+	ProgramID        uuidValue  `json:"program_id"`
+	Position         int        `json:"position"`
+	Title            string     `json:"title"`
+	Body             string     `json:"body"`
+	BodyHTML         string     `json:"body_html"`
+	MediaURL         *string    `json:"media_url"`
+	DurationSeconds  *int       `json:"duration_seconds"`
+	FreePreview      bool       `json:"free_preview"`
+	UnlockOffsetDays int        `json:"unlock_offset_days"`
+	Published        bool       `json:"published"`
+	Locked           bool       `json:"locked"`
+	UnlockAt         *time.Time `json:"unlock_at"`
+	Completed        bool       `json:"completed"`
+	CreatedAt        time.Time  `json:"created_at"`
+	UpdatedAt        time.Time  `json:"updated_at"`
+}
+
+func toPortalLessonResponse(l *models.PortalLesson) portalLessonResponse {
+	return portalLessonResponse{ID: l.ID, ProgramID: l.ProgramID, Position: l.Position, Title: l.Title,
+		Body: l.Body, BodyHTML: l.BodyHTML, MediaURL: l.MediaURL, DurationSeconds: l.DurationSeconds,
+		FreePreview: l.FreePreview, UnlockOffsetDays: l.UnlockOffsetDays, Published: l.Published,
+		UnlockAt: utcPtr(l.UnlockAt), Completed: l.Completed, CreatedAt: l.CreatedAt.UTC(), UpdatedAt: l.UpdatedAt.UTC()}
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func (h *handlers) claimFreeAccess(c echo.Context) error {
+	var req freeAccessRequest
+	if err := h.bind(c, &req); err != nil {
+		return err
+	}
+	in := models.FreeAccessInput{Email: req.Email, Name: req.Name,
+		MarketingConsent: *req.MarketingConsent, DisclaimerAccepted: *req.DisclaimerAccepted}
+	if err := h.svc.ClaimFreeAccess(c.Request().Context(), c.Param("slug"), in, clientInfo(c)); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, accepted)
+}
+
+func (h *handlers) createLoginLink(c echo.Context) error {
+	var req emailRequest
+	if err := h.bind(c, &req); err != nil {
+		return err
+	}
+	if err := h.svc.RequestLoginLink(c.Request().Context(), req.Email, clientInfo(c)); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, accepted)
+}
+
+func (h *handlers) createPortalSession(c echo.Context) error {
+	var req portalSessionRequest
+	if err := h.bind(c, &req); err != nil {
+		return err
+	}
+	var (
+		token   string
+		session *models.ParticipantSession
+		p       *models.Participant
+		err     error
+	)
+	ctx, client := c.Request().Context(), clientInfo(c)
+	switch {
+	case req.Token != nil && req.Email == nil && req.Code == nil:
+		if *req.Token == "" {
+			return models.Invalid(models.FieldError{Field: "token", Message: "must not be empty"})
+		}
+		token, session, p, err = h.svc.ExchangeLoginToken(ctx, *req.Token, client)
+	case req.Token == nil && req.Email != nil && req.Code != nil:
+		token, session, p, err = h.svc.ExchangeLoginCode(ctx, *req.Email, *req.Code, client)
+	default:
+		return sessionFormError(req)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, participantSessionResponse{Token: token, ExpiresAt: session.ExpiresAt.UTC(), Participant: toParticipantResponse(p)})
+}
+
+// sessionFormError explains which of the two sign-in forms was broken.
+func sessionFormError(req portalSessionRequest) error {
+	if req.Token != nil {
+		var fields []models.FieldError
+		if req.Email != nil {
+			fields = append(fields, models.FieldError{Field: "email", Message: "must not be sent with token"})
+		}
+		if req.Code != nil {
+			fields = append(fields, models.FieldError{Field: "code", Message: "must not be sent with token"})
+		}
+		return models.Invalid(fields...)
+	}
+	switch {
+	case req.Email != nil:
+		return models.Invalid(models.FieldError{Field: "code", Message: "is required with email"})
+	case req.Code != nil:
+		return models.Invalid(models.FieldError{Field: "email", Message: "is required with code"})
+	}
+	return models.Invalid(models.FieldError{Field: "token", Message: "is required, or send email and code"})
+}
+
+func (h *handlers) deletePortalSession(c echo.Context) error {
+	if err := h.svc.EndParticipantSession(c.Request().Context(), currentParticipantSession(c).ID); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (h *handlers) getMe(c echo.Context) error {
+	return c.JSON(http.StatusOK, toParticipantResponse(currentParticipant(c)))
+}
+
+func (h *handlers) updateMe(c echo.Context) error {
+	var req participantUpdateRequest
+	if err := h.bind(c, &req); err != nil {
+		return err
+	}
+	p, err := h.svc.UpdateParticipant(c.Request().Context(), currentParticipant(c).ID,
+		models.ParticipantPatch{Name: req.Name, Timezone: req.Timezone})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toParticipantResponse(p))
+}
+
+func (h *handlers) listPortalPrograms(c echo.Context) error {
+	pp, err := pageParams(c)
+	if err != nil {
+		return err
+	}
+	page, err := h.svc.ListPortalPrograms(c.Request().Context(), currentParticipant(c), pp)
+	if err != nil {
+		return err
+	}
+	return renderPage(c, page, toPortalProgramResponse)
+}
+
+func (h *handlers) listPortalLessons(c echo.Context) error {
+	pp, err := pageParams(c)
+	if err != nil {
+		return err
+	}
+	page, err := h.svc.ListPortalLessons(c.Request().Context(), currentParticipant(c), c.Param("slug"), pp)
+	if err != nil {
+		return err
+	}
+	return renderPage(c, page, toPortalLessonSummaryResponse)
+}
+
+func (h *handlers) getPortalLesson(c echo.Context) error {
+	id, err := pathUUID(c, "id", "lesson")
+	if err != nil {
+		return err
+	}
+	l, err := h.svc.ReadLesson(c.Request().Context(), currentParticipant(c), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toPortalLessonResponse(l))
+}
+
+func (h *handlers) completeLesson(c echo.Context) error {
+	id, err := pathUUID(c, "id", "lesson")
+	if err != nil {
+		return err
+	}
+	if err := h.svc.CompleteLesson(c.Request().Context(), currentParticipant(c), id); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (h *handlers) uncompleteLesson(c echo.Context) error {
+	id, err := pathUUID(c, "id", "lesson")
+	if err != nil {
+		return err
+	}
+	if err := h.svc.UncompleteLesson(c.Request().Context(), currentParticipant(c), id); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}

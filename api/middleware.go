@@ -1,0 +1,152 @@
+package api
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/grace-coaching/grace/models"
+)
+
+const (
+	ctxCoach              = "coach"
+	ctxCoachSession       = "coach_session"
+	ctxParticipant        = "participant"
+	ctxParticipantSession = "participant_session"
+)
+
+func ipExtractor(trusted []*net.IPNet) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range trusted {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+// requestContext puts the request id into the request's context, so every log
+// line of the request, domain ones included, carries it.
+func requestContext(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Response().Header().Get(echo.HeaderXRequestID)
+		req := c.Request()
+		c.SetRequest(req.WithContext(models.WithRequestID(req.Context(), id)))
+		return next(c)
+	}
+}
+
+// accessLog writes one structured line per request.
+func accessLog(log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			if err != nil {
+				c.Error(err)
+			}
+			req, res := c.Request(), c.Response()
+			level := slog.LevelInfo
+			if res.Status >= 500 {
+				level = slog.LevelError
+			}
+			log.Log(req.Context(), level, "http request",
+				"method", req.Method, "route", c.Path(), "status", res.Status,
+				"duration_ms", time.Since(start).Milliseconds(), "bytes", res.Size, "ip", c.RealIP())
+			return nil
+		}
+	}
+}
+
+func bearerToken(c echo.Context) string {
+	auth := c.Request().Header.Get(echo.HeaderAuthorization)
+	if len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
+		return strings.TrimSpace(auth[7:])
+	}
+	return ""
+}
+
+var errNoToken = models.E(models.KindUnauthorized, "unauthorized", "Sign in first: send Authorization: Bearer <token>.")
+
+// requireCoach admits a request with a live coach token.
+func (h *handlers) requireCoach(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		token := bearerToken(c)
+		if token == "" {
+			return errNoToken
+		}
+		coach, session, err := h.svc.AuthenticateCoach(c.Request().Context(), token)
+		if err != nil {
+			return err
+		}
+		c.Set(ctxCoach, coach)
+		c.Set(ctxCoachSession, session)
+		return next(c)
+	}
+}
+
+// requireAdmin runs after requireCoach: managing coaches is for admins only.
+func (h *handlers) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if currentCoach(c).Role != models.RoleAdmin {
+			return models.E(models.KindForbidden, "forbidden", "Only an admin may do this.")
+		}
+		return next(c)
+	}
+}
+
+// requireParticipant admits a request with a live portal session.
+func (h *handlers) requireParticipant(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		token := bearerToken(c)
+		if token == "" {
+			return errNoToken
+		}
+		p, session, err := h.svc.AuthenticateParticipant(c.Request().Context(), token)
+		if err != nil {
+			return err
+		}
+		c.Set(ctxParticipant, p)
+		c.Set(ctxParticipantSession, session)
+		return next(c)
+	}
+}
+
+func currentCoach(c echo.Context) *models.Coach { return c.Get(ctxCoach).(*models.Coach) }
+
+func currentCoachSession(c echo.Context) *models.CoachSession {
+	return c.Get(ctxCoachSession).(*models.CoachSession)
+}
+
+func currentParticipant(c echo.Context) *models.Participant {
+	return c.Get(ctxParticipant).(*models.Participant)
+}
+
+func currentParticipantSession(c echo.Context) *models.ParticipantSession {
+	return c.Get(ctxParticipantSession).(*models.ParticipantSession)
+}
+
+// clientInfo is the evidence recorded with a consent: where and with what.
+func clientInfo(c echo.Context) models.ClientInfo {
+	ua := c.Request().UserAgent()
+	if len(ua) > 1000 {
+		ua = ua[:1000]
+	}
+	return models.ClientInfo{IP: c.RealIP(), UserAgent: ua}
+}
+
+func corsConfig(origins []string) middleware.CORSConfig {
+	return middleware.CORSConfig{
+		AllowOrigins:  origins,
+		AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
+		AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, "Idempotency-Key"},
+		ExposeHeaders: []string{echo.HeaderXRequestID, "Retry-After"},
+		MaxAge:        600,
+	}
+}

@@ -1,0 +1,60 @@
+// Package api is Grace's HTTP layer: the route table, thin handlers that bind,
+// validate, call one domain function and render, the middleware, and the
+// OpenAPI contract.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"log/slog"
+	"net"
+
+	"github.com/go-playground/validator/v10"
+	"github.com/labstack/echo/v4"
+
+	"github.com/grace-coaching/grace/models"
+)
+
+//go:embed openapi.yaml
+var openAPISpec []byte
+
+//go:embed docs.html
+var docsHTML []byte
+
+// OpenAPISpec is the API contract, for tests that validate traffic against it.
+func OpenAPISpec() []byte { return openAPISpec }
+
+// Config is what the HTTP layer needs; cmd/grace builds it from the environment.
+type Config struct {
+	Service     *models.Service
+	Log         *slog.Logger
+	CORSOrigins []string
+	// TrustedProxies are the networks whose X-Forwarded-For is believed. Empty
+	// means the peer address is the client, so rate limits cannot be dodged
+	// with a forged header.
+	TrustedProxies []*net.IPNet
+	// Ready reports the schema version, or an error when the service cannot
+	// take traffic.
+	Ready func(ctx context.Context) (int64, error)
+}
+
+type handlers struct {
+	svc       *models.Service
+	log       *slog.Logger
+	validator *validator.Validate
+	ready     func(ctx context.Context) (int64, error)
+}
+
+// New builds the Echo server with every route registered.
+func New(cfg Config) *echo.Echo {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(cfg.Log)
+	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
+	h := &handlers{svc: cfg.Service, log: cfg.Log, validator: newValidator(), ready: cfg.Ready}
+	routes(e, h, cfg)
+	return e
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/grace-coaching/grace/api"
+	"github.com/grace-coaching/grace/emails"
+	"github.com/grace-coaching/grace/migrations"
+	"github.com/grace-coaching/grace/models"
+)
+
+// App is a running Grace: the database, the domain, and the HTTP server and
+// email worker when asked for. Tests boot it exactly as `grace serve` does.
+type App struct {
+	cfg    Config
+	log    *slog.Logger
+	clock  models.Clock
+	db     *gorm.DB
+	svc    *models.Service
+	server *http.Server
+	ln     net.Listener
+
+	workerCancel context.CancelFunc
+	workerDone   sync.WaitGroup
+}
+
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(models.ContextHandler{Handler: slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})})
+}
+
+// openApp connects to (creating if need be) and migrates the database.
+func openApp(ctx context.Context, cfg Config, log *slog.Logger, migrate bool) (*App, error) {
+	if err := ensureDatabase(ctx, cfg.DatabaseURL); err != nil {
+		return nil, err
+	}
+	db, err := models.OpenDB(ctx, cfg.DatabaseURL, log)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, clock: models.SystemClock{}, db: db}
+	if migrate {
+		sqlDB, _ := db.DB()
+		if err := migrations.Up(ctx, sqlDB); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
+	a.svc = models.NewService(models.Deps{DB: db, Clock: a.clock, Log: log})
+	return a, nil
+}
+
+// ready reports the schema version, failing unless the database answers and
+// is at the newest migration this binary knows.
+func (a *App) ready(ctx context.Context) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	sqlDB, err := a.db.DB()
+	if err != nil {
+		return 0, err
+	}
+	if err := sqlDB.PingContext(ctx); err != nil {
+		return 0, errors.New("database unreachable")
+	}
+	p, err := migrations.NewProvider(sqlDB)
+	if err != nil {
+		return 0, err
+	}
+	current, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return 0, errors.New("schema version unknown")
+	}
+	latest, err := migrations.Latest()
+	if err != nil {
+		return 0, err
+	}
+	if current != latest {
+		return current, fmt.Errorf("schema at version %d, want %d", current, latest)
+	}
+	return current, nil
+}
+
+// newWorker picks the Resend sender when a key is set, else the dev sender
+// that logs each message, so a demo needs no email account.
+func (a *App) newWorker() (*emails.Worker, error) {
+	renderer, err := emails.NewRenderer(a.cfg.AppBaseURL, "Grace")
+	if err != nil {
+		return nil, err
+	}
+	var sender emails.Sender
+	if a.cfg.ResendAPIKey != "" {
+		rs, err := emails.NewResendSender(a.cfg.ResendAPIKey, a.cfg.ResendAPIURL, &http.Client{Timeout: 30 * time.Second})
+		if err != nil {
+			return nil, err
+		}
+		sender = rs
+		a.log.Info("email: sending through Resend", "api_url", a.cfg.ResendAPIURL)
+	} else {
+		sender = emails.DevSender{Log: a.log}
+		a.log.Warn("email: DEV MODE, RESEND_API_KEY is not set: emails are written to this log, not sent")
+	}
+	return emails.NewWorker(emails.WorkerConfig{
+		Service:  a.svc,
+		Sender:   sender,
+		Renderer: renderer,
+		From:     a.cfg.EmailFrom,
+		Log:      a.log,
+	})
+}
+
+// startWorker runs the email worker until Close.
+func (a *App) startWorker() error {
+	w, err := a.newWorker()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.workerCancel = cancel
+	a.workerDone.Add(1)
+	go func() {
+		defer a.workerDone.Done()
+		if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Error("email worker stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// startHTTP listens on cfg.HTTPAddr and serves the API in the background.
+func (a *App) startHTTP() error {
+	if a.cfg.StripeSecretKey == "" {
+		a.log.Warn("payments: DEV MODE, STRIPE_SECRET_KEY is not set: paid checkout is unavailable")
+	}
+	e := api.New(api.Config{
+		Service:        a.svc,
+		Log:            a.log,
+		CORSOrigins:    a.cfg.CORSOrigins,
+		TrustedProxies: a.cfg.TrustedProxies,
+		Ready:          a.ready,
+	})
+	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.HTTPAddr, err)
+	}
+	a.ln = ln
+	a.server = &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := a.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("http server stopped", "err", err)
+		}
+	}()
+	a.log.Info("serving", "addr", ln.Addr().String(), "config", a.cfg)
+	return nil
+}
+
+// Addr is where the server listens (useful with HTTP_ADDR=127.0.0.1:0).
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// Close stops taking requests, lets in-flight ones finish, stops the worker
+// between messages, and closes the database.
+func (a *App) Close() error {
+	var errs []error
+	if a.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		errs = append(errs, a.server.Shutdown(ctx))
+		cancel()
+	}
+	if a.workerCancel != nil {
+		a.workerCancel()
+		a.workerDone.Wait()
+	}
+	if a.db != nil {
+		if sqlDB, err := a.db.DB(); err == nil {
+			errs = append(errs, sqlDB.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/mail"
+	"net/url"
+	"strings"
+)
+
+// Config is every setting Grace reads, all from the environment, all here.
+type Config struct {
+	DatabaseURL         string
+	HTTPAddr            string
+	AppBaseURL          string
+	CORSOrigins         []string
+	EmailFrom           string
+	ResendAPIKey        string
+	ResendAPIURL        string
+	ResendWebhookSecret string
+	StripeSecretKey     string
+	StripeWebhookSecret string
+	StripeAPIURL        string
+	Worker              bool
+	LogLevel            slog.Level
+	TrustedProxies      []*net.IPNet
+}
+
+const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/grace?sslmode=disable"
+
+// loadConfig reads and validates the environment, reporting every bad value
+// at once so start-up fails with one clear message.
+func loadConfig(getenv func(string) string) (Config, error) {
+	get := func(key, def string) string {
+		if v := strings.TrimSpace(getenv(key)); v != "" {
+			return v
+		}
+		return def
+	}
+	c := Config{
+		DatabaseURL:         get("DATABASE_URL", defaultDatabaseURL),
+		HTTPAddr:            get("HTTP_ADDR", ":8080"),
+		AppBaseURL:          strings.TrimRight(get("APP_BASE_URL", "http://localhost:8080"), "/"),
+		EmailFrom:           get("EMAIL_FROM", "Grace <hello@grace.localhost>"),
+		ResendAPIKey:        get("RESEND_API_KEY", ""),
+		ResendAPIURL:        get("RESEND_API_URL", "https://api.resend.com"),
+		ResendWebhookSecret: get("RESEND_WEBHOOK_SECRET", ""),
+		StripeSecretKey:     get("STRIPE_SECRET_KEY", ""),
+		StripeWebhookSecret: get("STRIPE_WEBHOOK_SECRET", ""),
+		StripeAPIURL:        get("STRIPE_API_URL", ""),
+	}
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+
+	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || strings.Trim(u.Path, "/") == "" {
+		bad("DATABASE_URL", "must be a postgres:// URL naming a database")
+	}
+	if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil || port == "" {
+		bad("HTTP_ADDR", "must be host:port or :port, got %q", c.HTTPAddr)
+	}
+	if !isHTTPURL(c.AppBaseURL) {
+		bad("APP_BASE_URL", "must be an absolute http(s) URL, got %q", c.AppBaseURL)
+	}
+	for _, o := range strings.Split(getenv("CORS_ORIGINS"), ",") {
+		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o == "" {
+			continue
+		}
+		if u, err := url.Parse(o); o != "*" && (err != nil || !isHTTPURL(o) || u.Path != "") {
+			bad("CORS_ORIGINS", "%q is not an origin like https://portal.example.com", o)
+			continue
+		}
+		c.CORSOrigins = append(c.CORSOrigins, o)
+	}
+	if _, err := mail.ParseAddress(c.EmailFrom); err != nil {
+		bad("EMAIL_FROM", "must be an address like \"Grace <hello@example.com>\"")
+	}
+	if !isHTTPURL(c.ResendAPIURL) {
+		bad("RESEND_API_URL", "must be an absolute http(s) URL")
+	}
+	if c.ResendWebhookSecret != "" && !strings.HasPrefix(c.ResendWebhookSecret, "whsec_") {
+		bad("RESEND_WEBHOOK_SECRET", "must start with whsec_")
+	}
+	if c.StripeSecretKey != "" && !strings.HasPrefix(c.StripeSecretKey, "sk_") && !strings.HasPrefix(c.StripeSecretKey, "rk_") {
+		bad("STRIPE_SECRET_KEY", "must start with sk_ or rk_")
+	}
+	if c.StripeWebhookSecret != "" && !strings.HasPrefix(c.StripeWebhookSecret, "whsec_") {
+		bad("STRIPE_WEBHOOK_SECRET", "must start with whsec_")
+	}
+	if c.StripeAPIURL != "" && !isHTTPURL(c.StripeAPIURL) {
+		bad("STRIPE_API_URL", "must be an absolute http(s) URL")
+	}
+	switch w := strings.ToLower(get("WORKER", "on")); w {
+	case "on", "true", "1":
+		c.Worker = true
+	case "off", "false", "0":
+	default:
+		bad("WORKER", "must be on or off, got %q", w)
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
+		bad("LOG_LEVEL", "must be debug, info, warn or error")
+	}
+	for _, cidr := range strings.Split(getenv("TRUSTED_PROXIES"), ",") {
+		if cidr = strings.TrimSpace(cidr); cidr == "" {
+			continue
+		}
+		_, n, err := net.ParseCIDR(cidr)
+		if err != nil {
+			bad("TRUSTED_PROXIES", "%q is not a CIDR such as 10.0.0.0/8", cidr)
+			continue
+		}
+		c.TrustedProxies = append(c.TrustedProxies, n)
+	}
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("invalid configuration:\n  %w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.RawQuery == "" && u.Fragment == ""
+}
+
+// LogValue logs the configuration without its secrets: only whether each
+// is set.
+func (c Config) LogValue() slog.Value {
+	dbURL := c.DatabaseURL
+	if u, err := url.Parse(dbURL); err == nil {
+		dbURL = u.Redacted()
+	}
+	return slog.GroupValue(
+		slog.String("database_url", dbURL),
+		slog.String("http_addr", c.HTTPAddr),
+		slog.String("app_base_url", c.AppBaseURL),
+		slog.Any("cors_origins", c.CORSOrigins),
+		slog.String("email_from", c.EmailFrom),
+		slog.Bool("resend_api_key_set", c.ResendAPIKey != ""),
+		slog.String("resend_api_url", c.ResendAPIURL),
+		slog.Bool("resend_webhook_secret_set", c.ResendWebhookSecret != ""),
+		slog.Bool("stripe_secret_key_set", c.StripeSecretKey != ""),
+		slog.Bool("stripe_webhook_secret_set", c.StripeWebhookSecret != ""),
+		slog.String("stripe_api_url", c.StripeAPIURL),
+		slog.Bool("worker", c.Worker),
+		slog.String("log_level", c.LogLevel.String()),
+	)
+}

@@ -1,0 +1,253 @@
+// Package emails turns outbox rows into delivered email: it renders the
+// embedded templates, sends through a Sender (Resend in production, the log
+// in development) and runs the worker that drains the outbox exactly once.
+package emails
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	htmltemplate "html/template"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	texttemplate "text/template"
+)
+
+//go:embed templates
+var templateFS embed.FS
+
+// ErrUnknownTemplate is returned by Render for a name with no template.
+var ErrUnknownTemplate = errors.New("emails: unknown template")
+
+// templateSpec is what one email needs: where its link points and which data
+// keys must be present. The keys are the contract with the domain
+// (models.enqueueEmail callers); sample fills them for the start-up dry run.
+type templateSpec struct {
+	linkPath string
+	required []string
+	sample   map[string]any
+}
+
+var catalog = map[string]templateSpec{
+	"login_link": {
+		linkPath: "/login",
+		required: []string{"token", "code", "expires_minutes"},
+		sample:   map[string]any{"name": "Sample", "token": "sample-token", "code": "123456", "expires_minutes": 10, "program_title": "Sample Program"},
+	},
+	"password_reset": {
+		linkPath: "/coach/reset-password",
+		required: []string{"token", "expires_minutes"},
+		sample:   map[string]any{"name": "Sample", "token": "sample-token", "expires_minutes": 60},
+	},
+	"coach_invite": {
+		linkPath: "/coach/accept-invite",
+		required: []string{"token", "inviter_name", "expires_hours"},
+		sample:   map[string]any{"name": "Sample", "inviter_name": "Inviter", "token": "sample-token", "expires_hours": 72},
+	},
+}
+
+// Rendered is one email ready to send.
+type Rendered struct {
+	Subject string
+	HTML    string
+	Text    string
+}
+
+// Renderer renders the embedded templates. It is safe for concurrent use.
+type Renderer struct {
+	baseURL string
+	product string
+	sets    map[string]*templateSet
+}
+
+type templateSet struct {
+	spec    templateSpec
+	subject *texttemplate.Template
+	html    *htmltemplate.Template
+	text    *texttemplate.Template
+}
+
+// view is what the templates see. Data is the outbox row's data as stored;
+// the fields above it are derived so templates never build URLs themselves.
+type view struct {
+	Product string
+	Subject string
+	Name    string
+	Link    string
+	Code    string
+	Data    map[string]any
+}
+
+// NewRenderer parses every template and renders each once with sample data,
+// so a broken template stops the process at start-up rather than failing
+// the first real email. baseURL is the web app (APP_BASE_URL) that links
+// point into.
+func NewRenderer(baseURL, productName string) (*Renderer, error) {
+	u, err := url.Parse(strings.TrimSpace(baseURL))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("emails: base URL %q must be an absolute http(s) URL without query or fragment", baseURL)
+	}
+	if strings.TrimSpace(productName) == "" {
+		productName = "Grace"
+	}
+	r := &Renderer{
+		baseURL: strings.TrimRight(u.String(), "/"),
+		product: strings.TrimSpace(productName),
+		sets:    make(map[string]*templateSet, len(catalog)),
+	}
+
+	layoutHTML, err := readTemplate("layout.html")
+	if err != nil {
+		return nil, err
+	}
+	layoutText, err := readTemplate("layout.txt")
+	if err != nil {
+		return nil, err
+	}
+	htmlBase, err := htmltemplate.New("layout.html").Option("missingkey=error").Parse(layoutHTML)
+	if err != nil {
+		return nil, fmt.Errorf("emails: parse layout.html: %w", err)
+	}
+	textBase, err := texttemplate.New("layout.txt").Option("missingkey=error").Parse(layoutText)
+	if err != nil {
+		return nil, fmt.Errorf("emails: parse layout.txt: %w", err)
+	}
+
+	for name, spec := range catalog {
+		set, err := parseSet(name, spec, htmlBase, textBase)
+		if err != nil {
+			return nil, err
+		}
+		r.sets[name] = set
+		if _, err := r.Render(name, "Sample", spec.sample); err != nil {
+			return nil, fmt.Errorf("emails: dry run: %w", err)
+		}
+	}
+	return r, nil
+}
+
+func parseSet(name string, spec templateSpec, htmlBase *htmltemplate.Template, textBase *texttemplate.Template) (*templateSet, error) {
+	subjectSrc, err := readTemplate(name + ".subject")
+	if err != nil {
+		return nil, err
+	}
+	htmlSrc, err := readTemplate(name + ".html")
+	if err != nil {
+		return nil, err
+	}
+	textSrc, err := readTemplate(name + ".txt")
+	if err != nil {
+		return nil, err
+	}
+
+	set := &templateSet{spec: spec}
+	if set.subject, err = texttemplate.New(name + ".subject").Option("missingkey=error").Parse(subjectSrc); err != nil {
+		return nil, fmt.Errorf("emails: parse %s.subject: %w", name, err)
+	}
+	if set.html, err = htmlBase.Clone(); err != nil {
+		return nil, fmt.Errorf("emails: clone layout for %s: %w", name, err)
+	}
+	// The content file's top level becomes "content"; its {{define}} blocks
+	// ("reason", "preheader") join the same set and fill the layout's slots.
+	if _, err = set.html.New("content").Parse(htmlSrc); err != nil {
+		return nil, fmt.Errorf("emails: parse %s.html: %w", name, err)
+	}
+	if set.text, err = textBase.Clone(); err != nil {
+		return nil, fmt.Errorf("emails: clone layout for %s: %w", name, err)
+	}
+	if _, err = set.text.New("content").Parse(textSrc); err != nil {
+		return nil, fmt.Errorf("emails: parse %s.txt: %w", name, err)
+	}
+	for _, slot := range []string{"content", "reason"} {
+		if set.html.Lookup(slot) == nil || set.text.Lookup(slot) == nil {
+			return nil, fmt.Errorf("emails: template %s must define %q in both its html and txt files", name, slot)
+		}
+	}
+	return set, nil
+}
+
+func readTemplate(file string) (string, error) {
+	b, err := templateFS.ReadFile("templates/" + file)
+	if err != nil {
+		return "", fmt.Errorf("emails: read template %s: %w", file, err)
+	}
+	return string(b), nil
+}
+
+// Templates lists the template names Render accepts, sorted.
+func (r *Renderer) Templates() []string {
+	names := make([]string, 0, len(r.sets))
+	for name := range r.sets {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Render renders template for a recipient. The greeting uses data["name"]
+// and falls back to toName. Missing required data is an error, never an
+// email with a hole in it.
+func (r *Renderer) Render(template, toName string, data map[string]any) (Rendered, error) {
+	set, ok := r.sets[template]
+	if !ok {
+		return Rendered{}, fmt.Errorf("%w: %q", ErrUnknownTemplate, template)
+	}
+	for _, key := range set.spec.required {
+		if v, ok := data[key]; !ok || v == nil || v == "" {
+			return Rendered{}, fmt.Errorf("emails: template %s: data is missing %q", template, key)
+		}
+	}
+	token, ok := data["token"].(string)
+	if !ok {
+		return Rendered{}, fmt.Errorf("emails: template %s: data %q must be a string", template, "token")
+	}
+	v := view{
+		Product: r.product,
+		Name:    strings.TrimSpace(toName),
+		Link:    r.baseURL + set.spec.linkPath + "?token=" + url.QueryEscape(token),
+		Data:    data,
+	}
+	if name, ok := data["name"].(string); ok && strings.TrimSpace(name) != "" {
+		v.Name = strings.TrimSpace(name)
+	}
+	if code, ok := data["code"]; ok {
+		s, isString := code.(string)
+		if !isString {
+			return Rendered{}, fmt.Errorf("emails: template %s: data %q must be a string", template, "code")
+		}
+		v.Code = s
+	}
+
+	var buf bytes.Buffer
+	if err := set.subject.Execute(&buf, v); err != nil {
+		return Rendered{}, fmt.Errorf("emails: render %s subject: %w", template, err)
+	}
+	// A subject is one line, whatever a name in it contains.
+	v.Subject = strings.Join(strings.Fields(buf.String()), " ")
+
+	buf.Reset()
+	if err := set.html.ExecuteTemplate(&buf, "layout.html", v); err != nil {
+		return Rendered{}, fmt.Errorf("emails: render %s html: %w", template, err)
+	}
+	html := buf.String()
+
+	buf.Reset()
+	if err := set.text.ExecuteTemplate(&buf, "layout.txt", v); err != nil {
+		return Rendered{}, fmt.Errorf("emails: render %s text: %w", template, err)
+	}
+	return Rendered{Subject: v.Subject, HTML: html, Text: tidyText(buf.String())}, nil
+}
+
+var blankRuns = regexp.MustCompile(`\n{3,}`)
+
+// tidyText removes the blank-line runs that optional template sections leave.
+func tidyText(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " \t")
+	}
+	return strings.TrimSpace(blankRuns.ReplaceAllString(strings.Join(lines, "\n"), "\n\n")) + "\n"
+}

@@ -1,0 +1,302 @@
+package emails
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/mail"
+	"sync"
+	"time"
+
+	"github.com/grace-coaching/grace/models"
+)
+
+// Worker defaults.
+const (
+	DefaultConcurrency  = 4
+	DefaultPollInterval = time.Second
+	DefaultLease        = 5 * time.Minute
+	DefaultMaxAttempts  = 8
+	DefaultSendTimeout  = 30 * time.Second
+
+	backoffBase = 30 * time.Second
+	backoffCap  = time.Hour
+	// markTimeout bounds the database writes that claim and settle messages;
+	// they run on a context detached from shutdown so a sent message is
+	// recorded.
+	markTimeout = 15 * time.Second
+)
+
+// WorkerConfig configures NewWorker. Service, Sender, Renderer and From are
+// required; zero values elsewhere take the defaults above.
+type WorkerConfig struct {
+	Service  *models.Service
+	Sender   Sender
+	Renderer *Renderer
+	// From is the sender address, e.g. "Grace <hello@example.com>".
+	From string
+	Log  *slog.Logger
+
+	// Concurrency is how many messages are sent at once, and the most one
+	// claim (or RunOnce) takes.
+	Concurrency int
+	// PollInterval is the pause after a claim that found less than it could
+	// take.
+	PollInterval time.Duration
+	// Lease is how long a claimed message belongs to this worker. A worker
+	// that dies mid-send leaves the message to be reclaimed when it expires;
+	// the retry reuses the idempotency key, so the provider sends it once.
+	Lease time.Duration
+	// MaxAttempts is the number of sends before a transiently failing
+	// message is marked failed.
+	MaxAttempts int
+	// SendTimeout bounds one call to the Sender. It must be well inside
+	// Lease, or a slow send could outlive its claim.
+	SendTimeout time.Duration
+}
+
+// Worker delivers the outbox: claim due rows under a lease, render, send,
+// and record the outcome. Any number of workers, in one process or many,
+// can run against one database; each row is claimed by one at a time.
+type Worker struct {
+	svc         *models.Service
+	sender      Sender
+	renderer    *Renderer
+	from        string
+	log         *slog.Logger
+	concurrency int
+	poll        time.Duration
+	lease       time.Duration
+	maxAttempts int
+	sendTimeout time.Duration
+}
+
+// NewWorker checks cfg and fills in the defaults.
+func NewWorker(cfg WorkerConfig) (*Worker, error) {
+	switch {
+	case cfg.Service == nil:
+		return nil, errors.New("emails: worker needs a Service")
+	case cfg.Sender == nil:
+		return nil, errors.New("emails: worker needs a Sender")
+	case cfg.Renderer == nil:
+		return nil, errors.New("emails: worker needs a Renderer")
+	}
+	if _, err := mail.ParseAddress(cfg.From); err != nil {
+		return nil, fmt.Errorf("emails: worker From %q is not an email address: %w", cfg.From, err)
+	}
+	w := &Worker{
+		svc:         cfg.Service,
+		sender:      cfg.Sender,
+		renderer:    cfg.Renderer,
+		from:        cfg.From,
+		log:         cfg.Log,
+		concurrency: orDefault(cfg.Concurrency, DefaultConcurrency),
+		poll:        orDefault(cfg.PollInterval, DefaultPollInterval),
+		lease:       orDefault(cfg.Lease, DefaultLease),
+		maxAttempts: orDefault(cfg.MaxAttempts, DefaultMaxAttempts),
+		sendTimeout: orDefault(cfg.SendTimeout, DefaultSendTimeout),
+	}
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	if w.lease < 2*w.sendTimeout {
+		return nil, fmt.Errorf("emails: worker lease %s must be at least twice the send timeout %s", w.lease, w.sendTimeout)
+	}
+	return w, nil
+}
+
+// orDefault returns v, or def when v is not positive.
+func orDefault[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// Run delivers until ctx is cancelled, then stops claiming, waits for the
+// messages already in flight to be sent and recorded, and returns nil.
+// Database errors are logged and retried after PollInterval, so a blip
+// does not stop delivery.
+func (w *Worker) Run(ctx context.Context) error {
+	w.log.InfoContext(ctx, "email worker started", "concurrency", w.concurrency)
+	var inflight sync.WaitGroup
+	defer func() {
+		inflight.Wait()
+		w.log.Info("email worker stopped")
+	}()
+
+	// One token per message in flight: a claim takes only as many rows as
+	// there are free tokens, so nothing claimed waits in a queue while its
+	// lease runs down.
+	slots := make(chan struct{}, w.concurrency)
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		free := 1
+	fill:
+		for free < w.concurrency {
+			select {
+			case slots <- struct{}{}:
+				free++
+			default:
+				break fill
+			}
+		}
+
+		if ctx.Err() != nil {
+			return nil
+		}
+		msgs, err := w.claim(ctx, free)
+		for range free - len(msgs) {
+			<-slots
+		}
+		if err != nil {
+			w.log.ErrorContext(ctx, "claim outbox", "error", err)
+			if !sleep(ctx, w.poll) {
+				return nil
+			}
+			continue
+		}
+
+		work := context.WithoutCancel(ctx)
+		for _, m := range msgs {
+			inflight.Go(func() {
+				defer func() { <-slots }()
+				w.deliver(work, m)
+			})
+		}
+		if len(msgs) < free && !sleep(ctx, w.poll) {
+			return nil
+		}
+	}
+}
+
+// RunOnce claims one batch (at most Concurrency messages), delivers it and
+// returns how many it claimed. `grace worker` drains the outbox by calling
+// it until it returns 0; tests use it to step the worker.
+func (w *Worker) RunOnce(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	msgs, err := w.claim(ctx, w.concurrency)
+	if err != nil {
+		return 0, err
+	}
+	work := context.WithoutCancel(ctx)
+	var wg sync.WaitGroup
+	for _, m := range msgs {
+		wg.Go(func() { w.deliver(work, m) })
+	}
+	wg.Wait()
+	return len(msgs), nil
+}
+
+// claim leases up to n messages. The claim runs on a context that shutdown
+// does not cancel: a cancellation racing the commit could otherwise leave
+// rows claimed by a worker that never learnt it had them, stuck until their
+// lease ran out. Callers check ctx before claiming instead.
+func (w *Worker) claim(ctx context.Context, n int) ([]models.OutboxMessage, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+	defer cancel()
+	return w.svc.ClaimOutbox(ctx, n, w.lease)
+}
+
+// deliver renders, sends and records one claimed message. ctx is not
+// cancelled by shutdown: a message, once claimed, is finished.
+func (w *Worker) deliver(ctx context.Context, m models.OutboxMessage) {
+	// The token and code are in m.Data and in the rendered bodies; neither
+	// is ever logged here.
+	log := w.log.With("outbox_id", m.ID.String(), "template", m.Template, "attempt", m.Attempts)
+
+	rendered, err := w.renderer.Render(m.Template, m.ToName, m.Data)
+	if err != nil {
+		log.ErrorContext(ctx, "email not rendered; giving up", "error", err)
+		w.mark(ctx, log, func(ctx context.Context) error {
+			return w.svc.MarkOutboxFailed(ctx, m.ID, m.Attempts, "render: "+err.Error())
+		})
+		return
+	}
+
+	msg := Message{
+		ID:      m.ID.String(),
+		From:    w.from,
+		To:      m.ToEmail,
+		ToName:  m.ToName,
+		Subject: rendered.Subject,
+		HTML:    rendered.HTML,
+		Text:    rendered.Text,
+		Tags:    map[string]string{"template": m.Template, "outbox_id": m.ID.String()},
+	}
+	sendCtx, cancel := context.WithTimeout(ctx, w.sendTimeout)
+	started := time.Now()
+	providerID, err := w.sender.Send(sendCtx, msg)
+	cancel()
+	took := time.Since(started).Round(time.Millisecond)
+
+	switch {
+	case err == nil:
+		log.InfoContext(ctx, "email sent", "provider_id", providerID, "took", took)
+		w.mark(ctx, log, func(ctx context.Context) error {
+			return w.svc.MarkOutboxSent(ctx, m.ID, m.Attempts, providerID)
+		})
+	case Permanent(err):
+		log.ErrorContext(ctx, "email rejected; giving up", "error", err, "took", took)
+		w.mark(ctx, log, func(ctx context.Context) error {
+			return w.svc.MarkOutboxFailed(ctx, m.ID, m.Attempts, err.Error())
+		})
+	case m.Attempts >= w.maxAttempts:
+		log.ErrorContext(ctx, "email not sent; attempts exhausted, giving up", "error", err, "took", took, "max_attempts", w.maxAttempts)
+		w.mark(ctx, log, func(ctx context.Context) error {
+			return w.svc.MarkOutboxFailed(ctx, m.ID, m.Attempts, err.Error())
+		})
+	default:
+		next := w.svc.Now().Add(Backoff(m.Attempts))
+		log.WarnContext(ctx, "email not sent; will retry", "error", err, "took", took, "next_attempt_at", next)
+		w.mark(ctx, log, func(ctx context.Context) error {
+			return w.svc.MarkOutboxRetry(ctx, m.ID, m.Attempts, err.Error(), next)
+		})
+	}
+}
+
+func (w *Worker) mark(ctx context.Context, log *slog.Logger, fn func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(ctx, markTimeout)
+	defer cancel()
+	switch err := fn(ctx); {
+	case errors.Is(err, models.ErrOutboxLeaseLost):
+		// This worker overran its lease and another reclaimed the message;
+		// the provider's idempotency key keeps the two sends to one email.
+		log.WarnContext(ctx, "outbox lease lost before the outcome was recorded")
+	case err != nil:
+		// The message stays 'sending' and is retried when its lease expires,
+		// under the same idempotency key.
+		log.ErrorContext(ctx, "record email outcome", "error", err)
+	}
+}
+
+// Backoff is the wait before the next attempt after attempt (1-based)
+// failed transiently: 30s doubling per attempt, capped at an hour, with
+// jitter so a burst of failures does not retry in lockstep. It is never
+// less than half the step.
+func Backoff(attempt int) time.Duration {
+	d := backoffCap
+	if attempt >= 1 && attempt <= 20 {
+		d = min(backoffBase<<(attempt-1), backoffCap)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,466 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// Lifetimes of the single-use links emailed to coaches.
+const (
+	PasswordResetTTL = time.Hour
+	InviteTTL        = 7 * 24 * time.Hour
+)
+
+// Password length bounds, in characters. The upper bound keeps a hash cheap
+// enough that long inputs cannot be used to burn CPU.
+const (
+	MinPasswordLen = 10
+	MaxPasswordLen = 128
+)
+
+var (
+	// One error for every failed login, so a response never tells an
+	// attacker which emails have accounts or which accounts are deactivated.
+	errInvalidCredentials = E(KindUnauthorized, "invalid_credentials", "The email or password is incorrect.")
+	errInvalidActionToken = E(KindInvalid, "invalid_token", "This link is invalid, has expired or has already been used. Request a new one.")
+	errLastAdmin          = E(KindConflict, "last_admin", "Grace needs at least one active admin: make another coach an admin first.")
+	errAdminOnly          = E(KindForbidden, "forbidden", "Only an admin may do this.")
+)
+
+func errEmailTaken(err error) error {
+	return &Error{Kind: KindConflict, Code: "email_taken", Message: "Another coach already uses this email.", Err: err}
+}
+
+// CreateCoachInput is a coach created with a password already chosen: the
+// first admin from the CLI, or the seed.
+type CreateCoachInput struct {
+	Email    string
+	Name     string
+	Role     Role
+	Password string
+}
+
+// InviteCoachInput is a coach an admin invites; she picks her own password.
+type InviteCoachInput struct {
+	Email string
+	Name  string
+	Role  Role
+}
+
+// UpdateCoachInput changes an existing coach; unset fields stay as they are.
+type UpdateCoachInput struct {
+	Name   Optional[string]
+	Role   Optional[Role]
+	Active Optional[bool]
+}
+
+func (c *checker) role(field string, r Role) {
+	if r != RoleAdmin && r != RoleCoach {
+		c.add(field, "must be one of: admin, coach")
+	}
+}
+
+func (c *checker) password(field, v string) {
+	n := utf8.RuneCountInString(v)
+	switch {
+	case !utf8.ValidString(v):
+		c.add(field, "must be valid UTF-8")
+	case n < MinPasswordLen:
+		c.add(field, fmt.Sprintf("must be at least %d characters", MinPasswordLen))
+	case n > MaxPasswordLen:
+		c.add(field, fmt.Sprintf("must be at most %d characters", MaxPasswordLen))
+	}
+}
+
+func requireAdmin(actor *Coach) error {
+	if actor == nil || actor.Role != RoleAdmin || !actor.Active {
+		return errAdminOnly
+	}
+	return nil
+}
+
+// CreateCoach creates an active coach with a password.
+func (s *Service) CreateCoach(ctx context.Context, in CreateCoachInput) (*Coach, error) {
+	email, name := NormalizeEmail(in.Email), strings.TrimSpace(in.Name)
+	var v checker
+	v.email("email", email)
+	v.text("name", name, 1, 200)
+	v.role("role", in.Role)
+	v.password("password", in.Password)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	hash, err := s.hasher.Hash(ctx, in.Password)
+	if err != nil {
+		return nil, fmt.Errorf("hash password: %w", err)
+	}
+	now := s.Now()
+	coach := &Coach{Email: email, Name: name, Role: in.Role, PasswordHash: &hash, Active: true, CreatedAt: now, UpdatedAt: now}
+	if err := s.db.WithContext(ctx).Create(coach).Error; err != nil {
+		if isUniqueViolation(err, "coaches_email_key") {
+			return nil, errEmailTaken(err)
+		}
+		return nil, mapDBError(err, "coach")
+	}
+	return coach, nil
+}
+
+// InviteCoach creates a coach without a password and emails her a link to
+// choose one. The coach, the link and the email commit together or not at all.
+func (s *Service) InviteCoach(ctx context.Context, inviter *Coach, in InviteCoachInput) (*Coach, error) {
+	if err := requireAdmin(inviter); err != nil {
+		return nil, err
+	}
+	email, name := NormalizeEmail(in.Email), strings.TrimSpace(in.Name)
+	var v checker
+	v.email("email", email)
+	v.text("name", name, 1, 200)
+	v.role("role", in.Role)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	now := s.Now()
+	coach := &Coach{Email: email, Name: name, Role: in.Role, Active: true, CreatedAt: now, UpdatedAt: now}
+	err := s.inTx(ctx, func(tx *gorm.DB) error {
+		if err := tx.Create(coach).Error; err != nil {
+			if isUniqueViolation(err, "coaches_email_key") {
+				return errEmailTaken(err)
+			}
+			return mapDBError(err, "coach")
+		}
+		token, tok, err := s.newActionToken(tx, coach, PurposeInvite, InviteTTL)
+		if err != nil {
+			return err
+		}
+		return s.enqueueEmail(tx, TemplateCoachInvite, coach.Email, coach.Name, "coach_invite:"+tok.ID.String(), map[string]any{
+			"name":          coach.Name,
+			"inviter_name":  inviter.Name,
+			"token":         token,
+			"expires_hours": int(InviteTTL / time.Hour),
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "coach invited", "coach_id", coach.ID, "inviter_id", inviter.ID)
+	return coach, nil
+}
+
+func (s *Service) newActionToken(tx *gorm.DB, coach *Coach, purpose string, ttl time.Duration) (string, *CoachActionToken, error) {
+	token, hash := newToken()
+	now := s.Now()
+	tok := &CoachActionToken{CoachID: coach.ID, Purpose: purpose, TokenHash: hash, ExpiresAt: now.Add(ttl), CreatedAt: now}
+	if err := tx.Create(tok).Error; err != nil {
+		return "", nil, fmt.Errorf("create %s token: %w", purpose, err)
+	}
+	return token, tok, nil
+}
+
+// Login exchanges a coach's email and password for a session token. Every
+// failure that involves the credentials is the same error after the same
+// amount of hashing, so neither the answer nor its timing reveals whether the
+// email has an account.
+func (s *Service) Login(ctx context.Context, email, password string, client ClientInfo) (string, *CoachSession, *Coach, error) {
+	email = NormalizeEmail(email)
+	// Limits come before the hash: a flood must not buy argon2 time.
+	if err := s.allow(ctx, "login:ip:"+client.IP, s.limits.LoginPerIP); err != nil {
+		return "", nil, nil, err
+	}
+	if err := s.allow(ctx, "login:email:"+email, s.limits.LoginPerEmail); err != nil {
+		return "", nil, nil, err
+	}
+	var coach Coach
+	found := true
+	if err := s.db.WithContext(ctx).Where("email = ?", email).Take(&coach).Error; err != nil {
+		if !errors.Is(err, gorm.ErrRecordNotFound) {
+			return "", nil, nil, fmt.Errorf("find coach: %w", err)
+		}
+		found = false
+	}
+	hash := ""
+	if found && coach.PasswordHash != nil {
+		hash = *coach.PasswordHash
+	}
+	ok, err := s.hasher.Verify(ctx, password, hash)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("verify password: %w", err)
+	}
+	if !ok || !found || !coach.Active || hash == "" {
+		return "", nil, nil, errInvalidCredentials
+	}
+	var token string
+	var session *CoachSession
+	err = s.inTx(ctx, func(tx *gorm.DB) error {
+		// The hash was checked outside any lock. Re-check it under a share
+		// lock, so a password reset or deactivation that commits meanwhile
+		// wins: either it sees (and revokes) this session, or this login sees
+		// the new state and fails.
+		var ids []uuid.UUID
+		if err := tx.Raw(`SELECT id FROM coaches WHERE id = ? AND active AND password_hash = ? FOR SHARE`,
+			coach.ID, hash).Scan(&ids).Error; err != nil {
+			return fmt.Errorf("recheck coach: %w", err)
+		}
+		if len(ids) == 0 {
+			return errInvalidCredentials
+		}
+		var err error
+		token, session, err = s.newCoachSession(tx, &coach)
+		return err
+	})
+	if err != nil {
+		return "", nil, nil, err
+	}
+	s.log.InfoContext(ctx, "coach logged in", "coach_id", coach.ID)
+	return token, session, &coach, nil
+}
+
+// Logout revokes one session; other sessions of the coach stay valid.
+func (s *Service) Logout(ctx context.Context, sessionID uuid.UUID) error {
+	err := s.db.WithContext(ctx).Exec(`UPDATE coach_sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, s.Now(), sessionID).Error
+	if err != nil {
+		return fmt.Errorf("revoke session: %w", err)
+	}
+	return nil
+}
+
+// RequestPasswordReset emails an active coach a single-use reset link. It
+// answers the same for every email, registered or not.
+func (s *Service) RequestPasswordReset(ctx context.Context, email string, client ClientInfo) error {
+	email = NormalizeEmail(email)
+	var v checker
+	v.email("email", email)
+	if err := v.err(); err != nil {
+		return err
+	}
+	if err := s.allow(ctx, "reset:ip:"+client.IP, s.limits.ResetPerIP); err != nil {
+		return err
+	}
+	if err := s.allow(ctx, "reset:email:"+email, s.limits.ResetPerEmail); err != nil {
+		return err
+	}
+	var coach Coach
+	err := s.db.WithContext(ctx).Where("email = ? AND active", email).Take(&coach).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("find coach: %w", err)
+	}
+	err = s.inTx(ctx, func(tx *gorm.DB) error {
+		token, tok, err := s.newActionToken(tx, &coach, PurposePasswordReset, PasswordResetTTL)
+		if err != nil {
+			return err
+		}
+		return s.enqueueEmail(tx, TemplatePasswordReset, coach.Email, coach.Name, "password_reset:"+tok.ID.String(), map[string]any{
+			"name":            coach.Name,
+			"token":           token,
+			"expires_minutes": int(PasswordResetTTL / time.Minute),
+		})
+	})
+	if err != nil {
+		return err
+	}
+	s.log.InfoContext(ctx, "password reset requested", "coach_id", coach.ID)
+	return nil
+}
+
+// ConfirmPasswordToken sets a coach's password with a reset or invite token.
+// The token works once; every other link she was sent stops working and
+// every session she had is revoked, since whoever held them may not be her.
+func (s *Service) ConfirmPasswordToken(ctx context.Context, token, password string) error {
+	var v checker
+	v.password("password", password)
+	if err := v.err(); err != nil {
+		return err
+	}
+	if token == "" {
+		return errInvalidActionToken
+	}
+	hashed := HashToken(token)
+	// A cheap look-up first, so a guessed token costs no argon2 time.
+	var tok CoachActionToken
+	err := s.db.WithContext(ctx).
+		Where("token_hash = ? AND used_at IS NULL AND expires_at > ?", hashed, s.Now()).
+		Take(&tok).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return errInvalidActionToken
+	}
+	if err != nil {
+		return fmt.Errorf("find action token: %w", err)
+	}
+	pwHash, err := s.hasher.Hash(ctx, password)
+	if err != nil {
+		return fmt.Errorf("hash password: %w", err)
+	}
+	err = s.inTx(ctx, func(tx *gorm.DB) error {
+		now := s.Now()
+		// Lock the coach before the token, the order deactivation uses, so
+		// the two cannot deadlock.
+		var coach Coach
+		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("id = ? AND active", tok.CoachID).Take(&coach).Error; err != nil {
+			if errors.Is(err, gorm.ErrRecordNotFound) {
+				return errInvalidActionToken
+			}
+			return fmt.Errorf("lock coach: %w", err)
+		}
+		// The guard in the WHERE makes the token single use even when
+		// confirms race: only one UPDATE can see used_at still NULL.
+		res := tx.Exec(`UPDATE coach_action_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?`, now, tok.ID, now)
+		if res.Error != nil {
+			return fmt.Errorf("use action token: %w", res.Error)
+		}
+		if res.RowsAffected != 1 {
+			return errInvalidActionToken
+		}
+		if err := tx.Exec(`UPDATE coaches SET password_hash = ?, updated_at = ? WHERE id = ?`, pwHash, now, coach.ID).Error; err != nil {
+			return fmt.Errorf("set password: %w", err)
+		}
+		return s.revokeCoachCredentials(tx, coach.ID, now)
+	})
+	if err != nil {
+		return err
+	}
+	s.log.InfoContext(ctx, "coach password set", "coach_id", tok.CoachID, "purpose", tok.Purpose)
+	return nil
+}
+
+// revokeCoachCredentials ends every session of a coach and voids every link
+// she was emailed and has not used.
+func (s *Service) revokeCoachCredentials(tx *gorm.DB, coachID uuid.UUID, now time.Time) error {
+	if err := tx.Exec(`UPDATE coach_sessions SET revoked_at = ? WHERE coach_id = ? AND revoked_at IS NULL`, now, coachID).Error; err != nil {
+		return fmt.Errorf("revoke sessions: %w", err)
+	}
+	if err := tx.Exec(`UPDATE coach_action_tokens SET used_at = ? WHERE coach_id = ? AND used_at IS NULL`, now, coachID).Error; err != nil {
+		return fmt.Errorf("void action tokens: %w", err)
+	}
+	return nil
+}
+
+// ListCoaches lists every coach, active or not, oldest first.
+func (s *Service) ListCoaches(ctx context.Context, p PageParams) (Page[Coach], error) {
+	cur, err := p.decode()
+	if err != nil {
+		return Page[Coach]{}, err
+	}
+	limit := p.limit()
+	q := s.db.WithContext(ctx).Order("created_at, id").Limit(limit + 1)
+	if cur != nil {
+		q = q.Where("(created_at, id) > (?, ?)", cur.At, cur.ID)
+	}
+	var rows []Coach
+	if err := q.Find(&rows).Error; err != nil {
+		return Page[Coach]{}, fmt.Errorf("list coaches: %w", err)
+	}
+	return pageOf(rows, limit, func(c Coach) cursor { return cursor{At: c.CreatedAt, ID: c.ID} }), nil
+}
+
+// UpdateCoach changes a coach's name, role or active flag. Deactivating her
+// ends her sessions and voids her links. Grace always keeps one active admin.
+func (s *Service) UpdateCoach(ctx context.Context, actor *Coach, id uuid.UUID, in UpdateCoachInput) (*Coach, error) {
+	if err := requireAdmin(actor); err != nil {
+		return nil, err
+	}
+	var v checker
+	if in.Name.Set {
+		if in.Name.Null {
+			v.add("name", "must not be null")
+		} else {
+			in.Name.Value = strings.TrimSpace(in.Name.Value)
+			v.text("name", in.Name.Value, 1, 200)
+		}
+	}
+	if in.Role.Set {
+		if in.Role.Null {
+			v.add("role", "must not be null")
+		} else {
+			v.role("role", in.Role.Value)
+		}
+	}
+	if in.Active.Set && in.Active.Null {
+		v.add("active", "must not be null")
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	var coach *Coach
+	err := s.inTx(ctx, func(tx *gorm.DB) error {
+		var err error
+		coach, err = s.changeCoach(tx, actor, id, in)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return coach, nil
+}
+
+// DeactivateCoach deactivates a coach and revokes everything that lets her in.
+// Deactivating an inactive coach succeeds and changes nothing more.
+func (s *Service) DeactivateCoach(ctx context.Context, actor *Coach, id uuid.UUID) error {
+	if err := requireAdmin(actor); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *gorm.DB) error {
+		_, err := s.changeCoach(tx, actor, id, UpdateCoachInput{Active: Some(false)})
+		return err
+	})
+}
+
+// changeCoach applies a validated update by actor inside tx.
+func (s *Service) changeCoach(tx *gorm.DB, actor *Coach, id uuid.UUID, in UpdateCoachInput) (*Coach, error) {
+	now := s.Now()
+	// Lock every active admin, in one order, before looking at the target:
+	// two admins demoting each other at once then queue here, and the
+	// second sees that she would remove the last admin, or that she is no
+	// longer an admin herself.
+	var admins []uuid.UUID
+	if err := tx.Raw(`SELECT id FROM coaches WHERE role = 'admin' AND active ORDER BY id FOR UPDATE`).Scan(&admins).Error; err != nil {
+		return nil, fmt.Errorf("lock admins: %w", err)
+	}
+	if !slices.Contains(admins, actor.ID) {
+		return nil, errAdminOnly
+	}
+	var coach Coach
+	if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("id = ?", id).Take(&coach).Error; err != nil {
+		return nil, mapDBError(err, "coach")
+	}
+	wasActive, wasAdmin := coach.Active, coach.Active && coach.Role == RoleAdmin
+	if in.Name.Set {
+		coach.Name = in.Name.Value
+	}
+	if in.Role.Set {
+		coach.Role = in.Role.Value
+	}
+	if in.Active.Set {
+		coach.Active = in.Active.Value
+	}
+	if wasAdmin && !(coach.Active && coach.Role == RoleAdmin) && len(admins) <= 1 {
+		return nil, errLastAdmin
+	}
+	coach.UpdatedAt = now
+	if err := tx.Model(&Coach{}).Where("id = ?", coach.ID).Updates(map[string]any{
+		"name": coach.Name, "role": coach.Role, "active": coach.Active, "updated_at": now,
+	}).Error; err != nil {
+		return nil, mapDBError(err, "coach")
+	}
+	if !coach.Active {
+		// Also when she was already inactive: whatever slipped in is revoked,
+		// which keeps DELETE idempotent and safe to retry.
+		if err := s.revokeCoachCredentials(tx, coach.ID, now); err != nil {
+			return nil, err
+		}
+	}
+	if wasActive && !coach.Active {
+		s.log.InfoContext(tx.Statement.Context, "coach deactivated", "coach_id", coach.ID)
+	}
+	return &coach, nil
+}

@@ -1,0 +1,96 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// OpenDB connects GORM to Postgres. The pool is sized for one process; many
+// instances share the server's max_connections.
+func OpenDB(ctx context.Context, dsn string, log *slog.Logger) (*gorm.DB, error) {
+	db, err := gorm.Open(postgres.New(postgres.Config{DSN: dsn}), &gorm.Config{
+		Logger:                 logger.NewSlogLogger(log, logger.Config{SlowThreshold: 500 * time.Millisecond, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true}),
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+		SkipDefaultTransaction: true,
+		PrepareStmt:            false,
+		TranslateError:         false,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, err
+	}
+	sqlDB.SetMaxOpenConns(40)
+	sqlDB.SetMaxIdleConns(40)
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := sqlDB.PingContext(pingCtx); err != nil {
+		return nil, fmt.Errorf("reach database: %w", err)
+	}
+	return db, nil
+}
+
+// Postgres error codes the domain turns into domain errors.
+const (
+	pgUniqueViolation     = "23505"
+	pgForeignKeyViolation = "23503"
+	pgCheckViolation      = "23514"
+	pgSerialization       = "40001"
+	pgDeadlock            = "40P01"
+)
+
+// pgCode returns the SQLSTATE of err, or "".
+func pgCode(err error) (code, constraint string) {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code, pgErr.ConstraintName
+	}
+	return "", ""
+}
+
+// isUniqueViolation reports whether err violates the named unique constraint
+// (any unique constraint when name is empty).
+func isUniqueViolation(err error, name string) bool {
+	code, constraint := pgCode(err)
+	return code == pgUniqueViolation && (name == "" || constraint == name)
+}
+
+// mapDBError turns database errors a client can cause into domain errors, in
+// one place, and wraps the rest with context for the logs.
+func mapDBError(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := AsError(err); ok {
+		return err
+	}
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return NotFound(what)
+	}
+	switch code, constraint := pgCode(err); code {
+	case pgUniqueViolation:
+		return &Error{Kind: KindConflict, Code: "conflict", Message: fmt.Sprintf("The %s conflicts with an existing one.", what), Err: err}
+	case pgForeignKeyViolation:
+		return &Error{Kind: KindConflict, Code: "conflict", Message: fmt.Sprintf("The %s refers to, or is referred to by, another record.", what), Err: err}
+	case pgCheckViolation:
+		return &Error{Kind: KindInvalid, Code: "validation_failed", Message: fmt.Sprintf("The %s breaks the rule %s.", what, constraint), Err: err}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// inTx runs fn in a transaction; every domain write that must be atomic with
+// its outbox rows goes through here.
+func (s *Service) inTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return s.db.WithContext(ctx).Transaction(fn)
+}

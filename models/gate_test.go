@@ -1,0 +1,129 @@
+package models_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/modelstest"
+)
+
+func gateLesson(t *testing.T, db *gorm.DB, programID uuid.UUID, pos int, published, preview bool, days int) *models.Lesson {
+	t.Helper()
+	l := &models.Lesson{ProgramID: programID, Position: pos, Title: "Lesson", Body: "**Markdown**",
+		// Deliberately not what body renders to: the read must serve the
+		// stored HTML, never render on the hot path.
+		BodyHTML: "<p>stored</p>", Published: published, FreePreview: preview, UnlockOffsetDays: days}
+	if err := db.Create(l).Error; err != nil {
+		t.Fatalf("create lesson: %v", err)
+	}
+	return l
+}
+
+func TestGateReadLessonDecisions(t *testing.T) {
+	svc, clock, db := modelstest.NewService(t)
+	ctx := context.Background()
+	now := clock.Now()
+	prog := &models.Program{Slug: "p", Title: "P", Status: models.ProgramPublished, Currency: "EUR"}
+	draft := &models.Program{Slug: "d", Title: "D", Status: models.ProgramDraft, Currency: "EUR"}
+	db.Create(prog)
+	db.Create(draft)
+	preview := gateLesson(t, db, prog.ID, 1, true, true, 5)
+	day0 := gateLesson(t, db, prog.ID, 2, true, false, 0)
+	day2 := gateLesson(t, db, prog.ID, 3, true, false, 2)
+	hidden := gateLesson(t, db, prog.ID, 4, false, true, 0)
+	inDraft := gateLesson(t, db, draft.ID, 1, true, true, 0)
+
+	her := &models.Participant{Email: "her@example.com", Name: "Her", Timezone: "Europe/London"}
+	other := &models.Participant{Email: "other@example.com", Name: "Other", Timezone: "UTC"}
+	db.Create(her)
+	db.Create(other)
+	db.Create(&models.AccessGrant{ParticipantID: her.ID, ProgramID: prog.ID, Source: models.GrantFreeAccess, StartsAt: now})
+	db.Create(&models.AccessGrant{ParticipantID: her.ID, ProgramID: draft.ID, Source: models.GrantComplimentary, StartsAt: now})
+	db.Create(&models.LessonCompletion{ParticipantID: her.ID, LessonID: day0.ID, CompletedAt: now})
+
+	unlock2 := now.AddDate(0, 0, 2)
+	for _, tc := range []struct {
+		name      string
+		who       *models.Participant
+		lesson    uuid.UUID
+		code      string
+		unlockAt  *time.Time
+		completed bool
+	}{
+		{"preview ignores its drip delay", other, preview.ID, "", nil, false},
+		{"granted day 0", her, day0.ID, "", &now, true},
+		{"her completion is not the other's", other, day0.ID, "no_access", nil, false},
+		{"granted day 2 too early", her, day2.ID, "lesson_locked", &unlock2, false},
+		{"unpublished", her, hidden.ID, "not_found", nil, false},
+		{"draft program", her, inDraft.ID, "not_found", nil, false},
+		{"unknown", her, uuid.New(), "not_found", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := svc.ReadLesson(ctx, tc.who, tc.lesson)
+			if tc.code != "" {
+				e, ok := models.AsError(err)
+				if !ok || e.Code != tc.code {
+					t.Fatalf("err = %v, want %s", err, tc.code)
+				}
+				if (e.UnlockAt == nil) != (tc.unlockAt == nil) || (e.UnlockAt != nil && !e.UnlockAt.Equal(*tc.unlockAt)) {
+					t.Errorf("UnlockAt = %v, want %v", e.UnlockAt, tc.unlockAt)
+				}
+				if cerr := svc.CompleteLesson(ctx, tc.who, tc.lesson); !models.IsCode(cerr, tc.code) {
+					t.Errorf("CompleteLesson err = %v, want %s like the read", cerr, tc.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ReadLesson: %v", err)
+			}
+			if l.ID != tc.lesson || l.BodyHTML != "<p>stored</p>" || l.Completed != tc.completed {
+				t.Errorf("lesson = %+v", l)
+			}
+			if (l.UnlockAt == nil) != (tc.unlockAt == nil) || (l.UnlockAt != nil && !l.UnlockAt.Equal(*tc.unlockAt)) {
+				t.Errorf("UnlockAt = %v, want %v", l.UnlockAt, tc.unlockAt)
+			}
+		})
+	}
+
+	clock.Set(unlock2)
+	if _, err := svc.ReadLesson(ctx, her, day2.ID); err != nil {
+		t.Errorf("at unlock time: %v", err)
+	}
+}
+
+func TestGateCompleteLessonIsIdempotent(t *testing.T) {
+	svc, clock, db := modelstest.NewService(t)
+	ctx := context.Background()
+	prog := &models.Program{Slug: "p", Title: "P", Status: models.ProgramPublished, Currency: "EUR"}
+	db.Create(prog)
+	l := gateLesson(t, db, prog.ID, 1, true, true, 0)
+	p := &models.Participant{Email: "her@example.com", Name: "Her", Timezone: "UTC"}
+	db.Create(p)
+
+	first := clock.Now()
+	for range 3 {
+		if err := svc.CompleteLesson(ctx, p, l.ID); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(time.Minute)
+	}
+	var cs []models.LessonCompletion
+	db.Find(&cs)
+	if len(cs) != 1 || !cs[0].CompletedAt.Equal(first) {
+		t.Fatalf("completions = %+v, want one at %v", cs, first)
+	}
+	for range 2 {
+		if err := svc.UncompleteLesson(ctx, p, l.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Find(&cs)
+	if len(cs) != 0 {
+		t.Errorf("completions = %+v after uncomplete, want none", cs)
+	}
+}

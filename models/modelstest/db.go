@@ -1,0 +1,87 @@
+// Package modelstest gives each test its own freshly migrated Postgres
+// database, cloned from a template so the migrations run once per schema.
+package modelstest
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver pgtestdb opens
+	"github.com/peterldowns/pgtestdb"
+	"gorm.io/gorm"
+
+	"github.com/grace-coaching/grace/migrations"
+	"github.com/grace-coaching/grace/models"
+)
+
+type gooseMigrator struct{}
+
+func (gooseMigrator) Hash() (string, error) { return migrations.Hash() }
+
+func (gooseMigrator) Migrate(ctx context.Context, db *sql.DB, _ pgtestdb.Config) error {
+	return migrations.Up(ctx, db)
+}
+
+// serverConfig reads TEST_DATABASE_URL (default: the local trust-auth server).
+func serverConfig(t testing.TB) pgtestdb.Config {
+	t.Helper()
+	raw := os.Getenv("TEST_DATABASE_URL")
+	if raw == "" {
+		raw = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("TEST_DATABASE_URL: %v", err)
+	}
+	pw, _ := u.User.Password()
+	return pgtestdb.Config{
+		DriverName:                "pgx",
+		Host:                      u.Hostname(),
+		Port:                      u.Port(),
+		User:                      u.User.Username(),
+		Password:                  pw,
+		Database:                  "postgres",
+		Options:                   u.RawQuery,
+		ForceTerminateConnections: true,
+	}
+}
+
+// URL creates a fresh database for this test and returns its connection URL.
+// It fails the test (never skips) when Postgres cannot be reached.
+func URL(t testing.TB) string {
+	t.Helper()
+	return pgtestdb.Custom(t, serverConfig(t), gooseMigrator{}).URL()
+}
+
+// NewDB opens GORM on a fresh database for this test.
+func NewDB(t testing.TB) *gorm.DB {
+	t.Helper()
+	db, err := models.OpenDB(context.Background(), URL(t), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("open test database: %v", err)
+	}
+	t.Cleanup(func() {
+		if sqlDB, err := db.DB(); err == nil {
+			_ = sqlDB.Close()
+		}
+	})
+	return db
+}
+
+// Start is the fake clock's start for tests: a fixed instant, so expiry and
+// unlock arithmetic reads the same in every run.
+var Start = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+
+// NewService is a domain service on a fresh database with a fake clock.
+func NewService(t testing.TB) (*models.Service, *models.FakeClock, *gorm.DB) {
+	t.Helper()
+	db := NewDB(t)
+	clock := models.NewFakeClock(Start)
+	svc := models.NewService(models.Deps{DB: db, Clock: clock})
+	return svc, clock, db
+}

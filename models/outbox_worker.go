@@ -1,0 +1,132 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// The outbox worker's side of the domain. A worker claims due rows under a
+// lease, sends them, and reports back with one of the Mark functions. Each
+// claim increments attempts, and the Mark functions only touch a row whose
+// status is still 'sending' at the attempt the caller claimed: attempts is
+// the lease's fencing token. A worker that stalled past its lease while
+// another reclaimed the row therefore cannot overwrite the newer state.
+
+// ErrOutboxLeaseLost is returned by the Mark functions when the row is no
+// longer held by the caller's claim (its lease expired and another worker
+// took it, or it was already settled). The caller must drop the message.
+var ErrOutboxLeaseLost = errors.New("outbox: lease lost; the message was reclaimed or settled elsewhere")
+
+// redactSecrets removes the data keys that carry a credential, the plaintext
+// token and code of a login link, reset or invite, once the email is
+// delivered or given up on.
+const redactSecrets = `data - 'token' - 'code'`
+
+// maxOutboxError bounds last_error: an error message is for an operator,
+// not a place to store a provider's whole response.
+const maxOutboxError = 2000
+
+// ClaimOutbox leases up to limit due messages for lease and returns them
+// with status 'sending' and attempts incremented. Due means pending, or
+// 'sending' under an expired lease (its worker died mid-send), with
+// next_attempt_at <= now. SKIP LOCKED lets many workers claim at once
+// without ever handing the same row to two of them.
+func (s *Service) ClaimOutbox(ctx context.Context, limit int, lease time.Duration) ([]OutboxMessage, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	if lease <= 0 {
+		return nil, errors.New("outbox: claim lease must be positive")
+	}
+	now := s.Now()
+	var msgs []OutboxMessage
+	err := s.db.WithContext(ctx).Raw(`
+		WITH due AS MATERIALIZED (
+			SELECT id FROM outbox
+			WHERE (status = 'pending' OR (status = 'sending' AND locked_until < ?))
+			  AND next_attempt_at <= ?
+			ORDER BY next_attempt_at
+			LIMIT ?
+			FOR UPDATE SKIP LOCKED
+		)
+		UPDATE outbox o
+		SET status = 'sending', locked_until = ?, attempts = o.attempts + 1, updated_at = ?
+		FROM due
+		WHERE o.id = due.id
+		RETURNING o.*`,
+		now, now, limit, now.Add(lease), now,
+	).Scan(&msgs).Error
+	if err != nil {
+		return nil, fmt.Errorf("claim outbox: %w", err)
+	}
+	return msgs, nil
+}
+
+// MarkOutboxSent settles a delivered message and removes its secrets from
+// data: the plaintext token must not outlive its delivery in the database.
+func (s *Service) MarkOutboxSent(ctx context.Context, id uuid.UUID, attempt int, providerID string) error {
+	now := s.Now()
+	var provider *string
+	if providerID != "" {
+		provider = &providerID
+	}
+	return s.settleOutbox(ctx, "mark outbox sent", `
+		UPDATE outbox
+		SET status = 'sent', sent_at = ?, provider_message_id = ?, locked_until = NULL,
+		    last_error = NULL, data = `+redactSecrets+`, updated_at = ?
+		WHERE id = ? AND status = 'sending' AND attempts = ?`,
+		now, provider, now, id, attempt)
+}
+
+// MarkOutboxRetry returns a message to pending, due again at nextAttemptAt.
+func (s *Service) MarkOutboxRetry(ctx context.Context, id uuid.UUID, attempt int, errMsg string, nextAttemptAt time.Time) error {
+	now := s.Now()
+	return s.settleOutbox(ctx, "mark outbox retry", `
+		UPDATE outbox
+		SET status = 'pending', next_attempt_at = ?, locked_until = NULL, last_error = ?, updated_at = ?
+		WHERE id = ? AND status = 'sending' AND attempts = ?`,
+		nextAttemptAt.UTC(), truncateError(errMsg), now, id, attempt)
+}
+
+// MarkOutboxFailed gives up on a message (a permanent error, or attempts
+// exhausted). Its secrets go too: an undeliverable token is useless, and a
+// fresh request makes a fresh one.
+func (s *Service) MarkOutboxFailed(ctx context.Context, id uuid.UUID, attempt int, errMsg string) error {
+	now := s.Now()
+	return s.settleOutbox(ctx, "mark outbox failed", `
+		UPDATE outbox
+		SET status = 'failed', locked_until = NULL, last_error = ?, data = `+redactSecrets+`, updated_at = ?
+		WHERE id = ? AND status = 'sending' AND attempts = ?`,
+		truncateError(errMsg), now, id, attempt)
+}
+
+func (s *Service) settleOutbox(ctx context.Context, what, sql string, args ...any) error {
+	res := s.db.WithContext(ctx).Exec(sql, args...)
+	if res.Error != nil {
+		return fmt.Errorf("%s: %w", what, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return ErrOutboxLeaseLost
+	}
+	return nil
+}
+
+// truncateError makes msg storable in a text column (valid UTF-8, no NUL,
+// which Postgres rejects) and bounds its length.
+func truncateError(msg string) string {
+	msg = strings.ReplaceAll(strings.ToValidUTF8(msg, "\uFFFD"), "\x00", "")
+	if len(msg) <= maxOutboxError {
+		return msg
+	}
+	cut := maxOutboxError
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "…"
+}

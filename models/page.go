@@ -1,0 +1,75 @@
+package models
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// PageParams asks for one page of a list. Cursor is opaque to clients.
+type PageParams struct {
+	Limit  int
+	Cursor string
+}
+
+const (
+	DefaultPageLimit = 50
+	MaxPageLimit     = 100
+)
+
+// Page is one page of a keyset-paginated list.
+type Page[T any] struct {
+	Items      []T
+	NextCursor *string
+}
+
+// cursor is the keyset position after which the next page starts: the sort
+// key of the last item and its id as the tie-breaker.
+type cursor struct {
+	At  time.Time `json:"t,omitzero"`
+	Pos int       `json:"p,omitempty"`
+	ID  uuid.UUID `json:"i"`
+}
+
+func (p PageParams) limit() int {
+	switch {
+	case p.Limit <= 0:
+		return DefaultPageLimit
+	case p.Limit > MaxPageLimit:
+		return MaxPageLimit
+	}
+	return p.Limit
+}
+
+func encodeCursor(c cursor) *string {
+	b, _ := json.Marshal(c)
+	s := base64.RawURLEncoding.EncodeToString(b)
+	return &s
+}
+
+// decodeCursor rejects a cursor the client tampered with as a 400, not a 500.
+func (p PageParams) decode() (*cursor, error) {
+	if p.Cursor == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(p.Cursor)
+	var c cursor
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil || c.ID == uuid.Nil {
+		return nil, &Error{Kind: KindBadRequest, Code: "invalid_cursor", Message: "The cursor is not valid; start again without one.", Fields: []FieldError{{Field: "cursor", Message: "is not a cursor this API issued"}}}
+	}
+	return &c, nil
+}
+
+// pageOf trims the extra row fetched to learn whether another page exists.
+func pageOf[T any](rows []T, limit int, key func(T) cursor) Page[T] {
+	if len(rows) <= limit {
+		return Page[T]{Items: rows}
+	}
+	rows = rows[:limit]
+	return Page[T]{Items: rows, NextCursor: encodeCursor(key(rows[len(rows)-1]))}
+}

@@ -1,0 +1,200 @@
+package models
+
+import (
+	"context"
+	"net"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+)
+
+// Consent text versions. Bump one whenever the wording a woman agrees to
+// changes, so each consent record names the text she actually saw.
+const (
+	DisclaimerVersion = "coaching-not-therapy-2026-11"
+	MarketingVersion  = "marketing-email-2026-11"
+)
+
+// FreeAccessInput is the free-access sign-up form.
+type FreeAccessInput struct {
+	Email              string
+	Name               string
+	MarketingConsent   bool
+	DisclaimerAccepted bool
+}
+
+// ParticipantPatch changes a participant's own profile; unset fields stay.
+type ParticipantPatch struct {
+	Name     Optional[string]
+	Timezone Optional[string]
+}
+
+var errFreeAccessClosed = E(KindGone, "free_access_closed", "Free access to this program is closed.")
+
+// ClaimFreeAccess is the lead magnet's sign-up: it finds or creates the
+// participant, records her consents, grants her access from now and emails
+// her a sign-in link, all in one transaction. Claiming again is safe: it only
+// re-sends the sign-in email (and records a changed marketing choice), so the
+// form's answer never reveals whether she had signed up before.
+func (s *Service) ClaimFreeAccess(ctx context.Context, slug string, in FreeAccessInput, client ClientInfo) error {
+	email := NormalizeEmail(in.Email)
+	name := strings.TrimSpace(in.Name)
+	var c checker
+	c.email("email", email)
+	c.text("name", in.Name, 1, 200)
+	if !in.DisclaimerAccepted {
+		c.add("disclaimer_accepted", "must be accepted: this workshop is coaching and education, not psychotherapy, and does not replace treatment by a therapist")
+	}
+	if err := c.err(); err != nil {
+		return err
+	}
+	if err := s.allow(ctx, "free:ip:"+client.IP, s.limits.PortalLinkPerIP); err != nil {
+		return err
+	}
+	if err := s.allow(ctx, "free:email:"+email, s.limits.PortalLinkPerKey); err != nil {
+		return err
+	}
+
+	var program Program
+	err := s.db.WithContext(ctx).Where("slug = ? AND status = ?", slug, ProgramPublished).Take(&program).Error
+	if err != nil {
+		return mapDBError(err, "program")
+	}
+	now := s.Now()
+	if !program.FreeAccessOpen(now) {
+		return errFreeAccessClosed
+	}
+
+	return s.inTx(ctx, func(tx *gorm.DB) error {
+		p, err := s.findOrCreateParticipant(tx, email, name)
+		if err != nil {
+			return err
+		}
+		// The partial unique index makes "one free-access grant per woman per
+		// program" hold under concurrent claims: the loser inserts nothing.
+		res := tx.Exec(`
+			INSERT INTO access_grants (participant_id, program_id, source, starts_at, created_at)
+			VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (participant_id, program_id) WHERE source = 'free_access' DO NOTHING`,
+			p.ID, program.ID, GrantFreeAccess, now, now)
+		if res.Error != nil {
+			return mapDBError(res.Error, "access grant")
+		}
+		firstClaim := res.RowsAffected == 1
+		if err := s.recordClaimConsents(tx, p, program.ID, firstClaim, in.MarketingConsent, client); err != nil {
+			return err
+		}
+		return s.sendLoginLink(tx, p, map[string]any{"program_title": program.Title})
+	})
+}
+
+// findOrCreateParticipant is race-safe: of two concurrent sign-ups with one
+// email, one inserts and the other waits for it and then reads its row.
+func (s *Service) findOrCreateParticipant(tx *gorm.DB, email, name string) (*Participant, error) {
+	now := s.Now()
+	err := tx.Exec(`
+		INSERT INTO participants (email, name, created_at, updated_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (email) DO NOTHING`, email, name, now, now).Error
+	if err != nil {
+		return nil, mapDBError(err, "participant")
+	}
+	var p Participant
+	if err := tx.Where("email = ?", email).Take(&p).Error; err != nil {
+		return nil, mapDBError(err, "participant")
+	}
+	return &p, nil
+}
+
+// recordClaimConsents writes the consent evidence of a claim. A repeated
+// claim adds a record only when her marketing choice changed, so the table
+// stays a history of decisions rather than of form submissions.
+func (s *Service) recordClaimConsents(tx *gorm.DB, p *Participant, programID uuid.UUID, firstClaim, marketing bool, client ClientInfo) error {
+	if !firstClaim {
+		var latest []bool
+		err := tx.Raw(`SELECT granted FROM consents WHERE participant_id = ? AND kind = ? ORDER BY created_at DESC, id DESC LIMIT 1`,
+			p.ID, ConsentMarketing).Scan(&latest).Error
+		if err != nil {
+			return err
+		}
+		if len(latest) == 1 && latest[0] == marketing {
+			return nil
+		}
+	}
+	ip, ua := consentIP(client.IP), consentUserAgent(client.UserAgent)
+	now := s.Now()
+	consent := func(kind, version string, granted bool) Consent {
+		return Consent{ID: uuid.New(), ParticipantID: p.ID, ProgramID: &programID, Kind: kind, TextVersion: version,
+			Granted: granted, IP: ip, UserAgent: ua, CreatedAt: now}
+	}
+	rows := []Consent{consent(ConsentMarketing, MarketingVersion, marketing)}
+	if firstClaim {
+		rows = append([]Consent{consent(ConsentDisclaimer, DisclaimerVersion, true)}, rows...)
+	}
+	return mapDBError(tx.Create(&rows).Error, "consent")
+}
+
+// consentIP keeps only a parseable address: the column is inet, and evidence
+// with a garbled address is worse than none.
+func consentIP(ip string) *string {
+	parsed := net.ParseIP(strings.TrimSpace(ip))
+	if parsed == nil {
+		return nil
+	}
+	s := parsed.String()
+	return &s
+}
+
+// consentUserAgent is stored as valid UTF-8 of at most 1000 characters, the
+// column's limit, since a header can hold anything.
+func consentUserAgent(ua string) *string {
+	ua = strings.ToValidUTF8(ua, "")
+	if utf8.RuneCountInString(ua) > 1000 {
+		ua = string([]rune(ua)[:1000])
+	}
+	if ua == "" {
+		return nil
+	}
+	return &ua
+}
+
+// UpdateParticipant changes her name or time zone.
+func (s *Service) UpdateParticipant(ctx context.Context, id uuid.UUID, patch ParticipantPatch) (*Participant, error) {
+	var c checker
+	updates := map[string]any{}
+	if patch.Name.Set {
+		if patch.Name.Null {
+			c.add("name", "must not be null")
+		} else {
+			c.text("name", patch.Name.Value, 1, 200)
+			updates["name"] = strings.TrimSpace(patch.Name.Value)
+		}
+	}
+	if patch.Timezone.Set {
+		if patch.Timezone.Null {
+			c.add("timezone", "must not be null")
+		} else {
+			c.timezone("timezone", patch.Timezone.Value)
+			updates["timezone"] = patch.Timezone.Value
+		}
+	}
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	var p Participant
+	err := s.inTx(ctx, func(tx *gorm.DB) error {
+		if len(updates) > 0 {
+			updates["updated_at"] = s.Now()
+			res := tx.Model(&Participant{}).Where("id = ?", id).Updates(updates)
+			if res.Error != nil {
+				return mapDBError(res.Error, "participant")
+			}
+		}
+		return mapDBError(tx.Where("id = ?", id).Take(&p).Error, "participant")
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}

@@ -1,0 +1,323 @@
+package models
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// MaxPriceCents caps a program's price (10 million in major units), far above
+// any real price, so a typo of extra zeros is caught.
+const MaxPriceCents int64 = 10_000_000_00
+
+// DefaultCurrency is the currency of a program created without one.
+const DefaultCurrency = "EUR"
+
+var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+
+// ProgramInput creates a program. Zero Status is draft, empty Currency EUR.
+type ProgramInput struct {
+	Slug            string
+	Title           string
+	Summary         string
+	Description     string
+	Status          ProgramStatus
+	FreeAccessUntil *time.Time
+	PriceCents      int64
+	Currency        string
+}
+
+// ProgramPatch changes the fields that are Set; FreeAccessUntil Null closes
+// the free-access window. Null is refused for every other field.
+type ProgramPatch struct {
+	Slug            Optional[string]
+	Title           Optional[string]
+	Summary         Optional[string]
+	Description     Optional[string]
+	Status          Optional[ProgramStatus]
+	FreeAccessUntil Optional[time.Time]
+	PriceCents      Optional[int64]
+	Currency        Optional[string]
+}
+
+func validStatus(s ProgramStatus) bool {
+	return s == ProgramDraft || s == ProgramPublished || s == ProgramArchived
+}
+
+// checkProgram validates every field of p, so the client sees all problems
+// at once. free_access_until may be in the past: that is a closed window.
+func checkProgram(c *checker, p *Program) {
+	if len(p.Slug) > 100 || !slugRE.MatchString(p.Slug) {
+		c.add("slug", "must be lowercase letters and digits in dash-separated words, at most 100 characters")
+	}
+	c.text("title", p.Title, 1, 200)
+	c.text("summary", p.Summary, 0, 1000)
+	c.text("description", p.Description, 0, 100000)
+	if !validStatus(p.Status) {
+		c.add("status", "must be one of: draft, published, archived")
+	}
+	if p.PriceCents < 0 || p.PriceCents > MaxPriceCents {
+		c.add("price_cents", fmt.Sprintf("must be from 0 to %d", MaxPriceCents))
+	}
+	if !currencyRE.MatchString(p.Currency) {
+		c.add("currency", "must be a three-letter ISO 4217 code in capitals, such as EUR")
+	}
+}
+
+// programWriteError turns a write's database error into the error the coach
+// can act on.
+func programWriteError(err error, slug string) error {
+	if isUniqueViolation(err, "programs_slug_key") {
+		e := &Error{Kind: KindConflict, Code: "slug_taken", Message: fmt.Sprintf("Another program already uses the slug %q.", slug), Err: err}
+		e.Fields = []FieldError{{Field: "slug", Message: "is already used by another program"}}
+		return e
+	}
+	return mapDBError(err, "program")
+}
+
+// CreateProgram adds a program; a duplicate slug is 409 slug_taken.
+func (s *Service) CreateProgram(ctx context.Context, in ProgramInput) (*Program, error) {
+	now := s.Now()
+	p := &Program{
+		Slug: in.Slug, Title: in.Title, Summary: in.Summary, Description: in.Description,
+		Status: in.Status, FreeAccessUntil: in.FreeAccessUntil, PriceCents: in.PriceCents, Currency: in.Currency,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if p.Status == "" {
+		p.Status = ProgramDraft
+	}
+	if p.Currency == "" {
+		p.Currency = DefaultCurrency
+	}
+	if p.FreeAccessUntil != nil {
+		t := p.FreeAccessUntil.UTC()
+		p.FreeAccessUntil = &t
+	}
+	var c checker
+	checkProgram(&c, p)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	if err := s.db.WithContext(ctx).Create(p).Error; err != nil {
+		return nil, programWriteError(err, p.Slug)
+	}
+	return p, nil
+}
+
+// GetProgram returns any program, whatever its status.
+func (s *Service) GetProgram(ctx context.Context, id uuid.UUID) (*Program, error) {
+	var p Program
+	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&p).Error; err != nil {
+		return nil, mapDBError(err, "program")
+	}
+	return &p, nil
+}
+
+// ListPrograms lists programs newest first, optionally only those with the
+// status ("" for all).
+func (s *Service) ListPrograms(ctx context.Context, status string, pp PageParams) (Page[Program], error) {
+	q := s.db.WithContext(ctx).Model(&Program{})
+	if status != "" {
+		if !validStatus(ProgramStatus(status)) {
+			e := E(KindBadRequest, "invalid_query", "status must be one of draft, published, archived.")
+			e.Fields = []FieldError{{Field: "status", Message: "must be one of: draft, published, archived"}}
+			return Page[Program]{}, e
+		}
+		q = q.Where("status = ?", status)
+	}
+	return listProgramsNewestFirst(q, pp)
+}
+
+// listProgramsNewestFirst pages q by (created_at, id) descending.
+func listProgramsNewestFirst(q *gorm.DB, pp PageParams) (Page[Program], error) {
+	cur, err := pp.decode()
+	if err != nil {
+		return Page[Program]{}, err
+	}
+	if cur != nil {
+		q = q.Where("(created_at, id) < (?, ?)", cur.At, cur.ID)
+	}
+	limit := pp.limit()
+	var rows []Program
+	if err := q.Order("created_at DESC, id DESC").Limit(limit + 1).Find(&rows).Error; err != nil {
+		return Page[Program]{}, fmt.Errorf("list programs: %w", err)
+	}
+	return pageOf(rows, limit, func(p Program) cursor { return cursor{At: p.CreatedAt, ID: p.ID} }), nil
+}
+
+// UpdateProgram changes only the fields set in patch.
+func (s *Service) UpdateProgram(ctx context.Context, id uuid.UUID, patch ProgramPatch) (*Program, error) {
+	var c checker
+	notNull := func(field string, set, null bool) {
+		if set && null {
+			c.add(field, "must not be null")
+		}
+	}
+	notNull("slug", patch.Slug.Set, patch.Slug.Null)
+	notNull("title", patch.Title.Set, patch.Title.Null)
+	notNull("summary", patch.Summary.Set, patch.Summary.Null)
+	notNull("description", patch.Description.Set, patch.Description.Null)
+	notNull("status", patch.Status.Set, patch.Status.Null)
+	notNull("price_cents", patch.PriceCents.Set, patch.PriceCents.Null)
+	notNull("currency", patch.Currency.Set, patch.Currency.Null)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+
+	var p Program
+	err := s.inTx(ctx, func(tx *gorm.DB) error {
+		if err := tx.Clauses(catalogRowLock).Where("id = ?", id).Take(&p).Error; err != nil {
+			return mapDBError(err, "program")
+		}
+		changes := map[string]any{}
+		if patch.Slug.Set {
+			p.Slug, changes["slug"] = patch.Slug.Value, patch.Slug.Value
+		}
+		if patch.Title.Set {
+			p.Title, changes["title"] = patch.Title.Value, patch.Title.Value
+		}
+		if patch.Summary.Set {
+			p.Summary, changes["summary"] = patch.Summary.Value, patch.Summary.Value
+		}
+		if patch.Description.Set {
+			p.Description, changes["description"] = patch.Description.Value, patch.Description.Value
+		}
+		if patch.Status.Set {
+			p.Status, changes["status"] = patch.Status.Value, patch.Status.Value
+		}
+		if patch.FreeAccessUntil.Set {
+			if patch.FreeAccessUntil.Null {
+				p.FreeAccessUntil = nil
+			} else {
+				t := patch.FreeAccessUntil.Value.UTC()
+				p.FreeAccessUntil = &t
+			}
+			changes["free_access_until"] = p.FreeAccessUntil
+		}
+		if patch.PriceCents.Set {
+			p.PriceCents, changes["price_cents"] = patch.PriceCents.Value, patch.PriceCents.Value
+		}
+		if patch.Currency.Set {
+			p.Currency, changes["currency"] = patch.Currency.Value, patch.Currency.Value
+		}
+		checkProgram(&c, &p)
+		if err := c.err(); err != nil {
+			return err
+		}
+		if len(changes) == 0 {
+			return nil
+		}
+		p.UpdatedAt = s.Now()
+		changes["updated_at"] = p.UpdatedAt
+		if err := tx.Model(&Program{}).Where("id = ?", id).Updates(changes).Error; err != nil {
+			return programWriteError(err, p.Slug)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+var errProgramInUse = E(KindConflict, "program_in_use",
+	"Participants hold access to this program, so it cannot be deleted. Set its status to archived instead: that hides it from the catalogue and keeps their access and history.")
+
+// DeleteProgram deletes a program and its lessons, unless anyone was ever
+// granted access to it: her grant, progress and consents would lose their
+// program, so the coach archives it instead.
+func (s *Service) DeleteProgram(ctx context.Context, id uuid.UUID) error {
+	return s.inTx(ctx, func(tx *gorm.DB) error {
+		// The row lock conflicts with the key-share lock a concurrent grant
+		// takes through its foreign key, so no grant slips in between the
+		// check and the delete.
+		var p Program
+		if err := tx.Clauses(catalogRowLock).Select("id").Where("id = ?", id).Take(&p).Error; err != nil {
+			return mapDBError(err, "program")
+		}
+		var inUse bool
+		if err := tx.Raw(`SELECT EXISTS (SELECT 1 FROM access_grants WHERE program_id = ?)`, id).Scan(&inUse).Error; err != nil {
+			return fmt.Errorf("check program grants: %w", err)
+		}
+		if inUse {
+			return errProgramInUse
+		}
+		if err := tx.Exec(`DELETE FROM programs WHERE id = ?`, id).Error; err != nil {
+			if code, _ := pgCode(err); code == pgForeignKeyViolation {
+				return errProgramInUse
+			}
+			return mapDBError(err, "program")
+		}
+		return nil
+	})
+}
+
+// CatalogProgram is a published program as the catalogue lists it, with
+// whether free access can be claimed right now.
+type CatalogProgram struct {
+	Program
+	FreeAccessOpen bool
+}
+
+// PublishedProgram is a catalogue page: the program and the outline of its
+// published lessons.
+type PublishedProgram struct {
+	CatalogProgram
+	Lessons []LessonOutline
+}
+
+// LessonOutline is a lesson's place in a program, without its content.
+type LessonOutline struct {
+	ID               uuid.UUID
+	Position         int
+	Title            string
+	FreePreview      bool
+	UnlockOffsetDays int
+	DurationSeconds  *int
+}
+
+// ListPublishedPrograms is the public catalogue, newest first.
+func (s *Service) ListPublishedPrograms(ctx context.Context, pp PageParams) (Page[CatalogProgram], error) {
+	page, err := listProgramsNewestFirst(s.db.WithContext(ctx).Model(&Program{}).Where("status = ?", ProgramPublished), pp)
+	if err != nil {
+		return Page[CatalogProgram]{}, err
+	}
+	now := s.Now()
+	out := Page[CatalogProgram]{Items: make([]CatalogProgram, len(page.Items)), NextCursor: page.NextCursor}
+	for i, p := range page.Items {
+		out.Items[i] = CatalogProgram{Program: p, FreeAccessOpen: p.FreeAccessOpen(now)}
+	}
+	return out, nil
+}
+
+// GetPublishedProgram is the public program page. It is the busiest read of
+// a launch, so it is two indexed queries and no rendering: draft, archived
+// and unknown programs are all simply not found.
+func (s *Service) GetPublishedProgram(ctx context.Context, slug string) (*PublishedProgram, error) {
+	if len(slug) > 100 || !slugRE.MatchString(slug) {
+		return nil, NotFound("program")
+	}
+	db := s.db.WithContext(ctx)
+	out := &PublishedProgram{}
+	err := db.Raw(`SELECT * FROM programs WHERE slug = ? AND status = ?`, slug, ProgramPublished).Take(&out.Program).Error
+	if err != nil {
+		return nil, mapDBError(err, "program")
+	}
+	out.Lessons = []LessonOutline{}
+	err = db.Raw(`SELECT id, position, title, free_preview, unlock_offset_days, duration_seconds
+		FROM lessons WHERE program_id = ? AND published ORDER BY position`, out.Program.ID).Scan(&out.Lessons).Error
+	if err != nil {
+		return nil, fmt.Errorf("program outline: %w", err)
+	}
+	out.FreeAccessOpen = out.Program.FreeAccessOpen(s.Now())
+	return out, nil
+}
+
+// catalogRowLock is SELECT ... FOR UPDATE: the program row is the lock that
+// serialises every change to its lessons' order.
+var catalogRowLock = clause.Locking{Strength: "UPDATE"}

@@ -1,0 +1,51 @@
+package models
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// RateLimit allows Max hits per Window.
+type RateLimit struct {
+	Max    int
+	Window time.Duration
+}
+
+// allow counts one hit against key in a fixed window kept in Postgres, so the
+// limit holds across every instance of the service. It returns a
+// rate_limited error carrying how long to wait.
+func (s *Service) allow(ctx context.Context, key string, l RateLimit) error {
+	if l.Max <= 0 {
+		return nil
+	}
+	now := s.Now()
+	var row struct {
+		WindowStart time.Time
+		Hits        int
+	}
+	err := s.db.WithContext(ctx).Raw(`
+		INSERT INTO rate_limits AS r (key, window_start, hits) VALUES (?, ?, 1)
+		ON CONFLICT (key) DO UPDATE SET
+			window_start = CASE WHEN r.window_start <= ?::timestamptz - make_interval(secs => ?) THEN excluded.window_start ELSE r.window_start END,
+			hits         = CASE WHEN r.window_start <= ?::timestamptz - make_interval(secs => ?) THEN 1 ELSE r.hits + 1 END
+		RETURNING window_start, hits`,
+		key, now, now, l.Window.Seconds(), now, l.Window.Seconds()).Scan(&row).Error
+	if err != nil {
+		return fmt.Errorf("rate limit %s: %w", key, err)
+	}
+	if row.Hits > l.Max {
+		wait := row.WindowStart.Add(l.Window).Sub(now)
+		if wait < time.Second {
+			wait = time.Second
+		}
+		return &Error{Kind: KindRateLimited, Code: "rate_limited", Message: "Too many attempts. Please wait a moment and try again.", RetryAfter: wait}
+	}
+	return nil
+}
+
+// PruneRateLimits deletes windows that ended, so the table stays small.
+func (s *Service) PruneRateLimits(ctx context.Context, olderThan time.Duration) (int64, error) {
+	res := s.db.WithContext(ctx).Exec(`DELETE FROM rate_limits WHERE window_start < ?`, s.Now().Add(-olderThan))
+	return res.RowsAffected, res.Error
+}

@@ -1,0 +1,29 @@
+package models_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/modelstest"
+)
+
+func TestPruneRateLimitsKeepsCurrentWindows(t *testing.T) {
+	svc, clock, db := modelstest.NewService(t)
+	ctx := context.Background()
+	if err := db.Exec(`INSERT INTO rate_limits (key, window_start, hits) VALUES ('old', ?, 3), ('new', ?, 1)`,
+		clock.Now().Add(-2*time.Hour), clock.Now()).Error; err != nil {
+		t.Fatal(err)
+	}
+	n, err := svc.PruneRateLimits(ctx, time.Hour)
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d, %v; want 1", n, err)
+	}
+	var keys []string
+	db.Raw(`SELECT key FROM rate_limits`).Scan(&keys)
+	if len(keys) != 1 || keys[0] != "new" {
+		t.Fatalf("left %v, want [new]", keys)
+	}
+	_ = models.DefaultLimits()
+}

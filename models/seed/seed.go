@@ -1,0 +1,119 @@
+package seed
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/grace-coaching/grace/models"
+)
+
+// AdminEmail is the admin coach the seed creates when there is none.
+const AdminEmail = "admin@grace.localhost"
+
+// freeWindow is how long the seeded free-access window stays open.
+const freeWindow = 30 * 24 * time.Hour
+
+// Run loads the Say No With Grace workshop and, when the database has no
+// admin, an admin coach whose generated password is printed once. Running it
+// again creates nothing twice: it only fills in what is missing, and never
+// overwrites what the coach has since edited.
+func Run(ctx context.Context, svc *models.Service, out io.Writer) error {
+	program, created, err := ensureProgram(ctx, svc)
+	if err != nil {
+		return err
+	}
+	added, err := ensureLessons(ctx, svc, program.ID)
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Fprintf(out, "seeded program %q (%s): published, free access open until %s, %d lessons\n",
+			program.Title, program.Slug, program.FreeAccessUntil.Format(time.RFC3339), added)
+	} else {
+		fmt.Fprintf(out, "program %q already present; added %d missing lessons\n", program.Slug, added)
+	}
+	return ensureAdmin(ctx, svc, out)
+}
+
+func ensureProgram(ctx context.Context, svc *models.Service) (*models.Program, bool, error) {
+	var p models.Program
+	err := svc.DB().WithContext(ctx).Where("slug = ?", ProgramSlug).Take(&p).Error
+	if err == nil {
+		return &p, false, nil
+	}
+	if !errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, false, err
+	}
+	desc, err := Content.ReadFile(DescriptionFile)
+	if err != nil {
+		return nil, false, err
+	}
+	until := svc.Now().Add(freeWindow)
+	created, err := svc.CreateProgram(ctx, models.ProgramInput{
+		Slug: ProgramSlug, Title: ProgramTitle, Summary: ProgramSummary, Description: string(desc),
+		Status: models.ProgramPublished, FreeAccessUntil: &until, PriceCents: PriceCents, Currency: Currency,
+	})
+	if models.IsCode(err, "slug_taken") { // another seed won the race
+		return ensureProgram(ctx, svc)
+	}
+	return created, err == nil, err
+}
+
+func ensureLessons(ctx context.Context, svc *models.Service, programID uuid.UUID) (int, error) {
+	var titles []string
+	if err := svc.DB().WithContext(ctx).Model(&models.Lesson{}).Where("program_id = ?", programID).Pluck("title", &titles).Error; err != nil {
+		return 0, err
+	}
+	have := make(map[string]bool, len(titles))
+	for _, t := range titles {
+		have[t] = true
+	}
+	added := 0
+	for _, l := range Lessons {
+		if have[l.Title] {
+			continue
+		}
+		body, err := Content.ReadFile(l.File)
+		if err != nil {
+			return added, err
+		}
+		media, dur := l.MediaURL, l.DurationSeconds
+		_, err = svc.CreateLesson(ctx, programID, models.LessonInput{
+			Title: l.Title, Body: string(body), MediaURL: &media, DurationSeconds: &dur,
+			FreePreview: l.FreePreview, UnlockOffsetDays: l.UnlockOffsetDays, Published: true,
+		})
+		if err != nil {
+			return added, fmt.Errorf("seed lesson %q: %w", l.Title, err)
+		}
+		added++
+	}
+	return added, nil
+}
+
+func ensureAdmin(ctx context.Context, svc *models.Service, out io.Writer) error {
+	var admins int64
+	if err := svc.DB().WithContext(ctx).Model(&models.Coach{}).Where("role = ? AND active", models.RoleAdmin).Count(&admins).Error; err != nil {
+		return err
+	}
+	if admins > 0 {
+		return nil
+	}
+	b := make([]byte, 18)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	password := base64.RawURLEncoding.EncodeToString(b)
+	if _, err := svc.CreateCoach(ctx, models.CreateCoachInput{Email: AdminEmail, Name: "Admin", Role: models.RoleAdmin, Password: password}); err != nil {
+		return fmt.Errorf("seed admin: %w", err)
+	}
+	fmt.Fprintf(out, "created admin coach %s with password %s\nThis password is shown once; change it with a password reset.\n", AdminEmail, password)
+	return nil
+}

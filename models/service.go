@@ -1,0 +1,74 @@
+package models
+
+import (
+	"log/slog"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Service is the domain: every rule about coaches, programs, access and
+// email lives behind its methods. Handlers call exactly one of them.
+type Service struct {
+	db     *gorm.DB
+	clock  Clock
+	log    *slog.Logger
+	hasher *PasswordHasher
+	limits Limits
+}
+
+// Limits are the rate limits; tests shrink windows through the clock, not these.
+type Limits struct {
+	LoginPerIP       RateLimit
+	LoginPerEmail    RateLimit
+	ResetPerIP       RateLimit
+	ResetPerEmail    RateLimit
+	PortalLinkPerIP  RateLimit
+	PortalLinkPerKey RateLimit // per email
+	SessionPerIP     RateLimit // code and token exchanges
+}
+
+// DefaultLimits are generous for people and tight for scripts.
+func DefaultLimits() Limits {
+	return Limits{
+		LoginPerIP:       RateLimit{Max: 20, Window: 15 * time.Minute},
+		LoginPerEmail:    RateLimit{Max: 5, Window: 15 * time.Minute},
+		ResetPerIP:       RateLimit{Max: 10, Window: time.Hour},
+		ResetPerEmail:    RateLimit{Max: 3, Window: time.Hour},
+		PortalLinkPerIP:  RateLimit{Max: 20, Window: 15 * time.Minute},
+		PortalLinkPerKey: RateLimit{Max: 5, Window: 15 * time.Minute},
+		SessionPerIP:     RateLimit{Max: 30, Window: 15 * time.Minute},
+	}
+}
+
+// Deps are what the domain needs from the outside world.
+type Deps struct {
+	DB     *gorm.DB
+	Clock  Clock
+	Log    *slog.Logger
+	Hasher *PasswordHasher
+	Limits *Limits // nil: DefaultLimits
+}
+
+func NewService(d Deps) *Service {
+	if d.Clock == nil {
+		d.Clock = SystemClock{}
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Hasher == nil {
+		d.Hasher = NewPasswordHasher(0)
+	}
+	limits := DefaultLimits()
+	if d.Limits != nil {
+		limits = *d.Limits
+	}
+	return &Service{db: d.DB, clock: d.Clock, log: d.Log, hasher: d.Hasher, limits: limits}
+}
+
+// Now is the service clock's time, in UTC.
+func (s *Service) Now() time.Time { return s.clock.Now().UTC() }
+
+// DB exposes the handle for health checks and the worker.
+func (s *Service) DB() *gorm.DB { return s.db }
