@@ -26,4 +26,4 @@ fmt-check:
 
 # Benchmarks compare Grace's hot paths with bare baselines in the same run.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./bench/...
+	$(GO) run ./bench

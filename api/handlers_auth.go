@@ -9,7 +9,8 @@ import (
 
 type loginRequest struct {
 	// No email format rule: a typo gets the same 401 as a wrong password.
-	Email    string `json:"email" validate:"required,max=254"`
+	Email string `json:"email" validate:"required,max=254"`
+	// Generous, but bounded: every password is fed to argon2.
 	Password string `json:"password" validate:"required,max=1024"`
 }
 

@@ -237,12 +237,26 @@ func (h *handlers) listPortalLessons(c echo.Context) error {
 	return renderPage(c, page, toPortalLessonSummaryResponse)
 }
 
+// getPortalLesson is the portal's hot path. Behind requireParticipant it
+// gates the lesson for the signed-in participant; registered without it, it
+// authenticates the token and gates the lesson in a single query.
 func (h *handlers) getPortalLesson(c echo.Context) error {
+	ctx := c.Request().Context()
+	p, authenticated := c.Get(ctxParticipant).(*models.Participant)
+	token := bearerToken(c)
+	if !authenticated && token == "" {
+		return errNoToken
+	}
 	id, err := pathUUID(c, "id", "lesson")
 	if err != nil {
 		return err
 	}
-	l, err := h.svc.ReadLesson(c.Request().Context(), currentParticipant(c), id)
+	var l *models.PortalLesson
+	if authenticated {
+		l, err = h.svc.ReadLesson(ctx, p, id)
+	} else {
+		l, err = h.svc.ReadLessonWithToken(ctx, token, id)
+	}
 	if err != nil {
 		return err
 	}

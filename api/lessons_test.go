@@ -304,9 +304,8 @@ func TestLessonReorder(t *testing.T) {
 		catBadInput{name: "foreign instead of one", body: map[string]any{"lesson_ids": []string{c, a, stranger}}, fields: []string{"lesson_ids"}},
 		catBadInput{name: "unknown id", body: map[string]any{"lesson_ids": []string{c, a, b, uuid.NewString()}}, fields: []string{"lesson_ids"}},
 		catBadInput{name: "empty", body: map[string]any{"lesson_ids": []string{}}, fields: []string{"lesson_ids"}},
-		catBadInput{name: "not uuids", body: map[string]any{"lesson_ids": []string{"a", "b", "c"}}},
+		catBadInput{name: "not uuids", body: map[string]any{"lesson_ids": []string{"a", "b", "c"}}, code: "undecodable"},
 	)
-	cases[len(cases)-1].status, cases[len(cases)-1].code = 400, "malformed_json"
 	catCheckRefusals(t, env, "PUT", path, tok, cases)
 
 	var out catList[catLesson]

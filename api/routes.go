@@ -27,55 +27,58 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	e.GET("/openapi.yaml", h.openAPI)
 	e.GET("/docs", h.docs)
 
+	// Auth is attached per route, not per group: Echo answers every unknown
+	// path under a group that has middleware with that middleware, so an
+	// unknown URL would say 401 instead of 404.
+	coach := []echo.MiddlewareFunc{h.requireCoach}
+	admin := []echo.MiddlewareFunc{h.requireCoach, h.requireAdmin}
+	portal := []echo.MiddlewareFunc{h.requireParticipant}
+
 	v1 := e.Group("/v1")
 
 	// Public: anyone, no token. Login-style routes are rate limited in the
 	// domain, per IP and per email.
-	public := v1.Group("")
-	public.POST("/auth/login", h.login)
-	public.POST("/auth/password-resets", h.requestPasswordReset)
-	public.POST("/auth/password-resets/confirm", h.confirmPasswordReset)
-	public.GET("/programs", h.listPublicPrograms)
-	public.GET("/programs/:slug", h.getPublicProgram)
-	public.POST("/programs/:slug/free-access", h.claimFreeAccess)
-	public.POST("/portal/login-links", h.createLoginLink)
-	public.POST("/portal/sessions", h.createPortalSession)
+	v1.POST("/auth/login", h.login)
+	v1.POST("/auth/password-resets", h.requestPasswordReset)
+	v1.POST("/auth/password-resets/confirm", h.confirmPasswordReset)
+	v1.GET("/programs", h.listPublicPrograms)
+	v1.GET("/programs/:slug", h.getPublicProgram)
+	v1.POST("/programs/:slug/free-access", h.claimFreeAccess)
+	v1.POST("/portal/login-links", h.createLoginLink)
+	v1.POST("/portal/sessions", h.createPortalSession)
 
-	// Portal: a participant's session token.
-	portal := v1.Group("/portal", h.requireParticipant)
-	portal.DELETE("/sessions/current", h.deletePortalSession)
-	portal.GET("/me", h.getMe)
-	portal.PATCH("/me", h.updateMe)
-	portal.GET("/programs", h.listPortalPrograms)
-	portal.GET("/programs/:slug/lessons", h.listPortalLessons)
-	portal.GET("/lessons/:id", h.getPortalLesson)
-	portal.PUT("/lessons/:id/completion", h.completeLesson)
-	portal.DELETE("/lessons/:id/completion", h.uncompleteLesson)
+	// Portal: a participant's session token; she only ever sees her own data.
+	v1.DELETE("/portal/sessions/current", h.deletePortalSession, portal...)
+	v1.GET("/portal/me", h.getMe, portal...)
+	v1.PATCH("/portal/me", h.updateMe, portal...)
+	v1.GET("/portal/programs", h.listPortalPrograms, portal...)
+	v1.GET("/portal/programs/:slug/lessons", h.listPortalLessons, portal...)
+	v1.GET("/portal/lessons/:id", h.getPortalLesson, portal...)
+	v1.PUT("/portal/lessons/:id/completion", h.completeLesson, portal...)
+	v1.DELETE("/portal/lessons/:id/completion", h.uncompleteLesson, portal...)
 
 	// Coach: any signed-in coach (role admin or coach).
-	coach := v1.Group("", h.requireCoach)
-	coach.POST("/auth/logout", h.logout)
-	coach.GET("/auth/me", h.me)
-	coach.GET("/admin/programs", h.listPrograms)
-	coach.POST("/admin/programs", h.createProgram)
-	coach.GET("/admin/programs/:id", h.getProgram)
-	coach.PATCH("/admin/programs/:id", h.updateProgram)
-	coach.DELETE("/admin/programs/:id", h.deleteProgram)
-	coach.GET("/admin/programs/:id/lessons", h.listLessons)
-	coach.POST("/admin/programs/:id/lessons", h.createLesson)
-	coach.PUT("/admin/programs/:id/lesson-order", h.reorderLessons)
-	coach.GET("/admin/lessons/:id", h.getLesson)
-	coach.PATCH("/admin/lessons/:id", h.updateLesson)
-	coach.DELETE("/admin/lessons/:id", h.deleteLesson)
-	coach.GET("/admin/participants", h.listParticipants)
-	coach.GET("/admin/participants/:id", h.getParticipant)
+	v1.POST("/auth/logout", h.logout, coach...)
+	v1.GET("/auth/me", h.me, coach...)
+	v1.GET("/admin/programs", h.listPrograms, coach...)
+	v1.POST("/admin/programs", h.createProgram, coach...)
+	v1.GET("/admin/programs/:id", h.getProgram, coach...)
+	v1.PATCH("/admin/programs/:id", h.updateProgram, coach...)
+	v1.DELETE("/admin/programs/:id", h.deleteProgram, coach...)
+	v1.GET("/admin/programs/:id/lessons", h.listLessons, coach...)
+	v1.POST("/admin/programs/:id/lessons", h.createLesson, coach...)
+	v1.PUT("/admin/programs/:id/lesson-order", h.reorderLessons, coach...)
+	v1.GET("/admin/lessons/:id", h.getLesson, coach...)
+	v1.PATCH("/admin/lessons/:id", h.updateLesson, coach...)
+	v1.DELETE("/admin/lessons/:id", h.deleteLesson, coach...)
+	v1.GET("/admin/participants", h.listParticipants, coach...)
+	v1.GET("/admin/participants/:id", h.getParticipant, coach...)
 
 	// Admin: role admin only.
-	admin := v1.Group("/admin", h.requireCoach, h.requireAdmin)
-	admin.GET("/coaches", h.listCoaches)
-	admin.POST("/coaches", h.createCoach)
-	admin.PATCH("/coaches/:id", h.updateCoach)
-	admin.DELETE("/coaches/:id", h.deleteCoach)
+	v1.GET("/admin/coaches", h.listCoaches, admin...)
+	v1.POST("/admin/coaches", h.createCoach, admin...)
+	v1.PATCH("/admin/coaches/:id", h.updateCoach, admin...)
+	v1.DELETE("/admin/coaches/:id", h.deleteCoach, admin...)
 
 	// Webhooks: authenticated by signature, not by token (added by the
 	// Stripe and Resend issues).

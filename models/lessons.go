@@ -57,9 +57,9 @@ func checkLesson(c *checker, l *Lesson) {
 	}
 }
 
-// lockProgram takes the program row's lock that serialises every change to
+// lockLessonOrder takes the program row's lock that serialises every change to
 // the order of its lessons, and reports a missing program as not found.
-func lockProgram(tx *gorm.DB, programID uuid.UUID) error {
+func lockLessonOrder(tx *gorm.DB, programID uuid.UUID) error {
 	var p Program
 	if err := tx.Clauses(catalogRowLock).Select("id").Where("id = ?", programID).Take(&p).Error; err != nil {
 		return mapDBError(err, "program")
@@ -95,8 +95,8 @@ func (s *Service) CreateLesson(ctx context.Context, programID uuid.UUID, in Less
 	// the writes.
 	l.BodyHTML = RenderMarkdown(l.Body)
 
-	err := s.inTx(ctx, func(tx *gorm.DB) error {
-		if err := lockProgram(tx, programID); err != nil {
+	err := s.inCatalogTx(ctx, func(tx *gorm.DB) error {
+		if err := lockLessonOrder(tx, programID); err != nil {
 			return err
 		}
 		var last int
@@ -189,7 +189,7 @@ func (s *Service) UpdateLesson(ctx context.Context, id uuid.UUID, patch LessonPa
 	}
 
 	var l Lesson
-	err := s.inTx(ctx, func(tx *gorm.DB) error {
+	err := s.inCatalogTx(ctx, func(tx *gorm.DB) error {
 		if err := tx.Clauses(catalogRowLock).Where("id = ?", id).Take(&l).Error; err != nil {
 			return mapDBError(err, "lesson")
 		}
@@ -264,13 +264,13 @@ func compactPositions(tx *gorm.DB, programID uuid.UUID) error {
 // DeleteLesson deletes a lesson (and participants' completions of it) and
 // closes the gap it leaves in the order.
 func (s *Service) DeleteLesson(ctx context.Context, id uuid.UUID) error {
-	return s.inTx(ctx, func(tx *gorm.DB) error {
+	return s.inCatalogTx(ctx, func(tx *gorm.DB) error {
 		var l Lesson
 		if err := tx.Select("program_id").Where("id = ?", id).Take(&l).Error; err != nil {
 			return mapDBError(err, "lesson")
 		}
 		programID := l.ProgramID
-		if err := lockProgram(tx, programID); err != nil {
+		if err := lockLessonOrder(tx, programID); err != nil {
 			return err
 		}
 		// Deleted concurrently between the read and the lock: not found.
@@ -296,8 +296,8 @@ func (s *Service) ReorderLessons(ctx context.Context, programID uuid.UUID, ids [
 		seen[id] = true
 	}
 	var lessons []Lesson
-	err := s.inTx(ctx, func(tx *gorm.DB) error {
-		if err := lockProgram(tx, programID); err != nil {
+	err := s.inCatalogTx(ctx, func(tx *gorm.DB) error {
+		if err := lockLessonOrder(tx, programID); err != nil {
 			return err
 		}
 		var current []uuid.UUID

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/uuid"
@@ -318,5 +320,119 @@ func TestLessonConcurrentWritesKeepPositionsDense(t *testing.T) {
 	}
 	if got := order(t, db, p.ID); len(got) != 22 {
 		t.Errorf("%d lessons, want 22: %v", len(got), got)
+	}
+}
+
+// The public page is cached, but never behind a write made through the
+// service: publishing, editing or unpublishing shows on the next read.
+func TestLessonWritesShowOnThePublicPageAtOnce(t *testing.T) {
+	svc, _, _ := modelstest.NewService(t)
+	ctx := context.Background()
+	p, err := svc.CreateProgram(ctx, models.ProgramInput{Slug: "live", Title: "Live", Status: models.ProgramPublished})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outline := func() []string {
+		t.Helper()
+		page, err := svc.GetPublishedProgram(ctx, "live")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var titles []string
+		for _, l := range page.Lessons {
+			titles = append(titles, l.Title)
+		}
+		return titles
+	}
+	if got := outline(); len(got) != 0 {
+		t.Fatalf("outline = %v, want empty", got)
+	}
+	l, err := svc.CreateLesson(ctx, p.ID, models.LessonInput{Title: "One", Published: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := outline(); !slices.Equal(got, []string{"One"}) {
+		t.Errorf("after create: %v", got)
+	}
+	two, _ := svc.CreateLesson(ctx, p.ID, models.LessonInput{Title: "Two", Published: true, Position: 1})
+	if got := outline(); !slices.Equal(got, []string{"Two", "One"}) {
+		t.Errorf("after insert: %v", got)
+	}
+	if _, err := svc.ReorderLessons(ctx, p.ID, []uuid.UUID{l.ID, two.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if got := outline(); !slices.Equal(got, []string{"One", "Two"}) {
+		t.Errorf("after reorder: %v", got)
+	}
+	if _, err := svc.UpdateLesson(ctx, l.ID, models.LessonPatch{Published: models.Some(false)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := outline(); !slices.Equal(got, []string{"Two"}) {
+		t.Errorf("after unpublish: %v", got)
+	}
+	if err := svc.DeleteLesson(ctx, two.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := outline(); len(got) != 0 {
+		t.Errorf("after delete: %v", got)
+	}
+	if _, err := svc.UpdateProgram(ctx, p.ID, models.ProgramPatch{Status: models.Some(models.ProgramArchived)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.GetPublishedProgram(ctx, "live"); !models.IsCode(err, "not_found") {
+		t.Errorf("archived program: err = %v, want not_found", err)
+	}
+}
+
+// Readers racing a writer must not put a page read before a write back into
+// the cache after it: a read that starts after a write has returned shows
+// that write or a later one, never an older one.
+func TestLessonPageCacheRacingReadersAndWriter(t *testing.T) {
+	svc, _, _ := modelstest.NewService(t)
+	ctx := context.Background()
+	p, err := svc.CreateProgram(ctx, models.ProgramInput{Slug: "race", Title: "Race", Status: models.ProgramPublished})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := svc.CreateLesson(ctx, p.ID, models.LessonInput{Title: "0", Published: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var committed atomic.Int64 // the last version whose write has returned
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var stale atomic.Int64
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				floor := committed.Load()
+				page, err := svc.GetPublishedProgram(ctx, "race")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if v, _ := strconv.ParseInt(page.Lessons[0].Title, 10, 64); v < floor {
+					stale.Add(1)
+				}
+			}
+		}()
+	}
+	for i := int64(1); i <= 60; i++ {
+		if _, err := svc.UpdateLesson(ctx, l.ID, models.LessonPatch{Title: models.Some(strconv.FormatInt(i, 10))}); err != nil {
+			t.Fatal(err)
+		}
+		committed.Store(i)
+	}
+	close(done)
+	wg.Wait()
+	if n := stale.Load(); n > 0 {
+		t.Errorf("%d reads showed a page older than a write that had already returned", n)
 	}
 }

@@ -30,8 +30,8 @@ type markdownRenderer struct {
 	policy *bluemonday.Policy
 }
 
-// markdown is built on first use; both parts are safe for concurrent use.
-var markdown = sync.OnceValue(func() *markdownRenderer {
+// sharedMarkdown is built on first use; both parts are safe for concurrent use.
+var sharedMarkdown = sync.OnceValue(func() *markdownRenderer {
 	md := goldmark.New(
 		goldmark.WithExtensions(extension.Table, extension.Strikethrough, extension.Linkify),
 		goldmark.WithParserOptions(parser.WithASTTransformers(util.Prioritized(linkRelTransformer{}, 1000))),
@@ -127,7 +127,7 @@ func renderRawHTMLAsText(w util.BufWriter, source []byte, node ast.Node, enterin
 // autolinks to sanitised HTML. It is called when a lesson is written, never
 // when it is read.
 func RenderMarkdown(md string) string {
-	r := markdown()
+	r := sharedMarkdown()
 	var buf bytes.Buffer
 	if err := r.md.Convert([]byte(md), &buf); err != nil {
 		// goldmark only fails when the writer does; a bytes.Buffer does not.

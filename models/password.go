@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -27,6 +28,9 @@ const (
 type PasswordHasher struct {
 	sem   chan struct{}
 	dummy string
+
+	running atomic.Int64
+	peak    atomic.Int64
 }
 
 // NewPasswordHasher allows at most concurrent hashes at once (0: one per CPU).
@@ -42,13 +46,22 @@ func NewPasswordHasher(concurrent int) *PasswordHasher {
 func (h *PasswordHasher) acquire(ctx context.Context) error {
 	select {
 	case h.sem <- struct{}{}:
+		n := h.running.Add(1)
+		for p := h.peak.Load(); n > p && !h.peak.CompareAndSwap(p, n); p = h.peak.Load() {
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (h *PasswordHasher) release() { <-h.sem }
+func (h *PasswordHasher) release() {
+	h.running.Add(-1)
+	<-h.sem
+}
+
+// Peak is the most hashes that have run at once, for tests and metrics.
+func (h *PasswordHasher) Peak() int { return int(h.peak.Load()) }
 
 func (h *PasswordHasher) encode(password, salt []byte) string {
 	key := argon2.IDKey(password, salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)

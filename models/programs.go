@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"runtime"
+	"sync"
 	"time"
+	"weak"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
@@ -45,7 +48,7 @@ type ProgramPatch struct {
 	Currency        Optional[string]
 }
 
-func validStatus(s ProgramStatus) bool {
+func validProgramStatus(s ProgramStatus) bool {
 	return s == ProgramDraft || s == ProgramPublished || s == ProgramArchived
 }
 
@@ -58,7 +61,7 @@ func checkProgram(c *checker, p *Program) {
 	c.text("title", p.Title, 1, 200)
 	c.text("summary", p.Summary, 0, 1000)
 	c.text("description", p.Description, 0, 100000)
-	if !validStatus(p.Status) {
+	if !validProgramStatus(p.Status) {
 		c.add("status", "must be one of: draft, published, archived")
 	}
 	if p.PriceCents < 0 || p.PriceCents > MaxPriceCents {
@@ -106,6 +109,7 @@ func (s *Service) CreateProgram(ctx context.Context, in ProgramInput) (*Program,
 	if err := s.db.WithContext(ctx).Create(p).Error; err != nil {
 		return nil, programWriteError(err, p.Slug)
 	}
+	s.catalogChanged()
 	return p, nil
 }
 
@@ -123,7 +127,7 @@ func (s *Service) GetProgram(ctx context.Context, id uuid.UUID) (*Program, error
 func (s *Service) ListPrograms(ctx context.Context, status string, pp PageParams) (Page[Program], error) {
 	q := s.db.WithContext(ctx).Model(&Program{})
 	if status != "" {
-		if !validStatus(ProgramStatus(status)) {
+		if !validProgramStatus(ProgramStatus(status)) {
 			e := E(KindBadRequest, "invalid_query", "status must be one of draft, published, archived.")
 			e.Fields = []FieldError{{Field: "status", Message: "must be one of: draft, published, archived"}}
 			return Page[Program]{}, e
@@ -170,7 +174,7 @@ func (s *Service) UpdateProgram(ctx context.Context, id uuid.UUID, patch Program
 	}
 
 	var p Program
-	err := s.inTx(ctx, func(tx *gorm.DB) error {
+	err := s.inCatalogTx(ctx, func(tx *gorm.DB) error {
 		if err := tx.Clauses(catalogRowLock).Where("id = ?", id).Take(&p).Error; err != nil {
 			return mapDBError(err, "program")
 		}
@@ -232,7 +236,7 @@ var errProgramInUse = E(KindConflict, "program_in_use",
 // granted access to it: her grant, progress and consents would lose their
 // program, so the coach archives it instead.
 func (s *Service) DeleteProgram(ctx context.Context, id uuid.UUID) error {
-	return s.inTx(ctx, func(tx *gorm.DB) error {
+	return s.inCatalogTx(ctx, func(tx *gorm.DB) error {
 		// The row lock conflicts with the key-share lock a concurrent grant
 		// takes through its foreign key, so no grant slips in between the
 		// check and the delete.
@@ -295,16 +299,35 @@ func (s *Service) ListPublishedPrograms(ctx context.Context, pp PageParams) (Pag
 	return out, nil
 }
 
-// GetPublishedProgram is the public program page. It is the busiest read of
-// a launch, so it is two indexed queries and no rendering: draft, archived
-// and unknown programs are all simply not found.
+// GetPublishedProgram is the public program page, the read every campaign
+// email sends a crowd to. Pages are served from a short-lived in-process
+// cache (see programPageCache); a miss costs two indexed queries. Nothing is
+// rendered: the description stays Markdown. Draft, archived and unknown
+// programs are all simply not found. The result's Lessons are shared with
+// the cache: read them, do not change them.
 func (s *Service) GetPublishedProgram(ctx context.Context, slug string) (*PublishedProgram, error) {
 	if len(slug) > 100 || !slugRE.MatchString(slug) {
 		return nil, NotFound("program")
 	}
+	cache := s.programPages()
+	page, gen := cache.get(slug)
+	if page == nil {
+		var err error
+		if page, err = s.loadPublishedProgram(ctx, slug); err != nil {
+			return nil, err
+		}
+		cache.put(slug, page, gen)
+	}
+	out := *page
+	// Computed on every read, so the window closes on time whatever the cache holds.
+	out.FreeAccessOpen = out.Program.FreeAccessOpen(s.Now())
+	return &out, nil
+}
+
+func (s *Service) loadPublishedProgram(ctx context.Context, slug string) (*PublishedProgram, error) {
 	db := s.db.WithContext(ctx)
 	out := &PublishedProgram{}
-	err := db.Raw(`SELECT * FROM programs WHERE slug = ? AND status = ?`, slug, ProgramPublished).Take(&out.Program).Error
+	err := db.Where("slug = ? AND status = ?", slug, ProgramPublished).Take(&out.Program).Error
 	if err != nil {
 		return nil, mapDBError(err, "program")
 	}
@@ -314,9 +337,99 @@ func (s *Service) GetPublishedProgram(ctx context.Context, slug string) (*Publis
 	if err != nil {
 		return nil, fmt.Errorf("program outline: %w", err)
 	}
-	out.FreeAccessOpen = out.Program.FreeAccessOpen(s.Now())
 	return out, nil
 }
+
+// The public program page is what a launch-day crowd hits, all at once and
+// all for the same few slugs, so each process keeps the pages it served in
+// memory for programPageTTL. Every catalogue write through this process
+// purges them at once; other processes see it within the TTL. Only pages
+// that exist are kept, so random slugs cannot fill memory.
+const (
+	programPageTTL = time.Second
+	programPageMax = 1024
+)
+
+type programPageCache struct {
+	mu sync.RWMutex
+	// gen counts purges: a page read from the database is stored only if no
+	// write committed since the read began.
+	gen     uint64
+	entries map[string]programPageEntry
+}
+
+type programPageEntry struct {
+	page    *PublishedProgram
+	expires time.Time // wall clock with monotonic reading: a cache, not a domain rule
+}
+
+// get returns the cached page (nil when absent or expired) and the
+// generation to pass to put.
+func (c *programPageCache) get(slug string) (*PublishedProgram, uint64) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if e, ok := c.entries[slug]; ok && time.Now().Before(e.expires) {
+		return e.page, c.gen
+	}
+	return nil, c.gen
+}
+
+func (c *programPageCache) put(slug string, page *PublishedProgram, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	now := time.Now()
+	if len(c.entries) >= programPageMax {
+		for k, e := range c.entries {
+			if !now.Before(e.expires) {
+				delete(c.entries, k)
+			}
+		}
+		if len(c.entries) >= programPageMax {
+			clear(c.entries)
+		}
+	}
+	c.entries[slug] = programPageEntry{page: page, expires: now.Add(programPageTTL)}
+}
+
+func (c *programPageCache) purge() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	clear(c.entries)
+}
+
+// programPageCaches holds each Service's page cache, keyed weakly so a
+// Service (tests make one per database) is not kept alive by its cache.
+var programPageCaches sync.Map // weak.Pointer[Service] -> *programPageCache
+
+func (s *Service) programPages() *programPageCache {
+	key := weak.Make(s)
+	if c, ok := programPageCaches.Load(key); ok {
+		return c.(*programPageCache)
+	}
+	c, loaded := programPageCaches.LoadOrStore(key, &programPageCache{entries: map[string]programPageEntry{}})
+	if !loaded {
+		runtime.AddCleanup(s, func(k weak.Pointer[Service]) { programPageCaches.Delete(k) }, key)
+	}
+	return c.(*programPageCache)
+}
+
+// inCatalogTx is inTx for writes to programs and lessons: once fn has
+// committed, this process's public pages are purged.
+func (s *Service) inCatalogTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	if err := s.inTx(ctx, fn); err != nil {
+		return err
+	}
+	s.catalogChanged()
+	return nil
+}
+
+// catalogChanged is called after every committed write to programs or
+// lessons, so this process never serves a page older than its own writes.
+func (s *Service) catalogChanged() { s.programPages().purge() }
 
 // catalogRowLock is SELECT ... FOR UPDATE: the program row is the lock that
 // serialises every change to its lessons' order.

@@ -60,6 +60,12 @@ func NewService(d Deps) *Service {
 	if d.Hasher == nil {
 		d.Hasher = NewPasswordHasher(0)
 	}
+	// GORM stamps created_at/updated_at itself; it must read the same clock
+	// as the rules, or a test that moves time sees rows from another era.
+	if d.DB != nil {
+		clock := d.Clock
+		d.DB.Config.NowFunc = func() time.Time { return clock.Now().UTC() }
+	}
 	limits := DefaultLimits()
 	if d.Limits != nil {
 		limits = *d.Limits

@@ -26,7 +26,7 @@ func randomToken(t testing.TB) string {
 // Coach creates an active coach with the role and returns her and a live token.
 func (e *Env) Coach(t testing.TB, email string, role models.Role) (*models.Coach, string) {
 	t.Helper()
-	c := &models.Coach{Email: email, Name: "Coach " + email, Role: role, Active: true}
+	c := &models.Coach{Email: email, Name: "Coach " + email, Role: role, Active: true, CreatedAt: e.Clock.Now()}
 	if err := e.DB.Create(c).Error; err != nil {
 		t.Fatalf("create coach: %v", err)
 	}

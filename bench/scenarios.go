@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/grace-coaching/grace/models"
+)
+
+// scenario is one comparison: a Grace route against the least code that could
+// give a similar answer, timed side by side, so the ratio shows what Grace's
+// layers cost and not how fast this machine is.
+type scenario struct {
+	name string
+	// grace and baseline say what each side does, for the report.
+	grace, baseline string
+	// minRatio is the target: Grace's requests/s over the baseline's.
+	minRatio float64
+	// maxP99Ratio caps Grace's p99 latency over the baseline's; 0: no cap.
+	maxP99Ratio float64
+	// setup builds the fixtures, registers the baseline's route on b.bare and
+	// returns the request each side is timed with.
+	setup func(ctx context.Context, b *bench) (grace, baseline request, err error)
+}
+
+// request makes one request against a server's base URL. It runs for every
+// request, so a scenario that must vary its body (a webhook's event id) can.
+type request func(ctx context.Context, base string) (*http.Request, error)
+
+// get is a request for a fixed path.
+func get(path string, header http.Header) request {
+	return func(ctx context.Context, base string) (*http.Request, error) {
+		r, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range header {
+			r.Header[k] = v
+		}
+		return r, nil
+	}
+}
+
+// scenarios is every comparison, in report order. Seat holds (against a bare
+// single-row UPDATE) and webhook ingest (against a bare INSERT) are added here
+// by their issues.
+var scenarios = []scenario{
+	{
+		name:        "portal-lesson",
+		grace:       "GET /v1/portal/lessons/{id}: token -> participant -> gate -> lesson",
+		baseline:    "bare Echo + pgx: SELECT id, title, body_html FROM lessons WHERE id = $1",
+		minRatio:    0.5,
+		maxP99Ratio: 2,
+		setup:       setupPortalLesson,
+	},
+	{
+		name:     "program-page",
+		grace:    "GET /v1/programs/{slug}: the public program page",
+		baseline: "bare Echo: the same JSON object from memory, no database",
+		minRatio: 0.8,
+		setup:    setupProgramPage,
+	},
+}
+
+// setupPortalLesson: a woman with an enrolment that started a week ago reads
+// a day-3 lesson, so every step of the gate runs and the lesson is unlocked.
+func setupPortalLesson(ctx context.Context, b *bench) (request, request, error) {
+	prog, err := b.program(ctx, "portal-lesson-bench", 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	lesson, err := b.svc.CreateLesson(ctx, prog.ID, models.LessonInput{
+		Title: "Day 3: The pause before yes", Body: lessonMarkdown(6 << 10),
+		DurationSeconds: ptr(900), UnlockOffsetDays: 3, Published: true,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("create lesson: %w", err)
+	}
+	p := &models.Participant{Email: "bench.reader@example.com", Name: "Bench Reader", Timezone: "Europe/Berlin"}
+	if err := b.db.WithContext(ctx).Create(p).Error; err != nil {
+		return nil, nil, fmt.Errorf("create participant: %w", err)
+	}
+	token, err := randomToken()
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	session := &models.ParticipantSession{ParticipantID: p.ID, TokenHash: models.HashToken(token), ExpiresAt: now.Add(models.ParticipantSessionTTL)}
+	if err := b.db.WithContext(ctx).Create(session).Error; err != nil {
+		return nil, nil, fmt.Errorf("create session: %w", err)
+	}
+	grant := &models.AccessGrant{ParticipantID: p.ID, ProgramID: prog.ID, Source: models.GrantEnrollment, StartsAt: now.AddDate(0, 0, -7)}
+	if err := b.db.WithContext(ctx).Create(grant).Error; err != nil {
+		return nil, nil, fmt.Errorf("create grant: %w", err)
+	}
+
+	// The baseline parses the id too, as Grace must, and answers with the
+	// lesson's HTML: the least a portal lesson page needs.
+	b.bare.GET("/lessons/:id", func(c echo.Context) error {
+		id, err := uuid.Parse(c.Param("id"))
+		if err != nil {
+			return echo.ErrNotFound
+		}
+		var out struct {
+			ID       uuid.UUID `json:"id"`
+			Title    string    `json:"title"`
+			BodyHTML string    `json:"body_html"`
+		}
+		err = b.pool.QueryRow(c.Request().Context(), `SELECT id, title, body_html FROM lessons WHERE id = $1`, id).
+			Scan(&out.ID, &out.Title, &out.BodyHTML)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, out)
+	})
+	auth := http.Header{"Authorization": {"Bearer " + token}}
+	return get("/v1/portal/lessons/"+lesson.ID.String(), auth), get("/lessons/"+lesson.ID.String(), nil), nil
+}
+
+// programPage mirrors the public program page, so the baseline encodes an
+// object of the same shape and size as Grace's answer.
+type programPage struct {
+	ID              uuid.UUID  `json:"id"`
+	Slug            string     `json:"slug"`
+	Title           string     `json:"title"`
+	Summary         string     `json:"summary"`
+	Description     string     `json:"description"`
+	PriceCents      int64      `json:"price_cents"`
+	Currency        string     `json:"currency"`
+	FreeAccessUntil *time.Time `json:"free_access_until"`
+	FreeAccessOpen  bool       `json:"free_access_open"`
+	Lessons         []struct {
+		ID               uuid.UUID `json:"id"`
+		Position         int       `json:"position"`
+		Title            string    `json:"title"`
+		FreePreview      bool      `json:"free_preview"`
+		UnlockOffsetDays int       `json:"unlock_offset_days"`
+		DurationSeconds  *int      `json:"duration_seconds"`
+	} `json:"lessons"`
+}
+
+// setupProgramPage: a launch-day program page with a real description and
+// a seven-lesson outline.
+func setupProgramPage(ctx context.Context, b *bench) (request, request, error) {
+	prog, err := b.program(ctx, "say-no-with-grace-bench", 7)
+	if err != nil {
+		return nil, nil, err
+	}
+	path := "/v1/programs/" + prog.Slug
+
+	// The baseline's object is Grace's own answer, asked once in process, so
+	// the two sides encode the same data.
+	rec := httptest.NewRecorder()
+	b.grace.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, path, nil))
+	if rec.Code != http.StatusOK {
+		return nil, nil, fmt.Errorf("GET %s: status %d: %s", path, rec.Code, snippet(rec.Body.Bytes()))
+	}
+	var page programPage
+	if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil {
+		return nil, nil, fmt.Errorf("decode program page: %w", err)
+	}
+	b.bare.GET("/programs/:slug", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, &page)
+	})
+	return get(path, nil), get("/programs/"+prog.Slug, nil), nil
+}
+
+// program creates a published program with an open free-access window and,
+// when lessons > 1, an outline of lessons-1 short published lessons, the
+// first a free preview.
+func (b *bench) program(ctx context.Context, slug string, lessons int) (*models.Program, error) {
+	until := time.Now().AddDate(0, 0, 30)
+	prog, err := b.svc.CreateProgram(ctx, models.ProgramInput{
+		Slug: slug, Title: "Say No With Grace",
+		Summary:     "A free seven-day workshop on saying no kindly and without guilt, for women who have been taught that their needs come last.",
+		Description: programMarkdown,
+		Status:      models.ProgramPublished, FreeAccessUntil: &until, PriceCents: 9700, Currency: "EUR",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create program: %w", err)
+	}
+	for i := 1; i < lessons; i++ {
+		_, err := b.svc.CreateLesson(ctx, prog.ID, models.LessonInput{
+			Title: fmt.Sprintf("Day %d: %s", i, dayTitles[(i-1)%len(dayTitles)]), Body: lessonMarkdown(1 << 10),
+			DurationSeconds: ptr(600 + 60*i), FreePreview: i == 1, UnlockOffsetDays: i - 1, Published: true,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("create lesson %d: %w", i, err)
+		}
+	}
+	return prog, nil
+}
+
+var dayTitles = []string{
+	"Noticing the automatic yes", "Where the guilt comes from", "The pause before yes",
+	"Saying no without explaining", "When they push back", "Kindness that includes you",
+}
+
+const programMarkdown = `## What this workshop is
+
+Seven short lessons, one a day, on the moment someone asks for more than you
+want to give. You will learn to **notice** the automatic yes, to **pause**, and
+to answer with a no that is kind to them *and* to you.
+
+## Who it is for
+
+Women who were taught that their needs come last, and especially those
+rebuilding trust in their own judgement after a relationship that punished
+every boundary. You need no experience with coaching or therapy.
+
+## What you will practise
+
+- Recognising the body's first signal that you are about to over-commit
+- Three sentences that decline without apologising
+- Holding your answer when someone pushes, sulks or bargains
+- Undoing a yes you regret, gracefully
+
+Each lesson takes ten to fifteen minutes and ends with one small exercise for
+the day. Everything you write stays private to you.
+`
+
+// lessonMarkdown is a lesson body whose rendered HTML is at least minHTML
+// bytes, written the way coaches write: headings, lists and emphasis.
+func lessonMarkdown(minHTML int) string {
+	const section = `## Part %d: the moment before you answer
+
+When someone asks you for something, there is a moment, often less than a
+second, before the *yes* leaves your mouth. Today we slow that moment down.
+Notice what happens in your body: a tightening in the chest, a smile that
+arrives before you have decided, the urge to fill the silence.
+
+> "I'll have to check and get back to you" is a complete sentence.
+
+Try this three times today:
+
+1. Hear the request to the end without answering.
+2. Take one full breath and notice what you **want**, not what you should do.
+3. Answer only then, even if the answer is still yes.
+
+If the old guilt arrives, name it kindly: *this is the habit, not the truth*.
+You are allowed to take up space, to need time, and to change your mind.
+
+`
+	var sb strings.Builder
+	for i := 1; len(models.RenderMarkdown(sb.String())) < minHTML; i++ {
+		fmt.Fprintf(&sb, section, i)
+	}
+	return sb.String()
+}
+
+// randomToken makes a portal token the way the domain does: 32 random bytes,
+// of which only the hash is stored.
+func randomToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// snippet shortens a response body for an error message.
+func snippet(b []byte) string {
+	const limit = 300
+	if len(b) > limit {
+		return string(b[:limit]) + "..."
+	}
+	return string(b)
+}
