@@ -91,7 +91,11 @@ func decodeError(err error) error {
 		e.Fields = []models.FieldError{{Field: field, Message: "is not a known field"}}
 		return e
 	}
-	return models.E(models.KindBadRequest, "malformed_json", "The body is not valid JSON: %v", err)
+	// Valid JSON whose value a field's own decoder refused (a date that is
+	// not RFC 3339, an id that is not a UUID): the client must fix a value,
+	// so this is validation, not a malformed body.
+	return &models.Error{Kind: models.KindInvalid, Code: "validation_failed",
+		Message: "A field has a value in the wrong format: " + err.Error(), Err: err}
 }
 
 func jsonKind(t reflect.Type) string {

@@ -248,13 +248,15 @@ func (h *handlers) getPortalLesson(c echo.Context) error {
 		return errNoToken
 	}
 	id, err := pathUUID(c, "id", "lesson")
-	if err != nil {
-		return err
-	}
 	var l *models.PortalLesson
-	if authenticated {
+	switch {
+	case authenticated && err != nil:
+		return err
+	case authenticated:
 		l, err = h.svc.ReadLesson(ctx, p, id)
-	} else {
+	default:
+		// A malformed id is looked up as the nil uuid, which no lesson has,
+		// so a bad token is still 401 before the id is 404.
 		l, err = h.svc.ReadLessonWithToken(ctx, token, id)
 	}
 	if err != nil {

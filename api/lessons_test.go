@@ -170,6 +170,7 @@ func TestLessonCreateRefusesBadInput(t *testing.T) {
 		catBadInput{name: "javascript media", body: map[string]any{"title": "t", "media_url": "javascript:alert(1)"}, fields: []string{"media_url"}},
 		catBadInput{name: "relative media", body: map[string]any{"title": "t", "media_url": "/a.mp3"}, fields: []string{"media_url"}},
 		catBadInput{name: "empty media", body: map[string]any{"title": "t", "media_url": ""}, fields: []string{"media_url"}},
+		catBadInput{name: "upper-case scheme", body: map[string]any{"title": "t", "media_url": "HTTPS://media.example.com/a.mp3"}, fields: []string{"media_url"}},
 		catBadInput{name: "negative duration", body: map[string]any{"title": "t", "duration_seconds": -1}, fields: []string{"duration_seconds"}},
 		catBadInput{name: "duration over a day", body: map[string]any{"title": "t", "duration_seconds": 86401}, fields: []string{"duration_seconds"}},
 		catBadInput{name: "negative unlock", body: map[string]any{"title": "t", "unlock_offset_days": -1}, fields: []string{"unlock_offset_days"}},

@@ -154,6 +154,7 @@ func TestParticipantsAdminDetail(t *testing.T) {
 	l2 := env.Lesson(t, prog.ID, "Two", true, false, 0)
 
 	env.Grant(t, jane.ID, prog.ID, models.GrantFreeAccess, now)
+	env.Clock.Advance(time.Minute) // fixtures stamp created_at from the clock
 	revoked := env.Grant(t, jane.ID, paid.ID, models.GrantComplimentary, now.Add(time.Hour))
 	env.DB.Model(revoked).Update("revoked_at", now.Add(2*time.Hour))
 	env.Grant(t, other.ID, paid.ID, models.GrantEnrollment, now)

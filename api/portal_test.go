@@ -35,20 +35,29 @@ func portalLoginEmails(t *testing.T, env *apitest.Env, addr string) []models.Out
 	return msgs
 }
 
-// portalLastLogin returns the token and code of the newest sign-in email to addr.
+// portalLastLogin returns the token and code of the newest sign-in email to
+// addr: the one for her link whose code is still live. (The fake clock gives
+// emails sent in one test the same created_at, so time cannot tell.)
 func portalLastLogin(t *testing.T, env *apitest.Env, addr string) (token, code string) {
 	t.Helper()
-	msgs := portalLoginEmails(t, env, addr)
-	if len(msgs) == 0 {
-		t.Fatalf("no login_link email to %s", addr)
+	var live models.LoginLink
+	err := env.DB.Where("participant_id = (SELECT id FROM participants WHERE email = ?) AND used_at IS NULL AND code_attempts < ?",
+		addr, models.MaxLoginCodeAttempts).Take(&live).Error
+	if err != nil {
+		t.Fatalf("find her live login link: %v", err)
 	}
-	data := msgs[len(msgs)-1].Data
-	token, _ = data["token"].(string)
-	code, _ = data["code"].(string)
-	if token == "" || code == "" {
-		t.Fatalf("login_link email lacks token or code: %v", data)
+	for _, m := range portalLoginEmails(t, env, addr) {
+		token, _ = m.Data["token"].(string)
+		code, _ = m.Data["code"].(string)
+		if string(models.HashToken(token)) == string(live.TokenHash) {
+			if !sixDigits.MatchString(code) {
+				t.Fatalf("login_link email has code %q", code)
+			}
+			return token, code
+		}
 	}
-	return token, code
+	t.Fatalf("no login_link email to %s carries her live link", addr)
+	return "", ""
 }
 
 func portalRequestLink(t *testing.T, env *apitest.Env, addr string) (token, code string) {
@@ -310,7 +319,7 @@ func TestPortalSessionFromCode(t *testing.T) {
 func TestPortalSessionCodeUsesNewestLink(t *testing.T) {
 	env := apitest.NewEnv(t)
 	env.Participant(t, "jane@example.com")
-	_, oldCode := portalRequestLink(t, env, "jane@example.com")
+	oldToken, oldCode := portalRequestLink(t, env, "jane@example.com")
 	_, newCode := portalRequestLink(t, env, "jane@example.com")
 	if oldCode == newCode {
 		t.Skip("the two random codes collided (1 in a million)")
@@ -319,6 +328,8 @@ func TestPortalSessionCodeUsesNewestLink(t *testing.T) {
 		ExpectProblem(t, http.StatusUnauthorized, "invalid_code")
 	env.Do(t, http.MethodPost, "/v1/portal/sessions", map[string]any{"email": "jane@example.com", "code": newCode}).
 		Expect(t, http.StatusCreated)
+	// The earlier email's link still works: only its code was superseded.
+	env.Do(t, http.MethodPost, "/v1/portal/sessions", map[string]any{"token": oldToken}).Expect(t, http.StatusCreated)
 }
 
 func TestPortalSessionCodeVoidAfterFiveWrongTries(t *testing.T) {
@@ -440,6 +451,12 @@ func TestPortalLogoutRevokesOnlyThatSession(t *testing.T) {
 func TestPortalRoutesNeedAParticipantToken(t *testing.T) {
 	env := apitest.NewEnv(t)
 	_, coachToken := env.Coach(t, "coach@example.com", models.RoleAdmin)
+	prog := env.Program(t, "say-no-with-grace", models.ProgramPublished, true)
+	lesson := env.Lesson(t, prog.ID, "Preview", true, true, 0)
+	p, liveToken := env.Participant(t, "jane@example.com")
+	env.DB.Model(&models.ParticipantSession{}).Where("participant_id = ?", p.ID).Update("revoked_at", env.Clock.Now())
+	expired, expiredToken := env.Participant(t, "expired@example.com")
+	env.DB.Model(&models.ParticipantSession{}).Where("participant_id = ?", expired.ID).Update("expires_at", env.Clock.Now())
 	for _, tc := range []struct {
 		name string
 		opts []apitest.Option
@@ -448,10 +465,17 @@ func TestPortalRoutesNeedAParticipantToken(t *testing.T) {
 		{"no token", nil, "unauthorized"},
 		{"unknown token", []apitest.Option{apitest.Token("nope")}, "invalid_token"},
 		{"coach token", []apitest.Option{apitest.Token(coachToken)}, "invalid_token"},
+		{"revoked token", []apitest.Option{apitest.Token(liveToken)}, "invalid_token"},
+		{"expired token", []apitest.Option{apitest.Token(expiredToken)}, "invalid_token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env.Do(t, http.MethodGet, "/v1/portal/me", nil, tc.opts...).ExpectProblem(t, http.StatusUnauthorized, tc.code)
 			env.Do(t, http.MethodGet, "/v1/portal/programs", nil, tc.opts...).ExpectProblem(t, http.StatusUnauthorized, tc.code)
+			// The lesson read may authenticate inside its own query; it must
+			// refuse exactly as the middleware does, before looking at the id.
+			env.Do(t, http.MethodGet, "/v1/portal/lessons/"+lesson.ID.String(), nil, tc.opts...).ExpectProblem(t, http.StatusUnauthorized, tc.code)
+			env.Do(t, http.MethodGet, "/v1/portal/lessons/not-a-uuid", nil, tc.opts...).ExpectProblem(t, http.StatusUnauthorized, tc.code)
+			env.Do(t, http.MethodPut, "/v1/portal/lessons/"+lesson.ID.String()+"/completion", nil, tc.opts...).ExpectProblem(t, http.StatusUnauthorized, tc.code)
 		})
 	}
 }

@@ -150,14 +150,20 @@ func TestProgramCreateDefaultsAndRoundTrip(t *testing.T) {
 		t.Errorf("created_at = %v, want %v in UTC", minimal.CreatedAt, env.Clock.Now())
 	}
 
-	until := env.Clock.Now().Add(14 * 24 * time.Hour)
+	// Sent with nanoseconds and an offset: stored, and answered, in UTC to
+	// the microsecond, the same by the create and by a later read.
+	until := env.Clock.Now().Add(14*24*time.Hour + 123456789)
 	full := catCreateProgram(t, env, tok, map[string]any{
 		"slug": "no-contact-reset", "title": "The No-Contact Reset", "summary": "Thirty days.",
 		"description": "# Welcome\n\nYou are *safe* here.", "status": "published",
-		"free_access_until": until.Format(time.RFC3339), "price_cents": 4900, "currency": "GBP",
+		"free_access_until": until.In(time.FixedZone("CET", 3600)).Format(time.RFC3339Nano), "price_cents": 4900, "currency": "GBP",
 	})
+	until = until.Truncate(time.Microsecond)
 	var got catProgram
 	env.Do(t, "GET", "/v1/admin/programs/"+full.ID, nil, apitest.Token(tok)).Expect(t, 200).JSON(t, &got)
+	if !catSameProgram(full, got) || got.FreeAccessUntil.Location() != time.UTC {
+		t.Errorf("create answered %+v, a read %+v", full, got)
+	}
 	if got.Slug != "no-contact-reset" || got.Title != "The No-Contact Reset" || got.Summary != "Thirty days." ||
 		got.Description != "# Welcome\n\nYou are *safe* here." || got.Status != "published" || got.PriceCents != 4900 ||
 		got.Currency != "GBP" || got.FreeAccessUntil == nil || !got.FreeAccessUntil.Equal(until) {

@@ -129,3 +129,31 @@ func TestCORSAllowsOnlyConfiguredOrigins(t *testing.T) {
 		}
 	}
 }
+
+// A well-formed body with a value in the wrong format is the client's value
+// to fix (422), distinct from a body that is not JSON at all (400).
+func TestBindErrorsSeparateSyntaxFromValues(t *testing.T) {
+	env := apitest.NewEnv(t)
+	_, token := env.Coach(t, "bind@example.com", "coach")
+	tests := []struct {
+		name   string
+		body   string
+		status int
+		code   string
+	}{
+		{"not json", `{"slug":`, 400, "malformed_json"},
+		{"two objects", `{} {}`, 400, "malformed_json"},
+		{"unknown field", `{"slug":"a","title":"A","colour":"red"}`, 400, "unknown_field"},
+		{"wrong type", `{"slug":"a","title":"A","price_cents":"ten"}`, 422, "validation_failed"},
+		{"bad date", `{"slug":"a","title":"A","free_access_until":"next week"}`, 422, "validation_failed"},
+		{"not an object", `[1,2]`, 400, "malformed_json"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env.Do(t, "POST", "/v1/admin/programs", tt.body, apitest.Token(token)).ExpectProblem(t, tt.status, tt.code)
+			if n := env.Count(t, "programs"); n != 0 {
+				t.Fatalf("%d programs written by a refused request", n)
+			}
+		})
+	}
+}

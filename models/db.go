@@ -11,13 +11,14 @@ import (
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+	"gorm.io/gorm/utils"
 )
 
 // OpenDB connects GORM to Postgres. The pool is sized for one process; many
 // instances share the server's max_connections.
 func OpenDB(ctx context.Context, dsn string, log *slog.Logger) (*gorm.DB, error) {
 	db, err := gorm.Open(postgres.New(postgres.Config{DSN: dsn}), &gorm.Config{
-		Logger:                 logger.NewSlogLogger(log, logger.Config{SlowThreshold: 500 * time.Millisecond, LogLevel: logger.Warn, IgnoreRecordNotFoundError: true}),
+		Logger:                 queryLogger{log: log, slow: 500 * time.Millisecond},
 		NowFunc:                func() time.Time { return time.Now().UTC() },
 		SkipDefaultTransaction: true,
 		PrepareStmt:            false,
@@ -93,4 +94,38 @@ func mapDBError(err error, what string) error {
 // its outbox rows goes through here.
 func (s *Service) inTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	return s.db.WithContext(ctx).Transaction(fn)
+}
+
+// queryLogger logs slow queries only. A failed query is not logged here: the
+// domain maps the errors a client causes, and the HTTP layer logs the rest
+// once, with the request id. It also never builds the SQL text of a fast
+// query, which GORM's stock loggers do on every call.
+type queryLogger struct {
+	log  *slog.Logger
+	slow time.Duration
+}
+
+func (l queryLogger) LogMode(logger.LogLevel) logger.Interface { return l }
+
+func (l queryLogger) Info(ctx context.Context, msg string, args ...any) {
+	l.log.InfoContext(ctx, fmt.Sprintf(msg, args...))
+}
+
+func (l queryLogger) Warn(ctx context.Context, msg string, args ...any) {
+	l.log.WarnContext(ctx, fmt.Sprintf(msg, args...))
+}
+
+func (l queryLogger) Error(ctx context.Context, msg string, args ...any) {
+	l.log.ErrorContext(ctx, fmt.Sprintf(msg, args...))
+}
+
+func (l queryLogger) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+	elapsed := time.Since(begin)
+	if elapsed < l.slow {
+		return
+	}
+	// The caller, not the SQL: GORM interpolates values into the text, and
+	// some (an outbox row's login token) must never reach a log.
+	_, rows := fc()
+	l.log.WarnContext(ctx, "slow query", "duration_ms", elapsed.Milliseconds(), "rows", rows, "caller", utils.FileWithLineNum())
 }

@@ -42,6 +42,7 @@ func TestGateReadLessonDecisions(t *testing.T) {
 	other := &models.Participant{Email: "other@example.com", Name: "Other", Timezone: "UTC"}
 	db.Create(her)
 	db.Create(other)
+	tokens := map[*models.Participant]string{her: gateSession(t, db, her, now), other: gateSession(t, db, other, now)}
 	db.Create(&models.AccessGrant{ParticipantID: her.ID, ProgramID: prog.ID, Source: models.GrantFreeAccess, StartsAt: now})
 	db.Create(&models.AccessGrant{ParticipantID: her.ID, ProgramID: draft.ID, Source: models.GrantComplimentary, StartsAt: now})
 	db.Create(&models.LessonCompletion{ParticipantID: her.ID, LessonID: day0.ID, CompletedAt: now})
@@ -57,37 +58,45 @@ func TestGateReadLessonDecisions(t *testing.T) {
 	}{
 		{"preview ignores its drip delay", other, preview.ID, "", nil, false},
 		{"granted day 0", her, day0.ID, "", &now, true},
-		{"her completion is not the other's", other, day0.ID, "no_access", nil, false},
+		{"no grant", other, day0.ID, "no_access", nil, false},
 		{"granted day 2 too early", her, day2.ID, "lesson_locked", &unlock2, false},
 		{"unpublished", her, hidden.ID, "not_found", nil, false},
 		{"draft program", her, inDraft.ID, "not_found", nil, false},
 		{"unknown", her, uuid.New(), "not_found", nil, false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			l, err := svc.ReadLesson(ctx, tc.who, tc.lesson)
-			if tc.code != "" {
-				e, ok := models.AsError(err)
-				if !ok || e.Code != tc.code {
-					t.Fatalf("err = %v, want %s", err, tc.code)
+		// Both ways in must decide alike: with a participant the middleware
+		// authenticated, and with the token folded into the query.
+		reads := map[string]func() (*models.PortalLesson, error){
+			"ReadLesson":          func() (*models.PortalLesson, error) { return svc.ReadLesson(ctx, tc.who, tc.lesson) },
+			"ReadLessonWithToken": func() (*models.PortalLesson, error) { return svc.ReadLessonWithToken(ctx, tokens[tc.who], tc.lesson) },
+		}
+		for name, read := range reads {
+			t.Run(tc.name+"/"+name, func(t *testing.T) {
+				l, err := read()
+				if tc.code != "" {
+					e, ok := models.AsError(err)
+					if !ok || e.Code != tc.code {
+						t.Fatalf("err = %v, want %s", err, tc.code)
+					}
+					if (e.UnlockAt == nil) != (tc.unlockAt == nil) || (e.UnlockAt != nil && !e.UnlockAt.Equal(*tc.unlockAt)) {
+						t.Errorf("UnlockAt = %v, want %v", e.UnlockAt, tc.unlockAt)
+					}
+					if cerr := svc.CompleteLesson(ctx, tc.who, tc.lesson); !models.IsCode(cerr, tc.code) {
+						t.Errorf("CompleteLesson err = %v, want %s like the read", cerr, tc.code)
+					}
+					return
 				}
-				if (e.UnlockAt == nil) != (tc.unlockAt == nil) || (e.UnlockAt != nil && !e.UnlockAt.Equal(*tc.unlockAt)) {
-					t.Errorf("UnlockAt = %v, want %v", e.UnlockAt, tc.unlockAt)
+				if err != nil {
+					t.Fatalf("read: %v", err)
 				}
-				if cerr := svc.CompleteLesson(ctx, tc.who, tc.lesson); !models.IsCode(cerr, tc.code) {
-					t.Errorf("CompleteLesson err = %v, want %s like the read", cerr, tc.code)
+				if l.ID != tc.lesson || l.BodyHTML != "<p>stored</p>" || l.Body != "**Markdown**" || l.Completed != tc.completed || !l.Published {
+					t.Errorf("lesson = %+v", l)
 				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("ReadLesson: %v", err)
-			}
-			if l.ID != tc.lesson || l.BodyHTML != "<p>stored</p>" || l.Completed != tc.completed {
-				t.Errorf("lesson = %+v", l)
-			}
-			if (l.UnlockAt == nil) != (tc.unlockAt == nil) || (l.UnlockAt != nil && !l.UnlockAt.Equal(*tc.unlockAt)) {
-				t.Errorf("UnlockAt = %v, want %v", l.UnlockAt, tc.unlockAt)
-			}
-		})
+				if (l.UnlockAt == nil) != (tc.unlockAt == nil) || (l.UnlockAt != nil && !l.UnlockAt.Equal(*tc.unlockAt)) {
+					t.Errorf("UnlockAt = %v, want %v", l.UnlockAt, tc.unlockAt)
+				}
+			})
+		}
 	}
 
 	clock.Set(unlock2)
@@ -125,5 +134,52 @@ func TestGateCompleteLessonIsIdempotent(t *testing.T) {
 	db.Find(&cs)
 	if len(cs) != 0 {
 		t.Errorf("completions = %+v after uncomplete, want none", cs)
+	}
+}
+
+// gateSession gives p a live portal session and returns its token.
+func gateSession(t *testing.T, db *gorm.DB, p *models.Participant, now time.Time) string {
+	t.Helper()
+	token := "token-of-" + p.Email
+	s := &models.ParticipantSession{ParticipantID: p.ID, TokenHash: models.HashToken(token), ExpiresAt: now.Add(time.Hour)}
+	if err := db.Create(s).Error; err != nil {
+		t.Fatalf("create session: %v", err)
+	}
+	return token
+}
+
+func TestGateReadLessonWithTokenRefusesBadTokens(t *testing.T) {
+	svc, clock, db := modelstest.NewService(t)
+	ctx := context.Background()
+	now := clock.Now()
+	prog := &models.Program{Slug: "p", Title: "P", Status: models.ProgramPublished, Currency: "EUR"}
+	db.Create(prog)
+	l := gateLesson(t, db, prog.ID, 1, true, true, 0)
+	p := &models.Participant{Email: "her@example.com", Name: "Her", Timezone: "UTC"}
+	db.Create(p)
+	live := gateSession(t, db, p, now)
+	revoked := "revoked-token"
+	db.Create(&models.ParticipantSession{ParticipantID: p.ID, TokenHash: models.HashToken(revoked), ExpiresAt: now.Add(time.Hour), RevokedAt: &now})
+	expired := "expired-token"
+	db.Create(&models.ParticipantSession{ParticipantID: p.ID, TokenHash: models.HashToken(expired), ExpiresAt: now})
+
+	for _, tc := range []struct {
+		name, token string
+		lesson      uuid.UUID
+		code        string
+	}{
+		{"live token", live, l.ID, ""},
+		{"live token, unknown lesson", live, uuid.New(), "not_found"},
+		{"revoked token", revoked, l.ID, "invalid_token"},
+		{"expired token", expired, l.ID, "invalid_token"},
+		{"unknown token", "nope", l.ID, "invalid_token"},
+		{"unknown token, unknown lesson", "nope", uuid.New(), "invalid_token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := svc.ReadLessonWithToken(ctx, tc.token, tc.lesson)
+			if tc.code == "" && err != nil || tc.code != "" && !models.IsCode(err, tc.code) {
+				t.Errorf("err = %v, want %q", err, tc.code)
+			}
+		})
 	}
 }

@@ -46,8 +46,13 @@ type LessonPatch struct {
 func checkLesson(c *checker, l *Lesson) {
 	c.text("title", l.Title, 1, 200)
 	c.text("body", l.Body, 0, MaxLessonBody)
-	if l.MediaURL != nil {
-		c.httpURL("media_url", *l.MediaURL)
+	if v := l.MediaURL; v != nil {
+		// The schema's check is case-sensitive; url.Parse is not.
+		if strings.HasPrefix(*v, "http://") || strings.HasPrefix(*v, "https://") {
+			c.httpURL("media_url", *v)
+		} else {
+			c.add("media_url", "must be an http or https URL")
+		}
 	}
 	if d := l.DurationSeconds; d != nil && (*d < 0 || *d > MaxDurationSeconds) {
 		c.add("duration_seconds", fmt.Sprintf("must be from 0 to %d", MaxDurationSeconds))
@@ -77,7 +82,7 @@ func deferPositions(tx *gorm.DB) error {
 // queue on the program's row lock, so each sees the last position the one
 // before it wrote.
 func (s *Service) CreateLesson(ctx context.Context, programID uuid.UUID, in LessonInput) (*Lesson, error) {
-	now := s.Now()
+	now := storedTime(s.Now())
 	l := &Lesson{
 		ProgramID: programID, Title: in.Title, Body: in.Body, MediaURL: in.MediaURL, DurationSeconds: in.DurationSeconds,
 		FreePreview: in.FreePreview, UnlockOffsetDays: in.UnlockOffsetDays, Published: in.Published,
@@ -233,7 +238,7 @@ func (s *Service) UpdateLesson(ctx context.Context, id uuid.UUID, patch LessonPa
 		if len(changes) == 0 {
 			return nil
 		}
-		l.UpdatedAt = s.Now()
+		l.UpdatedAt = storedTime(s.Now())
 		changes["updated_at"] = l.UpdatedAt
 		if err := tx.Model(&Lesson{}).Where("id = ?", id).Updates(changes).Error; err != nil {
 			return mapDBError(err, "lesson")
@@ -332,7 +337,10 @@ func (s *Service) ReorderLessons(ctx context.Context, programID uuid.UUID, ids [
 				return fmt.Errorf("reorder lessons: %w", err)
 			}
 		}
-		return tx.Where("program_id = ?", programID).Order("position").Find(&lessons).Error
+		if err := tx.Where("program_id = ?", programID).Order("position").Find(&lessons).Error; err != nil {
+			return fmt.Errorf("reordered lessons: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err

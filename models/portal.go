@@ -35,7 +35,21 @@ func loginCodeHash(linkID uuid.UUID, code string) []byte {
 
 // sendLoginLink creates a sign-in link for p and enqueues its email inside
 // tx; extra adds template data (program_title for a free-access claim).
+//
+// Only the newest code works: the codes of her earlier links are voided (as
+// if guessed wrong too often), so exactly one 6-digit code is live for her,
+// whatever the clock says about which link came first. Their link tokens
+// keep working until they expire. Her row is locked first so concurrent
+// requests issue links one after the other.
 func (s *Service) sendLoginLink(tx *gorm.DB, p *Participant, extra map[string]any) error {
+	if err := tx.Exec(`SELECT 1 FROM participants WHERE id = ? FOR UPDATE`, p.ID).Error; err != nil {
+		return err
+	}
+	err := tx.Exec(`UPDATE login_links SET code_attempts = ? WHERE participant_id = ? AND used_at IS NULL AND code_attempts < ?`,
+		MaxLoginCodeAttempts, p.ID, MaxLoginCodeAttempts).Error
+	if err != nil {
+		return err
+	}
 	token, tokenHash := newToken()
 	code := newCode()
 	link := LoginLink{
@@ -131,9 +145,10 @@ func (s *Service) ExchangeLoginToken(ctx context.Context, token string, client C
 }
 
 // ExchangeLoginCode signs her in with her email and the 6-digit code of her
-// newest sign-in link. Attempts on a link are serialised by a row lock, so no
-// burst of parallel guesses gets more than MaxLoginCodeAttempts tries; after
-// that even the right code is refused.
+// newest sign-in link (the only one whose code is live, see sendLoginLink).
+// Attempts on a link are serialised by a row lock, so no burst of parallel
+// guesses gets more than MaxLoginCodeAttempts tries; after that even the
+// right code is refused.
 func (s *Service) ExchangeLoginCode(ctx context.Context, email, code string, client ClientInfo) (string, *ParticipantSession, *Participant, error) {
 	email = NormalizeEmail(email)
 	var c checker
@@ -164,18 +179,15 @@ func (s *Service) ExchangeLoginCode(ctx context.Context, email, code string, cli
 		err := tx.Raw(`
 			SELECT l.id, l.participant_id, l.code_hash, l.code_attempts
 			FROM login_links l JOIN participants p ON p.id = l.participant_id
-			WHERE p.email = ? AND l.used_at IS NULL AND l.expires_at > ?
+			WHERE p.email = ? AND l.used_at IS NULL AND l.expires_at > ? AND l.code_attempts < ?
 			ORDER BY l.created_at DESC, l.id DESC
 			LIMIT 1
-			FOR UPDATE OF l`, email, now).Take(&link).Error
+			FOR UPDATE OF l`, email, now, MaxLoginCodeAttempts).Take(&link).Error
 		if errors.Is(err, gorm.ErrRecordNotFound) {
 			return errInvalidCode
 		}
 		if err != nil {
 			return err
-		}
-		if link.CodeAttempts >= MaxLoginCodeAttempts {
-			return errInvalidCode
 		}
 		if subtle.ConstantTimeCompare(loginCodeHash(link.ID, code), link.CodeHash) != 1 {
 			// Committed although the answer is an error: the attempt must count.

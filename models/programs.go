@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"regexp"
-	"runtime"
 	"sync"
 	"time"
-	"weak"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
@@ -48,6 +46,10 @@ type ProgramPatch struct {
 	Currency        Optional[string]
 }
 
+// storedTime is t as it comes back from Postgres (UTC, microseconds; the
+// driver truncates), so what a write returns equals what a later read returns.
+func storedTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
 func validProgramStatus(s ProgramStatus) bool {
 	return s == ProgramDraft || s == ProgramPublished || s == ProgramArchived
 }
@@ -85,7 +87,7 @@ func programWriteError(err error, slug string) error {
 
 // CreateProgram adds a program; a duplicate slug is 409 slug_taken.
 func (s *Service) CreateProgram(ctx context.Context, in ProgramInput) (*Program, error) {
-	now := s.Now()
+	now := storedTime(s.Now())
 	p := &Program{
 		Slug: in.Slug, Title: in.Title, Summary: in.Summary, Description: in.Description,
 		Status: in.Status, FreeAccessUntil: in.FreeAccessUntil, PriceCents: in.PriceCents, Currency: in.Currency,
@@ -98,7 +100,7 @@ func (s *Service) CreateProgram(ctx context.Context, in ProgramInput) (*Program,
 		p.Currency = DefaultCurrency
 	}
 	if p.FreeAccessUntil != nil {
-		t := p.FreeAccessUntil.UTC()
+		t := storedTime(*p.FreeAccessUntil)
 		p.FreeAccessUntil = &t
 	}
 	var c checker
@@ -198,7 +200,7 @@ func (s *Service) UpdateProgram(ctx context.Context, id uuid.UUID, patch Program
 			if patch.FreeAccessUntil.Null {
 				p.FreeAccessUntil = nil
 			} else {
-				t := patch.FreeAccessUntil.Value.UTC()
+				t := storedTime(patch.FreeAccessUntil.Value)
 				p.FreeAccessUntil = &t
 			}
 			changes["free_access_until"] = p.FreeAccessUntil
@@ -216,7 +218,7 @@ func (s *Service) UpdateProgram(ctx context.Context, id uuid.UUID, patch Program
 		if len(changes) == 0 {
 			return nil
 		}
-		p.UpdatedAt = s.Now()
+		p.UpdatedAt = storedTime(s.Now())
 		changes["updated_at"] = p.UpdatedAt
 		if err := tx.Model(&Program{}).Where("id = ?", id).Updates(changes).Error; err != nil {
 			return programWriteError(err, p.Slug)
@@ -309,7 +311,7 @@ func (s *Service) GetPublishedProgram(ctx context.Context, slug string) (*Publis
 	if len(slug) > 100 || !slugRE.MatchString(slug) {
 		return nil, NotFound("program")
 	}
-	cache := s.programPages()
+	cache := s.pages
 	page, gen := cache.get(slug)
 	if page == nil {
 		var err error
@@ -401,20 +403,8 @@ func (c *programPageCache) purge() {
 	clear(c.entries)
 }
 
-// programPageCaches holds each Service's page cache, keyed weakly so a
-// Service (tests make one per database) is not kept alive by its cache.
-var programPageCaches sync.Map // weak.Pointer[Service] -> *programPageCache
-
-func (s *Service) programPages() *programPageCache {
-	key := weak.Make(s)
-	if c, ok := programPageCaches.Load(key); ok {
-		return c.(*programPageCache)
-	}
-	c, loaded := programPageCaches.LoadOrStore(key, &programPageCache{entries: map[string]programPageEntry{}})
-	if !loaded {
-		runtime.AddCleanup(s, func(k weak.Pointer[Service]) { programPageCaches.Delete(k) }, key)
-	}
-	return c.(*programPageCache)
+func newProgramPageCache() *programPageCache {
+	return &programPageCache{entries: map[string]programPageEntry{}}
 }
 
 // inCatalogTx is inTx for writes to programs and lessons: once fn has
@@ -429,7 +419,7 @@ func (s *Service) inCatalogTx(ctx context.Context, fn func(tx *gorm.DB) error) e
 
 // catalogChanged is called after every committed write to programs or
 // lessons, so this process never serves a page older than its own writes.
-func (s *Service) catalogChanged() { s.programPages().purge() }
+func (s *Service) catalogChanged() { s.pages.purge() }
 
 // catalogRowLock is SELECT ... FOR UPDATE: the program row is the lock that
 // serialises every change to its lessons' order.

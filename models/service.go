@@ -15,6 +15,7 @@ type Service struct {
 	log    *slog.Logger
 	hasher *PasswordHasher
 	limits Limits
+	pages  *programPageCache
 }
 
 // Limits are the rate limits; tests shrink windows through the clock, not these.
@@ -70,7 +71,7 @@ func NewService(d Deps) *Service {
 	if d.Limits != nil {
 		limits = *d.Limits
 	}
-	return &Service{db: d.DB, clock: d.Clock, log: d.Log, hasher: d.Hasher, limits: limits}
+	return &Service{db: d.DB, clock: d.Clock, log: d.Log, hasher: d.Hasher, limits: limits, pages: newProgramPageCache()}
 }
 
 // Now is the service clock's time, in UTC.
