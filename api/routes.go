@@ -82,6 +82,36 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	v1.PATCH("/admin/coaches/:id", h.updateCoach, admin...)
 	v1.DELETE("/admin/coaches/:id", h.deleteCoach, admin...)
 
-	// Webhooks: authenticated by signature, not by token (added by the
-	// Stripe and Resend issues).
+	// Cohorts (coach: admin manages all, a coach only those she leads or
+	// co-leads; the domain enforces which).
+	v1.GET("/admin/cohorts", h.listCohorts, coach...)
+	v1.POST("/admin/cohorts", h.createCohort, coach...)
+	v1.GET("/admin/cohorts/:id", h.getCohort, coach...)
+	v1.PATCH("/admin/cohorts/:id", h.updateCohort, coach...)
+	v1.DELETE("/admin/cohorts/:id", h.deleteCohort, coach...)
+	v1.POST("/admin/cohorts/:id/clone", h.cloneCohort, coach...)
+	v1.GET("/admin/cohorts/:id/sessions", h.listLiveSessions, coach...)
+	v1.POST("/admin/cohorts/:id/sessions", h.createLiveSession, coach...)
+	v1.PATCH("/admin/sessions/:id", h.updateLiveSession, coach...)
+	v1.DELETE("/admin/sessions/:id", h.deleteLiveSession, coach...)
+	v1.GET("/admin/cohorts/:id/enrollments", h.listCohortEnrollments, coach...)
+	v1.POST("/admin/cohorts/:id/enrollments", h.addComplimentaryEnrollment, coach...)
+	v1.POST("/admin/enrollments/:id/refund", h.refundEnrollment, coach...)
+	v1.POST("/admin/enrollments/:id/cancel", h.cancelEnrollment, coach...)
+
+	// Public cohort pages and checkout. Checkout honours Idempotency-Key.
+	v1.GET("/cohorts/:id", h.getPublicCohort)
+	v1.POST("/cohorts/:id/checkout", h.startCheckout, h.idempotent("checkout"))
+	v1.POST("/cohorts/:id/waitlist", h.joinWaitlist)
+
+	// Portal: her enrollments and her calendar. The feed is fetched by
+	// calendar apps, which cannot send a bearer token: it carries its own
+	// rotatable token in the query instead.
+	v1.GET("/portal/enrollments", h.listPortalEnrollments, portal...)
+	v1.POST("/portal/calendar-token", h.rotateCalendarToken, portal...)
+	v1.GET("/portal/calendar.ics", h.calendarFeed)
+
+	// Webhooks: authenticated by signature, not by token.
+	v1.POST("/webhooks/stripe", h.stripeWebhook)
+
 }

@@ -36,6 +36,15 @@ type Config struct {
 	// Ready reports the schema version, or an error when the service cannot
 	// take traffic.
 	Ready func(ctx context.Context) (int64, error)
+	// StripeWebhook verifies signed Stripe webhooks; nil refuses them.
+	StripeWebhook PaymentWebhook
+}
+
+// PaymentWebhook verifies a provider's signed webhook payload and reduces it
+// to a domain event. A bad or stale signature is an error the handler
+// answers with 400.
+type PaymentWebhook interface {
+	ParseEvent(payload []byte, signatureHeader string) (models.PaymentEvent, error)
 }
 
 type handlers struct {
@@ -43,6 +52,7 @@ type handlers struct {
 	log       *slog.Logger
 	validator *validator.Validate
 	ready     func(ctx context.Context) (int64, error)
+	webhook   PaymentWebhook
 }
 
 // New builds the Echo server with every route registered.
@@ -54,7 +64,7 @@ func New(cfg Config) *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Log)
 	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
-	h := &handlers{svc: cfg.Service, log: cfg.Log, validator: newValidator(), ready: cfg.Ready}
+	h := &handlers{svc: cfg.Service, log: cfg.Log, validator: newValidator(), ready: cfg.Ready, webhook: cfg.StripeWebhook}
 	routes(e, h, cfg)
 	return e
 }

@@ -16,6 +16,12 @@ type Service struct {
 	hasher *PasswordHasher
 	limits Limits
 	pages  *programPageCache
+
+	// payments is nil when no provider is configured: paid checkout then
+	// answers payments_unavailable.
+	payments PaymentGateway
+	// baseURL is the portal's public URL, for links handed to the provider.
+	baseURL string
 }
 
 // Limits are the rate limits; tests shrink windows through the clock, not these.
@@ -49,6 +55,10 @@ type Deps struct {
 	Log    *slog.Logger
 	Hasher *PasswordHasher
 	Limits *Limits // nil: DefaultLimits
+	// Payments is the payment provider; nil runs without paid checkout.
+	Payments PaymentGateway
+	// AppBaseURL is the portal's public URL (checkout return links).
+	AppBaseURL string
 }
 
 func NewService(d Deps) *Service {
@@ -71,7 +81,7 @@ func NewService(d Deps) *Service {
 	if d.Limits != nil {
 		limits = *d.Limits
 	}
-	return &Service{db: d.DB, clock: d.Clock, log: d.Log, hasher: d.Hasher, limits: limits, pages: newProgramPageCache()}
+	return &Service{db: d.DB, clock: d.Clock, log: d.Log, hasher: d.Hasher, limits: limits, pages: newProgramPageCache(), payments: d.Payments, baseURL: d.AppBaseURL}
 }
 
 // Now is the service clock's time, in UTC.
