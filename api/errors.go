@@ -25,6 +25,7 @@ type problem struct {
 	Errors            []models.FieldError `json:"errors,omitempty"`
 	UnlockAt          *time.Time          `json:"unlock_at,omitempty"`
 	RetryAfterSeconds int                 `json:"retry_after_seconds,omitempty"`
+	WaitlistURL       string              `json:"waitlist_url,omitempty"`
 }
 
 // statusOf is the one place where domain error kinds become HTTP statuses.
@@ -71,6 +72,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 				p.Status = http.StatusInternalServerError
 			}
 			p.Code, p.Detail, p.Errors, p.UnlockAt = de.Code, de.Message, de.Fields, de.UnlockAt
+			p.WaitlistURL = de.Links["waitlist_url"]
 			if de.RetryAfter > 0 {
 				secs := int((de.RetryAfter + time.Second - 1) / time.Second)
 				p.RetryAfterSeconds = secs

@@ -41,7 +41,7 @@ func newGateWorld(t *testing.T) *gateWorld {
 	_, w.stranger = env.Participant(t, "stranger@example.com")
 	rp, revoked := env.Participant(t, "revoked@example.com")
 	w.revoked = revoked
-	g := env.Grant(t, rp.ID, w.prog.ID, models.GrantEnrollment, env.Clock.Now().Add(-24*time.Hour))
+	g := env.Grant(t, rp.ID, w.prog.ID, models.GrantComplimentary, env.Clock.Now().Add(-24*time.Hour))
 	env.DB.Model(g).Update("revoked_at", env.Clock.Now())
 	return w
 }
@@ -180,7 +180,7 @@ func TestGateUnlockCountsDaysInHerTimeZone(t *testing.T) {
 			lesson := env.Lesson(t, prog.ID, "Later", true, false, tc.days)
 			p, token := env.Participant(t, "jane@example.com")
 			env.DB.Model(p).Update("timezone", tc.timezone)
-			env.Grant(t, p.ID, prog.ID, models.GrantEnrollment, tc.start)
+			env.Grant(t, p.ID, prog.ID, models.GrantComplimentary, tc.start)
 
 			prob := env.Do(t, http.MethodGet, lessonPath(lesson.ID), nil, apitest.Token(token)).ExpectProblem(t, 403, "lesson_locked")
 			if prob.UnlockAt != tc.unlockAt {
@@ -215,7 +215,7 @@ func TestGateUsesEarliestActiveGrant(t *testing.T) {
 		t.Errorf("unlock_at = %s, want %s", prob.UnlockAt, want)
 	}
 	// An enrolment that started earlier moves her schedule forward.
-	env.Grant(t, p.ID, prog.ID, models.GrantEnrollment, now.AddDate(0, 0, -5))
+	env.Grant(t, p.ID, prog.ID, models.GrantComplimentary, now.AddDate(0, 0, -5))
 	env.Do(t, http.MethodGet, lessonPath(lesson.ID), nil, apitest.Token(token)).Expect(t, http.StatusOK)
 }
 
@@ -225,7 +225,7 @@ func TestGateGrantStartingLater(t *testing.T) {
 	prog := env.Program(t, "say-no-with-grace", models.ProgramPublished, false)
 	lesson := env.Lesson(t, prog.ID, "Welcome", true, false, 0)
 	p, token := env.Participant(t, "jane@example.com")
-	env.Grant(t, p.ID, prog.ID, models.GrantEnrollment, start)
+	env.Grant(t, p.ID, prog.ID, models.GrantComplimentary, start)
 
 	prob := env.Do(t, http.MethodGet, lessonPath(lesson.ID), nil, apitest.Token(token)).ExpectProblem(t, 403, "lesson_locked")
 	if prob.UnlockAt != start.Format(time.RFC3339) {
@@ -238,7 +238,7 @@ func TestGateArchivedProgramKeepsAccess(t *testing.T) {
 	prog := env.Program(t, "say-no-with-grace", models.ProgramArchived, false)
 	lesson := env.Lesson(t, prog.ID, "Welcome", true, false, 0)
 	p, token := env.Participant(t, "jane@example.com")
-	env.Grant(t, p.ID, prog.ID, models.GrantEnrollment, env.Clock.Now())
+	env.Grant(t, p.ID, prog.ID, models.GrantComplimentary, env.Clock.Now())
 	env.Do(t, http.MethodGet, lessonPath(lesson.ID), nil, apitest.Token(token)).Expect(t, http.StatusOK)
 
 	var progs gateProgramList
@@ -394,10 +394,10 @@ func TestGateListPrograms(t *testing.T) {
 	second := env.Program(t, "second-program", models.ProgramPublished, false)
 	env.Lesson(t, second.ID, "One", true, false, 0)
 	env.Lesson(t, second.ID, "Hidden", false, false, 0)
-	env.Grant(t, w.grantedP.ID, second.ID, models.GrantEnrollment, start.Add(time.Hour))
+	env.Grant(t, w.grantedP.ID, second.ID, models.GrantComplimentary, start.Add(time.Hour))
 	env.Grant(t, w.grantedP.ID, second.ID, models.GrantComplimentary, start.Add(2*time.Hour))
 	other := env.Program(t, "other-program", models.ProgramPublished, false)
-	g := env.Grant(t, w.grantedP.ID, other.ID, models.GrantEnrollment, start)
+	g := env.Grant(t, w.grantedP.ID, other.ID, models.GrantComplimentary, start)
 	env.DB.Model(g).Update("revoked_at", start)
 
 	var all gateProgramList

@@ -1,11 +1,165 @@
 package api
 
-import "github.com/labstack/echo/v4"
+import (
+	"net/http"
+	"time"
 
-// STUB: owned by the enrollments work; replace every function.
-func (h *handlers) startCheckout(c echo.Context) error              { return errNotImplemented }
-func (h *handlers) joinWaitlist(c echo.Context) error               { return errNotImplemented }
-func (h *handlers) listCohortEnrollments(c echo.Context) error      { return errNotImplemented }
-func (h *handlers) addComplimentaryEnrollment(c echo.Context) error { return errNotImplemented }
-func (h *handlers) refundEnrollment(c echo.Context) error           { return errNotImplemented }
-func (h *handlers) cancelEnrollment(c echo.Context) error           { return errNotImplemented }
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/grace-coaching/grace/models"
+)
+
+// Checkout, the waitlist and the coach's enrollment actions.
+
+type checkoutRequest struct {
+	Email              string `json:"email"`
+	Name               string `json:"name"`
+	DisclaimerAccepted *bool  `json:"disclaimer_accepted" validate:"required"`
+	MarketingConsent   *bool  `json:"marketing_consent" validate:"required"`
+}
+
+type checkoutResponse struct {
+	EnrollmentID uuid.UUID `json:"enrollment_id"`
+	CheckoutURL  string    `json:"checkout_url"`
+	ExpiresAt    time.Time `json:"expires_at"`
+}
+
+// waitlistRequest is also the complimentary-seat form: both name a woman.
+type waitlistRequest struct {
+	Email string `json:"email"`
+	Name  string `json:"name"`
+}
+
+type refundRequest struct {
+	AmountCents *int64 `json:"amount_cents" validate:"omitnil,min=1"`
+}
+
+type enrollmentResponse struct {
+	ID                  uuid.UUID  `json:"id"`
+	CohortID            uuid.UUID  `json:"cohort_id"`
+	ParticipantID       uuid.UUID  `json:"participant_id"`
+	Email               string     `json:"email"`
+	Name                string     `json:"name"`
+	Status              string     `json:"status"`
+	AmountPaidCents     int64      `json:"amount_paid_cents"`
+	AmountRefundedCents int64      `json:"amount_refunded_cents"`
+	Currency            string     `json:"currency"`
+	HoldExpiresAt       *time.Time `json:"hold_expires_at"`
+	Complimentary       bool       `json:"complimentary"`
+	Seat                string     `json:"seat"`
+	CreatedAt           time.Time  `json:"created_at"`
+}
+
+func toEnrollmentResponse(d models.EnrollmentDetail) enrollmentResponse {
+	r := enrollmentResponse{
+		ID: d.ID, CohortID: d.CohortID, ParticipantID: d.ParticipantID, Email: d.Email, Name: d.Name,
+		Status: d.Status, AmountPaidCents: d.AmountPaidCents, AmountRefundedCents: d.AmountRefundedCents,
+		Currency: d.Currency, Complimentary: d.Complimentary, Seat: d.Seat, CreatedAt: d.CreatedAt.UTC(),
+	}
+	// The hold only means something while it can still lapse.
+	if d.Status == models.EnrollmentPending {
+		r.HoldExpiresAt = utcPtr(d.HoldExpiresAt)
+	}
+	return r
+}
+
+func (h *handlers) startCheckout(c echo.Context) error {
+	id, err := pathUUID(c, "id", "cohort")
+	if err != nil {
+		return err
+	}
+	var req checkoutRequest
+	if err := h.bind(c, &req); err != nil {
+		return err
+	}
+	in := models.CheckoutInput{Email: req.Email, Name: req.Name,
+		DisclaimerAccepted: *req.DisclaimerAccepted, MarketingConsent: *req.MarketingConsent}
+	res, err := h.svc.StartCheckout(c.Request().Context(), id, in, clientInfo(c))
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if res.Created {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, checkoutResponse{EnrollmentID: res.Enrollment.ID, CheckoutURL: res.CheckoutURL, ExpiresAt: res.ExpiresAt.UTC()})
+}
+
+func (h *handlers) joinWaitlist(c echo.Context) error {
+	id, err := pathUUID(c, "id", "cohort")
+	if err != nil {
+		return err
+	}
+	var req waitlistRequest
+	if err := h.bind(c, &req); err != nil {
+		return err
+	}
+	if err := h.svc.JoinWaitlist(c.Request().Context(), id, req.Email, req.Name, clientInfo(c)); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, accepted)
+}
+
+func (h *handlers) listCohortEnrollments(c echo.Context) error {
+	id, err := pathUUID(c, "id", "cohort")
+	if err != nil {
+		return err
+	}
+	pp, err := pageParams(c)
+	if err != nil {
+		return err
+	}
+	page, err := h.svc.ListCohortEnrollments(c.Request().Context(), currentCoach(c), id, pp)
+	if err != nil {
+		return err
+	}
+	return renderPage(c, page, toEnrollmentResponse)
+}
+
+func (h *handlers) addComplimentaryEnrollment(c echo.Context) error {
+	id, err := pathUUID(c, "id", "cohort")
+	if err != nil {
+		return err
+	}
+	var req waitlistRequest
+	if err := h.bind(c, &req); err != nil {
+		return err
+	}
+	d, err := h.svc.AddComplimentary(c.Request().Context(), currentCoach(c), id, req.Email, req.Name)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, toEnrollmentResponse(*d))
+}
+
+func (h *handlers) refundEnrollment(c echo.Context) error {
+	id, err := pathUUID(c, "id", "enrollment")
+	if err != nil {
+		return err
+	}
+	var req refundRequest
+	if err := h.bind(c, &req); err != nil {
+		return err
+	}
+	var amount int64
+	if req.AmountCents != nil {
+		amount = *req.AmountCents
+	}
+	if err := h.svc.RequestRefund(c.Request().Context(), currentCoach(c), id, amount); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, accepted)
+}
+
+func (h *handlers) cancelEnrollment(c echo.Context) error {
+	id, err := pathUUID(c, "id", "enrollment")
+	if err != nil {
+		return err
+	}
+	d, err := h.svc.CancelEnrollment(c.Request().Context(), currentCoach(c), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toEnrollmentResponse(*d))
+}

@@ -1,6 +1,49 @@
 package api
 
-import "github.com/labstack/echo/v4"
+import (
+	"errors"
+	"io"
+	"net/http"
 
-// STUB: owned by the webhooks work; replace.
-func (h *handlers) stripeWebhook(c echo.Context) error { return errNotImplemented }
+	"github.com/labstack/echo/v4"
+
+	"github.com/grace-coaching/grace/models"
+)
+
+var (
+	errWebhooksUnavailable = models.E(models.KindUnavailable, "webhooks_unavailable", "Payment webhooks are not configured.")
+	errInvalidSignature    = models.E(models.KindBadRequest, "invalid_signature", "The webhook signature is missing, wrong or too old.")
+)
+
+type webhookResponse struct {
+	Received bool `json:"received"`
+}
+
+// stripeWebhook takes a Stripe event. The body is read raw, never through
+// the JSON binder: the signature covers the exact bytes sent. Anything but a
+// 2xx makes Stripe deliver the event again, so a failure of ours is a 5xx
+// and a replay of an applied event is a 200.
+func (h *handlers) stripeWebhook(c echo.Context) error {
+	if h.webhook == nil {
+		return errWebhooksUnavailable
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "The request body is larger than 1 MiB.")
+		}
+		return models.E(models.KindBadRequest, "unreadable_body", "The request body could not be read.")
+	}
+	ev, err := h.webhook.ParseEvent(body, c.Request().Header.Get("Stripe-Signature"))
+	if err != nil {
+		// Not logged at error level: anyone can post here. The reason helps
+		// whoever rotates the signing secret.
+		h.log.WarnContext(c.Request().Context(), "stripe webhook refused", "reason", err.Error())
+		return errInvalidSignature
+	}
+	if err := h.svc.ApplyPaymentEvent(c.Request().Context(), ev); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, webhookResponse{Received: true})
+}

@@ -157,7 +157,7 @@ func TestParticipantsAdminDetail(t *testing.T) {
 	env.Clock.Advance(time.Minute) // fixtures stamp created_at from the clock
 	revoked := env.Grant(t, jane.ID, paid.ID, models.GrantComplimentary, now.Add(time.Hour))
 	env.DB.Model(revoked).Update("revoked_at", now.Add(2*time.Hour))
-	env.Grant(t, other.ID, paid.ID, models.GrantEnrollment, now)
+	env.Grant(t, other.ID, paid.ID, models.GrantComplimentary, now)
 
 	ip, ua := "203.0.113.7", "Mozilla/5.0"
 	for _, c := range []*models.Consent{

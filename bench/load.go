@@ -36,31 +36,57 @@ type worker struct {
 	bytes    int64
 }
 
-// measure warms up, then times one round of req against base from conns
-// goroutines, each looping on its own keep-alive connection.
-func measure(ctx context.Context, base string, req request, conns int, d time.Duration) (result, error) {
-	// A transport per round: no connection outlives it, so neither side
-	// inherits the other's sockets.
-	tr := &http.Transport{
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
-		MaxConnsPerHost:     conns,
-		DisableCompression:  true,
-		IdleConnTimeout:     time.Minute,
-	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
+// op is one timed unit of work: an HTTP request sent and its answer read, or
+// a direct call into the domain. It returns the size of the answer (0 when
+// there is none); an error counts as a failed request.
+type op func(ctx context.Context) (int64, error)
 
-	if _, err := hammer(ctx, client, base, req, conns, warmUp); err != nil {
-		return result{}, err
+// target makes the op a round is timed on, and what to release after the
+// round. It is called once per round, so a side can start each round afresh
+// (a new HTTP transport, counters reset).
+type target func(ctx context.Context) (op, func(), error)
+
+// httpTarget sends req to base, each goroutine on its own keep-alive
+// connection.
+func httpTarget(base string, req request, conns int) target {
+	return func(context.Context) (op, func(), error) {
+		// A transport per round: no connection outlives it, so neither side
+		// inherits the other's sockets.
+		tr := &http.Transport{
+			MaxIdleConns:        conns,
+			MaxIdleConnsPerHost: conns,
+			MaxConnsPerHost:     conns,
+			DisableCompression:  true,
+			IdleConnTimeout:     time.Minute,
+		}
+		client := &http.Client{Transport: tr}
+		return func(ctx context.Context) (int64, error) { return once(ctx, client, base, req) }, tr.CloseIdleConnections, nil
 	}
-	return hammer(ctx, client, base, req, conns, d)
 }
 
-// hammer sends requests from conns goroutines until d has passed. A round's
-// end does not cancel requests in flight, so none is cut off and counted as
-// an error; only ctx (Ctrl-C) does.
-func hammer(ctx context.Context, client *http.Client, base string, req request, conns int, d time.Duration) (result, error) {
+// callTarget times f called directly, for domain-level scenarios that must
+// leave HTTP (and a provider's network round trip) out of the comparison.
+func callTarget(f op) target {
+	return func(context.Context) (op, func(), error) { return f, func() {}, nil }
+}
+
+// measure warms up, then times one round of t from conns goroutines.
+func measure(ctx context.Context, t target, conns int, d time.Duration) (result, error) {
+	o, done, err := t(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	defer done()
+	if _, err := hammer(ctx, o, conns, warmUp); err != nil {
+		return result{}, err
+	}
+	return hammer(ctx, o, conns, d)
+}
+
+// hammer runs o from conns goroutines until d has passed. A round's end does
+// not cancel work in flight, so none is cut off and counted as an error;
+// only ctx (Ctrl-C) does.
+func hammer(ctx context.Context, o op, conns int, d time.Duration) (result, error) {
 	// Sized for a fast machine so the timed loop seldom grows a slice.
 	capacity := int(d.Seconds()*1000) + 64
 	workers := make([]worker, conns)
@@ -75,7 +101,7 @@ func hammer(ctx context.Context, client *http.Client, base string, req request, 
 		wg.Go(func() {
 			for ctx.Err() == nil && time.Now().Before(end) {
 				t0 := time.Now()
-				n, err := once(ctx, client, base, req)
+				n, err := o(ctx)
 				elapsed := time.Since(t0)
 				if err != nil {
 					if ctx.Err() != nil {

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -126,14 +125,20 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 	// Every setup runs before the servers start: Echo's router must not
 	// change while it serves.
 	type ready struct {
-		s               scenario
-		grace, baseline request
-		err             error
+		s                       scenario
+		grace, baseline         request
+		graceCall, baselineCall target
+		err                     error
 	}
 	var todo []ready
 	for _, s := range selected {
-		g, bl, err := s.setup(ctx, b)
-		todo = append(todo, ready{s, g, bl, err})
+		r := ready{s: s}
+		if s.setupCalls != nil {
+			r.graceCall, r.baselineCall, r.err = s.setupCalls(ctx, b)
+		} else {
+			r.grace, r.baseline, r.err = s.setup(ctx, b)
+		}
+		todo = append(todo, r)
 	}
 	graceSrv, bareSrv := httptest.NewServer(b.grace), httptest.NewServer(b.bare)
 	defer graceSrv.Close()
@@ -143,7 +148,11 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 		r := scenarioReport{Name: t.s.name, Grace: t.s.grace, Baseline: t.s.baseline,
 			TargetRatio: t.s.minRatio, MaxP99Ratio: t.s.maxP99Ratio}
 		if t.err == nil {
-			t.err = runScenario(ctx, cfg, b, &r, graceSrv.URL, t.grace, bareSrv.URL, t.baseline)
+			grace, baseline := t.graceCall, t.baselineCall
+			if grace == nil {
+				grace, baseline = httpTarget(graceSrv.URL, t.grace, cfg.conns), httpTarget(bareSrv.URL, t.baseline, cfg.conns)
+			}
+			t.err = runScenario(ctx, cfg, b, &r, grace, baseline)
 		}
 		if ctx.Err() != nil {
 			return false, ctx.Err()
@@ -171,26 +180,24 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 // runScenario probes both sides once, so a broken route fails in a second
 // rather than after every round, then times rounds interleaved baseline,
 // Grace, baseline, Grace..., so drift in the machine's load hits both sides.
-func runScenario(ctx context.Context, cfg config, b *bench, r *scenarioReport, graceURL string, grace request, bareURL string, baseline request) error {
-	probe := &http.Client{Timeout: 10 * time.Second}
-	defer probe.CloseIdleConnections()
-	if _, err := once(ctx, probe, bareURL, baseline); err != nil {
+func runScenario(ctx context.Context, cfg config, b *bench, r *scenarioReport, grace, baseline target) error {
+	if err := probe(ctx, baseline); err != nil {
 		return fmt.Errorf("baseline: %w", err)
 	}
-	if _, err := once(ctx, probe, graceURL, grace); err != nil {
+	if err := probe(ctx, grace); err != nil {
 		return fmt.Errorf("grace: %w", err)
 	}
 	var bs, gs []result
 	for i := 1; i <= cfg.rounds; i++ {
 		progress("%s: round %d/%d baseline", r.Name, i, cfg.rounds)
-		res, err := measure(ctx, bareURL, baseline, cfg.conns, cfg.duration)
+		res, err := measure(ctx, baseline, cfg.conns, cfg.duration)
 		if err != nil {
 			return err
 		}
 		bs = append(bs, res)
 		b.releaseConns()
 		progress("%s: round %d/%d grace", r.Name, i, cfg.rounds)
-		if res, err = measure(ctx, graceURL, grace, cfg.conns, cfg.duration); err != nil {
+		if res, err = measure(ctx, grace, cfg.conns, cfg.duration); err != nil {
 			return err
 		}
 		gs = append(gs, res)
@@ -198,6 +205,19 @@ func runScenario(ctx context.Context, cfg config, b *bench, r *scenarioReport, g
 	}
 	r.BaselineSide, r.GraceSide = summarize(bs), summarize(gs)
 	return nil
+}
+
+// probe runs a side once, with a deadline.
+func probe(ctx context.Context, t target) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	o, done, err := t(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	_, err = o(ctx)
+	return err
 }
 
 // releaseConns closes both pools' idle connections between rounds. Two warm
@@ -287,10 +307,19 @@ func openBench(ctx context.Context, dsn string) (*bench, func(), error) {
 		sqlDB.Close()
 		return nil, nil, err
 	}
-	svc := models.NewService(models.Deps{DB: gdb, Log: discard})
+	// Checkouts go to a provider that answers at once, and webhooks are
+	// verified by the real Stripe adapter: the bench times Grace, not Stripe.
+	verifier, err := newWebhookVerifier()
+	if err != nil {
+		pool.Close()
+		sqlDB.Close()
+		return nil, nil, err
+	}
+	svc := models.NewService(models.Deps{DB: gdb, Log: discard, Payments: instantGateway{}, AppBaseURL: benchAppURL})
 	bare := echo.New()
 	bare.HideBanner, bare.HidePort = true, true
-	b := &bench{db: gdb, svc: svc, grace: api.New(api.Config{Service: svc, Log: discard}), pool: pool, bare: bare}
+	grace := api.New(api.Config{Service: svc, Log: discard, StripeWebhook: verifier})
+	b := &bench{db: gdb, svc: svc, grace: grace, pool: pool, bare: bare}
 	return b, func() { pool.Close(); sqlDB.Close() }, nil
 }
 

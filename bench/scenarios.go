@@ -31,6 +31,10 @@ type scenario struct {
 	// setup builds the fixtures, registers the baseline's route on b.bare and
 	// returns the request each side is timed with.
 	setup func(ctx context.Context, b *bench) (grace, baseline request, err error)
+	// setupCalls, used instead of setup, builds the fixtures and returns the
+	// functions each side is timed calling directly, for scenarios measured
+	// at the domain level rather than over HTTP.
+	setupCalls func(ctx context.Context, b *bench) (grace, baseline target, err error)
 }
 
 // request makes one request against a server's base URL. It runs for every
@@ -51,9 +55,7 @@ func get(path string, header http.Header) request {
 	}
 }
 
-// scenarios is every comparison, in report order. Seat holds (against a bare
-// single-row UPDATE) and webhook ingest (against a bare INSERT) are added here
-// by their issues.
+// scenarios is every comparison, in report order.
 var scenarios = []scenario{
 	{
 		name:        "portal-lesson",
@@ -69,6 +71,20 @@ var scenarios = []scenario{
 		baseline: "bare Echo: the same JSON object from memory, no database",
 		minRatio: 0.8,
 		setup:    setupProgramPage,
+	},
+	{
+		name:       "seat-hold",
+		grace:      "models.Service.StartCheckout on one hot cohort: participant, consents, enrollment, guarded seat UPDATE, checkout recorded (provider stubbed to answer at once)",
+		baseline:   "pgx: UPDATE cohorts SET seats_held = seats_held + 1 WHERE id = $1 on the same row",
+		minRatio:   0.3,
+		setupCalls: setupSeatHold,
+	},
+	{
+		name:     "webhook-ingest",
+		grace:    "POST /v1/webhooks/stripe: verify signature, store once, apply (mixed events, unknown enrollments)",
+		baseline: "bare Echo + pgx: read body, INSERT INTO stripe_events (id, type, payload)",
+		minRatio: 0.35,
+		setup:    setupWebhookIngest,
 	},
 }
 

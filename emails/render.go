@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	texttemplate "text/template"
+	"time"
 )
 
 //go:embed templates
@@ -25,8 +26,12 @@ var ErrUnknownTemplate = errors.New("emails: unknown template")
 // templateSpec is what one email needs: where its link points and which data
 // keys must be present. The keys are the contract with the domain
 // (models.enqueueEmail callers); sample fills them for the start-up dry run.
+// A link is either linkPath plus the data's token, or, for emails that carry
+// no token, whatever link builds from the data (a path and query under the
+// base URL, escaped by link itself).
 type templateSpec struct {
 	linkPath string
+	link     func(data map[string]any) string
 	required []string
 	sample   map[string]any
 }
@@ -47,6 +52,56 @@ var catalog = map[string]templateSpec{
 		required: []string{"token", "inviter_name", "expires_hours"},
 		sample:   map[string]any{"name": "Sample", "inviter_name": "Inviter", "token": "sample-token", "expires_hours": 72},
 	},
+	"enrollment_welcome": {
+		link:     func(map[string]any) string { return "/portal" },
+		required: []string{"enrollment_id", "cohort_id", "cohort_name", "starts_at", "timezone"},
+		sample: map[string]any{"name": "Sample", "enrollment_id": "sample-enrollment", "cohort_id": "sample-cohort",
+			"cohort_name": "Sample Cohort", "starts_at": "2025-03-01T09:00:00Z", "timezone": "Europe/London"},
+	},
+	"waitlist_offer": {
+		link: func(data map[string]any) string {
+			return "/cohorts/" + url.PathEscape(fmt.Sprint(data["cohort_id"])) + "/checkout?email=" + url.QueryEscape(fmt.Sprint(data["email"]))
+		},
+		required: []string{"enrollment_id", "cohort_id", "cohort_name", "email", "expires_hours"},
+		sample: map[string]any{"name": "Sample", "enrollment_id": "sample-enrollment", "cohort_id": "sample-cohort",
+			"cohort_name": "Sample Cohort", "email": "sample@example.com", "expires_hours": 24},
+	},
+	"cohort_overbooked": {
+		link: func(data map[string]any) string {
+			return "/coach/cohorts/" + url.PathEscape(fmt.Sprint(data["cohort_id"]))
+		},
+		required: []string{"cohort_id", "cohort_name", "capacity", "participant_name", "participant_email"},
+		sample: map[string]any{"name": "Sample", "cohort_id": "sample-cohort", "cohort_name": "Sample Cohort",
+			"capacity": 20, "participant_name": "Participant", "participant_email": "participant@example.com"},
+	},
+}
+
+// funcs are the helpers templates may call.
+var funcs = map[string]any{"localTime": localTime}
+
+// localTime shows an instant as a reader in zone would say it, with the zone
+// named, because a cohort's participants may live elsewhere:
+// "Saturday 1 March 2025 at 09:00 (Europe/London)". at is an RFC 3339 string
+// (as outbox data stores it) or a time.Time.
+func localTime(at any, zone any) (string, error) {
+	var t time.Time
+	switch v := at.(type) {
+	case time.Time:
+		t = v
+	case string:
+		var err error
+		if t, err = time.Parse(time.RFC3339, v); err != nil {
+			return "", fmt.Errorf("localTime: %w", err)
+		}
+	default:
+		return "", fmt.Errorf("localTime: %T is not a time", at)
+	}
+	name := fmt.Sprint(zone)
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return "", fmt.Errorf("localTime: %w", err)
+	}
+	return t.In(loc).Format("Monday 2 January 2006 at 15:04") + " (" + name + ")", nil
 }
 
 // Rendered is one email ready to send.
@@ -107,11 +162,11 @@ func NewRenderer(baseURL, productName string) (*Renderer, error) {
 	if err != nil {
 		return nil, err
 	}
-	htmlBase, err := htmltemplate.New("layout.html").Option("missingkey=error").Parse(layoutHTML)
+	htmlBase, err := htmltemplate.New("layout.html").Funcs(funcs).Option("missingkey=error").Parse(layoutHTML)
 	if err != nil {
 		return nil, fmt.Errorf("emails: parse layout.html: %w", err)
 	}
-	textBase, err := texttemplate.New("layout.txt").Option("missingkey=error").Parse(layoutText)
+	textBase, err := texttemplate.New("layout.txt").Funcs(funcs).Option("missingkey=error").Parse(layoutText)
 	if err != nil {
 		return nil, fmt.Errorf("emails: parse layout.txt: %w", err)
 	}
@@ -144,7 +199,7 @@ func parseSet(name string, spec templateSpec, htmlBase *htmltemplate.Template, t
 	}
 
 	set := &templateSet{spec: spec}
-	if set.subject, err = texttemplate.New(name + ".subject").Option("missingkey=error").Parse(subjectSrc); err != nil {
+	if set.subject, err = texttemplate.New(name + ".subject").Funcs(funcs).Option("missingkey=error").Parse(subjectSrc); err != nil {
 		return nil, fmt.Errorf("emails: parse %s.subject: %w", name, err)
 	}
 	if set.html, err = htmlBase.Clone(); err != nil {
@@ -200,15 +255,19 @@ func (r *Renderer) Render(template, toName string, data map[string]any) (Rendere
 			return Rendered{}, fmt.Errorf("emails: template %s: data is missing %q", template, key)
 		}
 	}
-	token, ok := data["token"].(string)
-	if !ok {
-		return Rendered{}, fmt.Errorf("emails: template %s: data %q must be a string", template, "token")
-	}
 	v := view{
 		Product: r.product,
 		Name:    strings.TrimSpace(toName),
-		Link:    r.baseURL + set.spec.linkPath + "?token=" + url.QueryEscape(token),
 		Data:    data,
+	}
+	if set.spec.link != nil {
+		v.Link = r.baseURL + set.spec.link(data)
+	} else {
+		token, ok := data["token"].(string)
+		if !ok {
+			return Rendered{}, fmt.Errorf("emails: template %s: data %q must be a string", template, "token")
+		}
+		v.Link = r.baseURL + set.spec.linkPath + "?token=" + url.QueryEscape(token)
 	}
 	if name, ok := data["name"].(string); ok && strings.TrimSpace(name) != "" {
 		v.Name = strings.TrimSpace(name)

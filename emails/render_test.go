@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/grace-coaching/grace/emails"
 )
@@ -44,6 +45,28 @@ func TestRenderEveryTemplate(t *testing.T) {
 			data:     map[string]any{"name": "Bea", "inviter_name": "Grace", "token": "tok-789", "expires_hours": 72},
 			link:     "https://app.grace.example/coach/accept-invite?token=tok-789",
 			want:     []string{"Hello Bea,", "Grace has invited you", "72 hours", "ignore this email", "invited this email address"},
+		},
+		{
+			template: "enrollment_welcome",
+			data: map[string]any{"name": "Ana", "enrollment_id": "e-1", "cohort_id": "c-1", "cohort_name": "Spring Circle",
+				"starts_at": "2025-04-05T17:00:00Z", "timezone": "Europe/Paris"},
+			link: "https://app.grace.example/portal",
+			// 17:00 UTC is 19:00 in Paris on that (summer-time) Saturday.
+			want: []string{"Hello Ana,", "Spring Circle", "Saturday 5 April 2025 at 19:00 (Europe/Paris)", "not psychotherapy", "enrolled in Spring Circle"},
+		},
+		{
+			template: "waitlist_offer",
+			data: map[string]any{"name": "Bea", "enrollment_id": "e-2", "cohort_id": "c-2", "cohort_name": "Spring Circle",
+				"email": "bea+grace@example.com", "expires_hours": 24},
+			link: "https://app.grace.example/cohorts/c-2/checkout?email=bea%2Bgrace%40example.com",
+			want: []string{"Hello Bea,", "Spring Circle", "24 hours", "next person waiting", "joined the waitlist"},
+		},
+		{
+			template: "cohort_overbooked",
+			data: map[string]any{"name": "Grace", "cohort_id": "c-3", "cohort_name": "Spring Circle", "capacity": 20,
+				"participant_name": "Cleo", "participant_email": "cleo@example.com"},
+			link: "https://app.grace.example/coach/cohorts/c-3",
+			want: []string{"Hello Grace,", "Spring Circle", "20 seats", "Cleo", "cleo@example.com", "raise its capacity or refund", "you coach Spring Circle"},
 		},
 	}
 	if got, want := len(r.Templates()), len(tests); got != want {
@@ -129,6 +152,12 @@ func TestRenderEscapesHTMLInNames(t *testing.T) {
 		{"login_link", evil, map[string]any{"token": "t", "code": "123456", "expires_minutes": 10, "program_title": evil}},
 		{"password_reset", "", map[string]any{"name": evil, "token": "t", "expires_minutes": 60}},
 		{"coach_invite", "", map[string]any{"name": evil, "inviter_name": evil, "token": "t", "expires_hours": 72}},
+		{"enrollment_welcome", "", map[string]any{"name": evil, "enrollment_id": "e", "cohort_id": "c", "cohort_name": evil,
+			"starts_at": "2025-04-05T17:00:00Z", "timezone": "Europe/Paris"}},
+		{"waitlist_offer", "", map[string]any{"name": evil, "enrollment_id": "e", "cohort_id": "c", "cohort_name": evil,
+			"email": "a@example.com", "expires_hours": 24}},
+		{"cohort_overbooked", "", map[string]any{"name": "Grace", "cohort_id": "c", "cohort_name": evil, "capacity": 20,
+			"participant_name": evil, "participant_email": "a@example.com"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.template, func(t *testing.T) {
@@ -207,6 +236,11 @@ func TestRenderRefusesBadInput(t *testing.T) {
 		{"login without expiry", "login_link", map[string]any{"token": "t", "code": "123456"}, false},
 		{"invite without inviter", "coach_invite", map[string]any{"token": "t", "expires_hours": 72}, false},
 		{"nil data", "coach_invite", nil, false},
+		{"welcome without start", "enrollment_welcome", map[string]any{"enrollment_id": "e", "cohort_id": "c", "cohort_name": "C", "timezone": "Europe/Paris"}, false},
+		{"welcome with a malformed start", "enrollment_welcome", map[string]any{"enrollment_id": "e", "cohort_id": "c", "cohort_name": "C", "starts_at": "next Tuesday", "timezone": "Europe/Paris"}, false},
+		{"welcome with an unknown zone", "enrollment_welcome", map[string]any{"enrollment_id": "e", "cohort_id": "c", "cohort_name": "C", "starts_at": "2025-04-05T17:00:00Z", "timezone": "Mars/Olympus"}, false},
+		{"offer without email", "waitlist_offer", map[string]any{"enrollment_id": "e", "cohort_id": "c", "cohort_name": "C", "expires_hours": 24}, false},
+		{"overbooked without participant", "cohort_overbooked", map[string]any{"cohort_id": "c", "cohort_name": "C", "capacity": 20, "participant_name": "P"}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -237,5 +271,46 @@ func TestNewRendererRefusesBadBaseURL(t *testing.T) {
 	}
 	if !strings.Contains(out.Text, "http://localhost:8080/app/login?token=t\n") || !strings.Contains(out.Subject, "Grace") {
 		t.Fatalf("base path or default product lost:\n%s\n%s", out.Subject, out.Text)
+	}
+}
+
+// The waitlist link carries her email so the checkout page can prefill it;
+// an address with URL metacharacters must arrive intact, not as two params.
+func TestRenderWaitlistOfferEscapesTheEmailInTheLink(t *testing.T) {
+	const email = "ana+waitlist&x=1@example.com"
+	out, err := newRenderer(t).Render("waitlist_offer", "", map[string]any{"enrollment_id": "e", "cohort_id": "c-9",
+		"cohort_name": "C", "email": email, "expires_hours": 24})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "https://app.grace.example/cohorts/c-9/checkout?email=" + url.QueryEscape(email)
+	if !strings.Contains(out.Text, want+"\n") {
+		t.Fatalf("text part lacks %s:\n%s", want, out.Text)
+	}
+	u, err := url.Parse(want)
+	if err != nil || u.Query().Get("email") != email || len(u.Query()) != 1 {
+		t.Fatalf("link does not round-trip the email: %v %v", u, err)
+	}
+}
+
+// Outbox data goes through JSON, so the welcome email must accept the start
+// as stored (a string) and as the domain may pass it (a time.Time), and show
+// the cohort's local time either way.
+func TestRenderWelcomeShowsTheStartInTheCohortZone(t *testing.T) {
+	r := newRenderer(t)
+	start := time.Date(2025, 1, 10, 1, 30, 0, 0, time.UTC)
+	for name, at := range map[string]any{"string": start.Format(time.RFC3339), "time": start} {
+		t.Run(name, func(t *testing.T) {
+			out, err := r.Render("enrollment_welcome", "Ana", map[string]any{"enrollment_id": "e", "cohort_id": "c",
+				"cohort_name": "C", "starts_at": at, "timezone": "America/New_York"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// 01:30 UTC on the 10th is still the evening of the 9th in New York.
+			const want = "Thursday 9 January 2025 at 20:30 (America/New_York)"
+			if !strings.Contains(out.Text, want) || !strings.Contains(out.HTML, want) {
+				t.Fatalf("want %q in both parts:\n%s", want, out.Text)
+			}
+		})
 	}
 }

@@ -125,29 +125,44 @@ func moveSeat(tx *gorm.DB, e *Enrollment, from, to string, strict bool) (overflo
 // when a seat frees, the next waitlist offer all move in the same
 // transaction. strict refuses (sold_out) rather than overflows a seat taken
 // without payment.
+//
+// The guarded UPDATE of the cohort row comes last: on a launch-day cohort
+// every checkout queues on that row lock, so it must be held for as little
+// as the commit that follows it.
 func (s *Service) settleEnrollment(tx *gorm.DB, e *Enrollment, strict bool) error {
-	before := e.Status
-	oldSeat := e.Seat
+	before, oldSeat := e.Status, e.Seat
 	e.Status = deriveStatus(e)
-	overflowed, err := moveSeat(tx, e, oldSeat, seatFor(e), strict)
-	if err != nil {
-		return err
+	want := seatFor(e)
+	if oldSeat == SeatOverflow && want == SeatPaid {
+		want = SeatOverflow // stays honoured beyond capacity until a seat frees
 	}
+	e.Seat = want
 	e.UpdatedAt = s.Now()
 	if err := tx.Select("*").Omit("id", "created_at").Updates(e).Error; err != nil {
 		return mapDBError(err, "enrollment")
 	}
 
+	// A new hold or a waitlist entry changes no access and sends nothing
+	// here, so it skips straight to the seat.
+	accessChanges := before == EnrollmentActive || e.Status == EnrollmentActive
 	var cohort Cohort
-	if err := tx.Where("id = ?", e.CohortID).Take(&cohort).Error; err != nil {
-		return mapDBError(err, "cohort")
-	}
-	if err := s.syncGrant(tx, e, &cohort); err != nil {
-		return err
-	}
 	var p Participant
-	if err := tx.Where("id = ?", e.ParticipantID).Take(&p).Error; err != nil {
-		return mapDBError(err, "participant")
+	load := func() error {
+		if cohort.ID != uuid.Nil {
+			return nil
+		}
+		if err := tx.Where("id = ?", e.CohortID).Take(&cohort).Error; err != nil {
+			return mapDBError(err, "cohort")
+		}
+		return mapDBError(tx.Where("id = ?", e.ParticipantID).Take(&p).Error, "participant")
+	}
+	if accessChanges {
+		if err := load(); err != nil {
+			return err
+		}
+		if err := s.syncGrant(tx, e, &cohort); err != nil {
+			return err
+		}
 	}
 	if e.Status == EnrollmentActive && before != EnrollmentActive {
 		err := s.enqueueEmail(tx, TemplateEnrollmentWelcome, p.Email, p.Name, "enrollment_welcome:"+e.ID.String(), map[string]any{
@@ -165,13 +180,28 @@ func (s *Service) settleEnrollment(tx *gorm.DB, e *Enrollment, strict bool) erro
 			return err
 		}
 	}
+
+	overflowed, err := moveSeat(tx, e, oldSeat, want, strict)
+	if err != nil {
+		return err
+	}
 	if overflowed {
+		if err := tx.Exec(`UPDATE enrollments SET seat = ? WHERE id = ?`, SeatOverflow, e.ID).Error; err != nil {
+			return err
+		}
+		if err := load(); err != nil {
+			return err
+		}
 		if err := s.flagOverbooked(tx, e, &cohort, &p); err != nil {
 			return err
 		}
 	}
 	if (oldSeat == SeatHeld || oldSeat == SeatPaid) && e.Seat == SeatNone {
-		return s.offerNextSeat(tx, cohort.ID)
+		promoted, err := s.promoteOverflow(tx, e.CohortID)
+		if err != nil || promoted {
+			return err
+		}
+		return s.offerNextSeat(tx, e.CohortID)
 	}
 	return nil
 }
@@ -240,4 +270,22 @@ func (s *Service) offerNextSeat(tx *gorm.DB, cohortID uuid.UUID) error {
 		"name": p.Name, "enrollment_id": next.ID.String(), "cohort_id": c.ID.String(), "cohort_name": c.Name,
 		"email": p.Email, "expires_hours": int(WaitlistOfferTTL / time.Hour),
 	})
+}
+
+// promoteOverflow gives a freed seat to a payment that was honoured beyond
+// capacity, before anyone on the waitlist: she has already paid, and the
+// cohort stops being overbooked.
+func (s *Service) promoteOverflow(tx *gorm.DB, cohortID uuid.UUID) (bool, error) {
+	var over Enrollment
+	err := tx.Raw(`SELECT * FROM enrollments WHERE cohort_id = ? AND seat = ? ORDER BY paid_at, id LIMIT 1 FOR UPDATE SKIP LOCKED`,
+		cohortID, SeatOverflow).Scan(&over).Error
+	if err != nil || over.ID == uuid.Nil {
+		return false, err
+	}
+	res := tx.Exec(`UPDATE cohorts SET seats_overflow = seats_overflow - 1, seats_paid = seats_paid + 1, updated_at = now()
+		WHERE id = ? AND seats_paid < capacity`, cohortID)
+	if res.Error != nil || res.RowsAffected == 0 {
+		return false, res.Error
+	}
+	return true, tx.Exec(`UPDATE enrollments SET seat = ?, updated_at = ? WHERE id = ?`, SeatPaid, s.Now(), over.ID).Error
 }

@@ -33,6 +33,9 @@ type Limits struct {
 	PortalLinkPerIP  RateLimit
 	PortalLinkPerKey RateLimit // per email
 	SessionPerIP     RateLimit // code and token exchanges
+	// CheckoutPerIP caps seat holds and waitlist joins from one address:
+	// holding seats is how a script could block a cohort.
+	CheckoutPerIP RateLimit
 }
 
 // DefaultLimits are generous for people and tight for scripts.
@@ -45,6 +48,7 @@ func DefaultLimits() Limits {
 		PortalLinkPerIP:  RateLimit{Max: 20, Window: 15 * time.Minute},
 		PortalLinkPerKey: RateLimit{Max: 5, Window: 15 * time.Minute},
 		SessionPerIP:     RateLimit{Max: 30, Window: 15 * time.Minute},
+		CheckoutPerIP:    RateLimit{Max: 20, Window: 15 * time.Minute},
 	}
 }
 

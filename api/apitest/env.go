@@ -33,15 +33,47 @@ var (
 	specErr     error
 )
 
-// NewEnv boots the API on a fresh database for this test.
-func NewEnv(t testing.TB) *Env {
+// EnvOption changes how NewEnv builds the API.
+type EnvOption func(*envOptions)
+
+type envOptions struct {
+	payments   models.PaymentGateway
+	webhook    api.PaymentWebhook
+	appBaseURL string
+}
+
+// WithPayments gives the service a payment gateway and the API a webhook
+// verifier (either may be nil: not configured). With the Stripe adapter on
+// stripe-mock: gw, _ := stripe.New(stripe.Config{SecretKey: "sk_test_x",
+// APIURL: stripetest.StartMock(t), WebhookSecret: secret}), then
+// WithPayments(gw, gw).
+func WithPayments(gateway models.PaymentGateway, webhook api.PaymentWebhook) EnvOption {
+	return func(o *envOptions) { o.payments, o.webhook = gateway, webhook }
+}
+
+// WithAppBaseURL sets the portal URL the domain builds links with
+// (checkout return URLs); the default is http://portal.test.
+func WithAppBaseURL(url string) EnvOption {
+	return func(o *envOptions) { o.appBaseURL = url }
+}
+
+// NewEnv boots the API on a fresh database for this test. Without options
+// payments are not configured (checkout answers payments_unavailable,
+// webhooks are refused).
+func NewEnv(t testing.TB, opts ...EnvOption) *Env {
 	t.Helper()
-	svc, clock, db := modelstest.NewService(t)
+	o := envOptions{appBaseURL: "http://portal.test"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	db := modelstest.NewDB(t)
+	clock := models.NewFakeClock(modelstest.Start)
+	svc := models.NewService(models.Deps{DB: db, Clock: clock, Payments: o.payments, AppBaseURL: o.appBaseURL})
 	specOnce.Do(func() { specChecker, specErr = NewSpecChecker(api.OpenAPISpec()) })
 	if specErr != nil {
 		t.Fatalf("load api/openapi.yaml: %v", specErr)
 	}
-	e := api.New(api.Config{Service: svc, CORSOrigins: []string{"http://portal.test"}})
+	e := api.New(api.Config{Service: svc, CORSOrigins: []string{"http://portal.test"}, StripeWebhook: o.webhook})
 	return &Env{DB: db, Clock: clock, Svc: svc, Echo: e, Spec: specChecker}
 }
 

@@ -14,6 +14,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/grace-coaching/grace/api"
+	"github.com/grace-coaching/grace/api/stripe"
 	"github.com/grace-coaching/grace/emails"
 	"github.com/grace-coaching/grace/migrations"
 	"github.com/grace-coaching/grace/models"
@@ -29,6 +30,9 @@ type App struct {
 	svc    *models.Service
 	server *http.Server
 	ln     net.Listener
+
+	// payments is nil when STRIPE_SECRET_KEY is not set.
+	payments *stripe.Client
 
 	workerCancel context.CancelFunc
 	workerDone   sync.WaitGroup
@@ -55,8 +59,38 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger, migrate bool) (*
 			return nil, err
 		}
 	}
-	a.svc = models.NewService(models.Deps{DB: db, Clock: a.clock, Log: log})
+	deps := models.Deps{DB: db, Clock: a.clock, Log: log, AppBaseURL: cfg.AppBaseURL}
+	if cfg.StripeSecretKey != "" {
+		// No network call here: a wrong key shows on the first checkout,
+		// not at boot, so the rest of Grace serves while Stripe is down.
+		a.payments, err = stripe.New(stripe.Config{
+			SecretKey:     cfg.StripeSecretKey,
+			APIURL:        cfg.StripeAPIURL,
+			WebhookSecret: cfg.StripeWebhookSecret,
+			// Three tries (the SDK retries twice) of 15 s each, plus
+			// backoff, stay inside the server's 60 s write timeout, so a
+			// slow Stripe still gets a 502 to the browser, not a cut line.
+			HTTPClient: &http.Client{Timeout: 15 * time.Second},
+		})
+		if err != nil {
+			a.Close()
+			return nil, err
+		}
+		deps.Payments = a.payments
+	}
+	a.svc = models.NewService(deps)
 	return a, nil
+}
+
+// stripeWebhook is the webhook verifier, or nil (webhooks refused) when
+// payments or the signing secret are not configured. It is an interface
+// value built only from a non-nil client: a nil *stripe.Client inside it
+// would look configured.
+func (a *App) stripeWebhook() api.PaymentWebhook {
+	if a.payments == nil || a.cfg.StripeWebhookSecret == "" {
+		return nil
+	}
+	return a.payments
 }
 
 // ready reports the schema version, failing unless the database answers and
@@ -117,7 +151,10 @@ func (a *App) newWorker() (*emails.Worker, error) {
 	})
 }
 
-// startWorker runs the email worker until Close.
+// sweepEvery is how often overdue seat holds are resolved with Stripe.
+const sweepEvery = time.Minute
+
+// startWorker runs the email worker and the hold sweeper until Close.
 func (a *App) startWorker() error {
 	w, err := a.newWorker()
 	if err != nil {
@@ -125,20 +162,29 @@ func (a *App) startWorker() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.workerCancel = cancel
-	a.workerDone.Add(1)
+	a.workerDone.Add(2)
 	go func() {
 		defer a.workerDone.Done()
 		if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			a.log.Error("email worker stopped", "err", err)
 		}
 	}()
+	go func() {
+		defer a.workerDone.Done()
+		a.svc.RunSweeper(ctx, sweepEvery)
+	}()
 	return nil
 }
 
 // startHTTP listens on cfg.HTTPAddr and serves the API in the background.
 func (a *App) startHTTP() error {
-	if a.cfg.StripeSecretKey == "" {
+	switch {
+	case a.payments == nil:
 		a.log.Warn("payments: DEV MODE, STRIPE_SECRET_KEY is not set: paid checkout is unavailable")
+	case a.cfg.StripeWebhookSecret == "":
+		a.log.Warn("payments: STRIPE_WEBHOOK_SECRET is not set: Stripe webhooks will be refused, so paid enrollments will not activate")
+	default:
+		a.log.Info("payments: Stripe checkout enabled", "api_url", a.cfg.StripeAPIURL)
 	}
 	e := api.New(api.Config{
 		Service:        a.svc,
@@ -146,6 +192,7 @@ func (a *App) startHTTP() error {
 		CORSOrigins:    a.cfg.CORSOrigins,
 		TrustedProxies: a.cfg.TrustedProxies,
 		Ready:          a.ready,
+		StripeWebhook:  a.stripeWebhook(),
 	})
 	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
 	if err != nil {

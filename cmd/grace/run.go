@@ -100,8 +100,15 @@ func worker(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.Info("email worker started")
-	if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	log.Info("email worker and hold sweeper started")
+	sweeperDone := make(chan struct{})
+	go func() {
+		defer close(sweeperDone)
+		a.svc.RunSweeper(ctx, sweepEvery)
+	}()
+	err = w.Run(ctx)
+	<-sweeperDone
+	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil

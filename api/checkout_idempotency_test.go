@@ -1,0 +1,125 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/grace-coaching/grace/api/apitest"
+	"github.com/grace-coaching/grace/api/stripe"
+	"github.com/grace-coaching/grace/api/stripe/stripetest"
+	"github.com/grace-coaching/grace/models"
+)
+
+// countingGateway counts checkout sessions created, so a test can tell a
+// replayed answer from a second checkout.
+type countingGateway struct {
+	models.PaymentGateway
+	creates atomic.Int64
+}
+
+func (g *countingGateway) CreateCheckoutSession(ctx context.Context, req models.CheckoutRequest) (models.CheckoutSession, error) {
+	g.creates.Add(1)
+	return g.PaymentGateway.CreateCheckoutSession(ctx, req)
+}
+
+func idemCheckoutEnv(t *testing.T) (*apitest.Env, *countingGateway, string) {
+	t.Helper()
+	client, err := stripe.New(stripe.Config{SecretKey: "sk_test_idem", APIURL: stripetest.StartMock(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := &countingGateway{PaymentGateway: client}
+	env := apitest.NewEnv(t, apitest.WithPayments(gw, nil))
+	prog := env.Program(t, "say-no-with-grace", models.ProgramPublished, false)
+	start := env.Clock.Now().Add(14 * 24 * time.Hour)
+	cohort := models.Cohort{ProgramID: prog.ID, Name: "Spring circle", StartsAt: start, EndsAt: start.Add(42 * 24 * time.Hour),
+		Timezone: "Europe/London", Capacity: 12, PriceCents: 49700, Currency: "EUR", Status: models.CohortOpen}
+	if err := env.DB.Create(&cohort).Error; err != nil {
+		t.Fatal(err)
+	}
+	return env, gw, "/v1/cohorts/" + cohort.ID.String() + "/checkout"
+}
+
+func checkoutBody(email string) map[string]any {
+	return map[string]any{"email": email, "name": "Ada", "disclaimer_accepted": true, "marketing_consent": false}
+}
+
+func TestCheckoutIdempotencyKeyReplaysTheFirstAnswer(t *testing.T) {
+	env, gw, path := idemCheckoutEnv(t)
+	key := apitest.Header("Idempotency-Key", "3b1f6c1e-checkout-1")
+
+	first := env.Do(t, "POST", path, checkoutBody("ada@example.com"), key).Expect(t, 201)
+	// The clock moves, so a second run would answer another expires_at.
+	env.Clock.Advance(time.Minute)
+	again := env.Do(t, "POST", path, checkoutBody("ada@example.com"), key).Expect(t, 201)
+	if !bytes.Equal(again.Body, first.Body) || again.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("repeat = %s (replayed %q), want %s", again.Body, again.Header.Get("Idempotent-Replayed"), first.Body)
+	}
+	if n := gw.creates.Load(); n != 1 {
+		t.Fatalf("checkout sessions created = %d, want 1", n)
+	}
+
+	// Same key, another woman: refused, nothing held for her.
+	enrollments := env.Count(t, "enrollments")
+	env.Do(t, "POST", path, checkoutBody("grace@example.com"), key).ExpectProblem(t, 422, "idempotency_key_reused")
+	if got := env.Count(t, "enrollments"); got != enrollments || gw.creates.Load() != 1 {
+		t.Fatalf("reused key wrote %d enrollments and %d sessions", got-enrollments, gw.creates.Load()-1)
+	}
+
+	// A bad key is refused before anything runs.
+	env.Do(t, "POST", path, checkoutBody("grace@example.com"), apitest.Header("Idempotency-Key", "")).ExpectProblem(t, 400, "invalid_idempotency_key")
+	if got := env.Count(t, "enrollments"); got != enrollments {
+		t.Fatalf("bad key wrote %d enrollments", got-enrollments)
+	}
+}
+
+func TestCheckoutIdempotencyConcurrentDuplicatesHoldOneSeat(t *testing.T) {
+	env, gw, path := idemCheckoutEnv(t)
+	body, _ := json.Marshal(checkoutBody("ada@example.com"))
+	const n = 12
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	bodies := make([][]byte, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Idempotency-Key", "double-click")
+			rec := httptest.NewRecorder()
+			env.Echo.ServeHTTP(rec, req)
+			codes[i], bodies[i] = rec.Code, rec.Body.Bytes()
+		}()
+	}
+	wg.Wait()
+	var created []byte
+	for i, code := range codes {
+		switch code {
+		case http.StatusCreated:
+			if created != nil && !bytes.Equal(bodies[i], created) {
+				t.Errorf("two different 201s: %s and %s", created, bodies[i])
+			}
+			created = bodies[i]
+		case http.StatusConflict:
+			if !bytes.Contains(bodies[i], []byte(`"idempotency_in_progress"`)) {
+				t.Errorf("409 %s, want idempotency_in_progress", bodies[i])
+			}
+		default:
+			t.Errorf("status %d: %s", code, bodies[i])
+		}
+	}
+	if created == nil {
+		t.Fatal("no request succeeded")
+	}
+	if got := env.Count(t, "enrollments"); got != 1 || gw.creates.Load() != 1 {
+		t.Fatalf("enrollments = %d, sessions = %d; want 1 and 1", got, gw.creates.Load())
+	}
+}

@@ -1,0 +1,214 @@
+// Package stripe adapts Stripe to models.PaymentGateway and verifies Stripe
+// webhooks for the api package. It is the only package that imports
+// stripe-go: nothing it returns carries a Stripe type, so the domain and the
+// HTTP layer never depend on the SDK.
+package stripe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	stripego "github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+
+	"github.com/grace-coaching/grace/models"
+)
+
+// Config configures the adapter.
+type Config struct {
+	// SecretKey is the Stripe secret key (sk_live_..., sk_test_...).
+	SecretKey string
+	// APIURL overrides the Stripe API base URL, for stripe-mock. Empty means
+	// Stripe itself.
+	APIURL string
+	// WebhookSecret is the endpoint's signing secret (whsec_...). Empty makes
+	// ParseEvent refuse every payload.
+	WebhookSecret string
+	// HTTPClient is used for API calls; nil means a client with a 30 s
+	// timeout.
+	HTTPClient *http.Client
+	// MaxNetworkRetries is how often a failed call that is safe to retry
+	// (network error, 409, 429, 5xx; writes carry an idempotency key) is
+	// retried. nil means 2.
+	MaxNetworkRetries *int64
+}
+
+// Client talks to Stripe. It is safe for concurrent use.
+type Client struct {
+	api           *client.API
+	webhookSecret string
+}
+
+var _ models.PaymentGateway = (*Client)(nil)
+
+// New builds a client. It makes no network call.
+func New(cfg Config) (*Client, error) {
+	if strings.TrimSpace(cfg.SecretKey) == "" {
+		return nil, errors.New("stripe: a secret key is required")
+	}
+	httpClient := cfg.HTTPClient
+	if httpClient == nil {
+		httpClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	retries := cfg.MaxNetworkRetries
+	if retries == nil {
+		retries = stripego.Int64(2)
+	}
+	// Backends are built per client, never through the SDK's package-level
+	// defaults, so two clients (e.g. tests against different mocks) never
+	// share state. GetBackendWithConfig fills in defaults in the config it
+	// is given, hence a fresh one per backend.
+	backend := func(typ stripego.SupportedBackend) stripego.Backend {
+		bc := &stripego.BackendConfig{
+			HTTPClient:        httpClient,
+			MaxNetworkRetries: retries,
+			// The SDK logs every 4xx to stderr by default; our callers log
+			// the wrapped error with the request's context instead.
+			LeveledLogger: &stripego.LeveledLogger{Level: stripego.LevelNull},
+		}
+		if cfg.APIURL != "" {
+			bc.URL = stripego.String(cfg.APIURL)
+		}
+		return stripego.GetBackendWithConfig(typ, bc)
+	}
+	backends := &stripego.Backends{
+		API:     backend(stripego.APIBackend),
+		Connect: backend(stripego.ConnectBackend),
+		Uploads: backend(stripego.UploadsBackend),
+	}
+	return &Client{api: client.New(cfg.SecretKey, backends), webhookSecret: cfg.WebhookSecret}, nil
+}
+
+// CreateCheckoutSession starts a hosted one-off payment for one enrollment.
+// The enrollment id travels as client_reference_id and as metadata on both
+// the session and its payment intent, so every later event (including
+// charge and dispute events, which only see the payment intent) can be
+// traced back to it.
+func (c *Client) CreateCheckoutSession(ctx context.Context, req models.CheckoutRequest) (models.CheckoutSession, error) {
+	enrollmentID := req.EnrollmentID.String()
+	meta := map[string]string{"enrollment_id": enrollmentID}
+	params := &stripego.CheckoutSessionParams{
+		Mode: stripego.String(string(stripego.CheckoutSessionModePayment)),
+		LineItems: []*stripego.CheckoutSessionLineItemParams{{
+			PriceData: &stripego.CheckoutSessionLineItemPriceDataParams{
+				Currency:   stripego.String(strings.ToLower(req.Currency)),
+				UnitAmount: stripego.Int64(req.AmountCents),
+				ProductData: &stripego.CheckoutSessionLineItemPriceDataProductDataParams{
+					Name: stripego.String(req.ProductName),
+				},
+			},
+			Quantity: stripego.Int64(1),
+		}},
+		ClientReferenceID:   stripego.String(enrollmentID),
+		Metadata:            meta,
+		PaymentIntentData:   &stripego.CheckoutSessionPaymentIntentDataParams{Metadata: meta},
+		AllowPromotionCodes: stripego.Bool(true),
+		SuccessURL:          stripego.String(req.SuccessURL),
+		CancelURL:           stripego.String(req.CancelURL),
+	}
+	if req.CustomerEmail != "" {
+		params.CustomerEmail = stripego.String(req.CustomerEmail)
+	}
+	if !req.ExpiresAt.IsZero() {
+		params.ExpiresAt = stripego.Int64(req.ExpiresAt.Unix())
+	}
+	params.Context = ctx
+	if req.IdempotencyKey != "" {
+		params.SetIdempotencyKey(req.IdempotencyKey)
+	}
+	s, err := c.api.CheckoutSessions.New(params)
+	if err != nil {
+		return models.CheckoutSession{}, providerError("create checkout session", err)
+	}
+	return sessionFrom(s), nil
+}
+
+// GetCheckoutSession reads a session's current state.
+func (c *Client) GetCheckoutSession(ctx context.Context, id string) (models.CheckoutSession, error) {
+	params := &stripego.CheckoutSessionParams{}
+	params.Context = ctx
+	s, err := c.api.CheckoutSessions.Get(id, params)
+	if err != nil {
+		return models.CheckoutSession{}, providerError("get checkout session", err)
+	}
+	return sessionFrom(s), nil
+}
+
+// ExpireCheckoutSession closes an open session so it can no longer be paid.
+func (c *Client) ExpireCheckoutSession(ctx context.Context, id string) (models.CheckoutSession, error) {
+	params := &stripego.CheckoutSessionExpireParams{}
+	params.Context = ctx
+	s, err := c.api.CheckoutSessions.Expire(id, params)
+	if err != nil {
+		return models.CheckoutSession{}, providerError("expire checkout session", err)
+	}
+	return sessionFrom(s), nil
+}
+
+// Refund refunds req.AmountCents of the payment intent (0: all that is left)
+// and returns the refund id. The state change arrives later as a
+// charge.refunded webhook.
+func (c *Client) Refund(ctx context.Context, req models.RefundRequest) (string, error) {
+	params := &stripego.RefundParams{PaymentIntent: stripego.String(req.PaymentIntentID)}
+	if req.AmountCents > 0 {
+		params.Amount = stripego.Int64(req.AmountCents)
+	}
+	params.Context = ctx
+	if req.IdempotencyKey != "" {
+		params.SetIdempotencyKey(req.IdempotencyKey)
+	}
+	r, err := c.api.Refunds.New(params)
+	if err != nil {
+		return "", providerError("refund", err)
+	}
+	return r.ID, nil
+}
+
+func sessionFrom(s *stripego.CheckoutSession) models.CheckoutSession {
+	out := models.CheckoutSession{
+		ID:            s.ID,
+		URL:           s.URL,
+		Status:        string(s.Status),
+		PaymentStatus: string(s.PaymentStatus),
+		AmountTotal:   s.AmountTotal,
+		Currency:      strings.ToUpper(string(s.Currency)),
+		EnrollmentID:  s.ClientReferenceID,
+	}
+	if out.EnrollmentID == "" {
+		out.EnrollmentID = s.Metadata["enrollment_id"]
+	}
+	if s.PaymentIntent != nil {
+		out.PaymentIntentID = s.PaymentIntent.ID
+	}
+	if s.ExpiresAt != 0 {
+		out.ExpiresAt = time.Unix(s.ExpiresAt, 0).UTC()
+	}
+	return out
+}
+
+// providerError wraps err in models.ErrPaymentProvider with a message that
+// names what Stripe said (type, code, status, request id) without keeping
+// the SDK's error value, so no Stripe type escapes this package.
+func providerError(op string, err error) error {
+	var se *stripego.Error
+	if errors.As(err, &se) {
+		parts := []string{string(se.Type)}
+		if se.Code != "" {
+			parts = append(parts, string(se.Code))
+		}
+		msg := fmt.Sprintf("stripe %s: %s (status %d", op, strings.Join(parts, "/"), se.HTTPStatusCode)
+		if se.RequestID != "" {
+			msg += ", request " + se.RequestID
+		}
+		msg += ")"
+		if se.Msg != "" {
+			msg += ": " + se.Msg
+		}
+		return fmt.Errorf("%w: %s", models.ErrPaymentProvider, msg)
+	}
+	return fmt.Errorf("%w: stripe %s: %v", models.ErrPaymentProvider, op, err)
+}
