@@ -115,7 +115,7 @@ func setupPortalLesson(ctx context.Context, b *bench) (request, request, error) 
 	if err := b.db.WithContext(ctx).Create(session).Error; err != nil {
 		return nil, nil, fmt.Errorf("create session: %w", err)
 	}
-	grant := &models.AccessGrant{ParticipantID: p.ID, ProgramID: prog.ID, Source: models.GrantEnrollment, StartsAt: now.AddDate(0, 0, -7)}
+	grant := &models.AccessGrant{ParticipantID: p.ID, ProgramID: prog.ID, Source: models.GrantComplimentary, StartsAt: now.AddDate(0, 0, -7)}
 	if err := b.db.WithContext(ctx).Create(grant).Error; err != nil {
 		return nil, nil, fmt.Errorf("create grant: %w", err)
 	}

@@ -94,10 +94,6 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 	if err := c.err(); err != nil {
 		return nil, err
 	}
-	if err := s.allow(ctx, "checkout:ip:"+client.IP, s.limits.CheckoutPerIP); err != nil {
-		return nil, err
-	}
-
 	var (
 		res    *CheckoutResult
 		cohort Cohort
@@ -173,6 +169,13 @@ func (s *Service) holdSeat(ctx context.Context, cohortID uuid.UUID, email, name 
 	var res *CheckoutResult
 	err := s.inTx(ctx, func(tx *gorm.DB) error {
 		now := s.Now()
+		// Counted in the checkout's own commit: one fsync fewer per hold on
+		// a launch-day cohort. A refused attempt (sold out) rolls its hit
+		// back, which is harmless: the limit exists to stop seat hoarding,
+		// and every hold that succeeds is counted.
+		if err := s.allowIn(tx, "checkout:ip:"+client.IP, s.limits.CheckoutPerIP); err != nil {
+			return err
+		}
 		if err := tx.Where("id = ? AND status <> ?", cohortID, CohortDraft).Take(cohort).Error; err != nil {
 			return mapDBError(err, "cohort")
 		}
@@ -215,16 +218,20 @@ func (s *Service) holdSeat(ctx context.Context, cohortID uuid.UUID, email, name 
 		if err := s.recordClaimConsents(tx, p, cohort.ProgramID, true, marketing, client); err != nil {
 			return err
 		}
+		// A new hold is written in its settled state (pending, holding a
+		// seat); only the seat counter is left to move, and that guarded
+		// UPDATE is the last statement before commit.
 		hold := now.Add(CheckoutHoldTTL)
-		e := &Enrollment{ID: uuid.New(), CohortID: cohort.ID, ParticipantID: p.ID, Status: EnrollmentWaitlisted, Seat: SeatNone,
+		e := &Enrollment{ID: uuid.New(), CohortID: cohort.ID, ParticipantID: p.ID, Seat: SeatHeld,
 			HoldExpiresAt: &hold, Currency: cohort.Currency, DisputeStatus: DisputeNone, CreatedAt: now, UpdatedAt: now}
+		e.Status = deriveStatus(e)
 		if err := tx.Create(e).Error; err != nil {
 			if isUniqueViolation(err, "enrollments_live_key") {
 				return errLiveRace
 			}
 			return mapDBError(err, "enrollment")
 		}
-		if err := s.settleEnrollment(tx, e, true); err != nil {
+		if _, err := moveSeat(tx, e, SeatNone, SeatHeld, true); err != nil {
 			if IsCode(err, "sold_out") {
 				return soldOut(cohort.ID)
 			}

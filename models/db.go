@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -31,8 +32,13 @@ func OpenDB(ctx context.Context, dsn string, log *slog.Logger) (*gorm.DB, error)
 	if err != nil {
 		return nil, err
 	}
-	sqlDB.SetMaxOpenConns(40)
-	sqlDB.SetMaxIdleConns(40)
+	// A few connections per core: Postgres on the same cores does more work
+	// with fewer busy backends, and a hot row (a cohort on launch day) has
+	// fewer waiters thrashing on its lock. Requests beyond the pool queue in
+	// database/sql, which is cheaper than queueing in Postgres.
+	conns := 4 * runtime.NumCPU()
+	sqlDB.SetMaxOpenConns(conns)
+	sqlDB.SetMaxIdleConns(conns)
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

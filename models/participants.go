@@ -94,13 +94,18 @@ func (s *Service) ClaimFreeAccess(ctx context.Context, slug string, in FreeAcces
 // email, one inserts and the other waits for it and then reads its row.
 func (s *Service) findOrCreateParticipant(tx *gorm.DB, email, name string) (*Participant, error) {
 	now := s.Now()
-	err := tx.Exec(`
+	// A newcomer's row comes back from the INSERT itself; only a returning
+	// woman costs the second read.
+	var p Participant
+	err := tx.Raw(`
 		INSERT INTO participants (email, name, created_at, updated_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (email) DO NOTHING`, email, name, now, now).Error
+		ON CONFLICT (email) DO NOTHING RETURNING *`, email, name, now, now).Scan(&p).Error
 	if err != nil {
 		return nil, mapDBError(err, "participant")
 	}
-	var p Participant
+	if p.ID != uuid.Nil {
+		return &p, nil
+	}
 	if err := tx.Where("email = ?", email).Take(&p).Error; err != nil {
 		return nil, mapDBError(err, "participant")
 	}

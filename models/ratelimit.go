@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"gorm.io/gorm"
 )
 
 // RateLimit allows Max hits per Window.
@@ -16,6 +18,12 @@ type RateLimit struct {
 // limit holds across every instance of the service. It returns a
 // rate_limited error carrying how long to wait.
 func (s *Service) allow(ctx context.Context, key string, l RateLimit) error {
+	return s.allowIn(s.db.WithContext(ctx), key, l)
+}
+
+// allowIn counts the hit inside db, which may be a transaction: the hit then
+// commits (or rolls back) with the work it guards, in the same commit.
+func (s *Service) allowIn(db *gorm.DB, key string, l RateLimit) error {
 	if l.Max <= 0 {
 		return nil
 	}
@@ -24,7 +32,7 @@ func (s *Service) allow(ctx context.Context, key string, l RateLimit) error {
 		WindowStart time.Time
 		Hits        int
 	}
-	err := s.db.WithContext(ctx).Raw(`
+	err := db.Raw(`
 		INSERT INTO rate_limits AS r (key, window_start, hits) VALUES (?, ?, 1)
 		ON CONFLICT (key) DO UPDATE SET
 			window_start = CASE WHEN r.window_start <= ?::timestamptz - make_interval(secs => ?) THEN excluded.window_start ELSE r.window_start END,
