@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -58,7 +59,18 @@ func main() {
 	flag.StringVar(&runExpr, "run", "", "regexp of scenario names to run (default all)")
 	flag.StringVar(&cfg.dbURL, "db", dbDefault, "PostgreSQL server URL; a throwaway database is created on it and dropped")
 	flag.BoolVar(&cfg.json, "json", false, "print the results as JSON")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (both sides) to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cpuprofile:", err)
+			os.Exit(2)
+		}
+	}
 	re, err := regexp.Compile(runExpr)
 	if err != nil || cfg.rounds < 1 || cfg.conns < 1 || cfg.duration <= 0 {
 		fmt.Fprintln(os.Stderr, "bench: -run must be a regexp and -rounds, -conns, -duration positive")
@@ -69,6 +81,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	pass, err := run(ctx, cfg)
 	stop()
+	pprof.StopCPUProfile() // os.Exit below skips deferred calls
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)

@@ -62,7 +62,11 @@ CREATE INDEX live_sessions_cohort_id_idx ON live_sessions (cohort_id, starts_at)
 -- the cohort this row occupies, so every transition moves counters once.
 CREATE TABLE enrollments (
     id                    uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    cohort_id             uuid NOT NULL REFERENCES cohorts (id) ON DELETE RESTRICT,
+    -- Checked at commit: an immediate check would take KEY SHARE on the
+    -- cohort row that every concurrent checkout is updating, and Postgres
+    -- then builds a MultiXact per waiter (a launch-day cohort ran at a
+    -- quarter of the speed). At commit the checkout already holds that row.
+    cohort_id             uuid NOT NULL REFERENCES cohorts (id) ON DELETE RESTRICT DEFERRABLE INITIALLY DEFERRED,
     participant_id        uuid NOT NULL REFERENCES participants (id) ON DELETE RESTRICT,
     status                text NOT NULL CHECK (status IN ('pending', 'awaiting_payment', 'active', 'expired', 'cancelled', 'refunded', 'disputed', 'waitlisted')),
     seat                  text NOT NULL DEFAULT 'none' CHECK (seat IN ('none', 'held', 'paid', 'overflow')),

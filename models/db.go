@@ -32,11 +32,11 @@ func OpenDB(ctx context.Context, dsn string, log *slog.Logger) (*gorm.DB, error)
 	if err != nil {
 		return nil, err
 	}
-	// A few connections per core: Postgres on the same cores does more work
+	// Eight connections per core: Postgres on the same cores does more work
 	// with fewer busy backends, and a hot row (a cohort on launch day) has
 	// fewer waiters thrashing on its lock. Requests beyond the pool queue in
 	// database/sql, which is cheaper than queueing in Postgres.
-	conns := 4 * runtime.NumCPU()
+	conns := 8 * runtime.NumCPU()
 	sqlDB.SetMaxOpenConns(conns)
 	sqlDB.SetMaxIdleConns(conns)
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
