@@ -2,6 +2,7 @@ package models
 
 import (
 	"log/slog"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -22,6 +23,15 @@ type Service struct {
 	payments PaymentGateway
 	// baseURL is the portal's public URL, for links handed to the provider.
 	baseURL string
+
+	// renderer renders drip steps (previews, test sends, batches); nil in
+	// code paths that never render.
+	renderer DripRenderer
+	// apiBaseURL is this API's public URL, for one-click unsubscribe links.
+	apiBaseURL string
+	// unsubscribeMailbox receives mailto: unsubscribes ("" leaves the
+	// mailto form out of List-Unsubscribe).
+	unsubscribeMailbox string
 }
 
 // Limits are the rate limits; tests shrink windows through the clock, not these.
@@ -63,6 +73,14 @@ type Deps struct {
 	Payments PaymentGateway
 	// AppBaseURL is the portal's public URL (checkout return links).
 	AppBaseURL string
+	// DripRenderer renders drip email steps; emails/drip provides it.
+	DripRenderer DripRenderer
+	// APIBaseURL is this API's public URL ("" means AppBaseURL), for the
+	// one-click unsubscribe link in List-Unsubscribe.
+	APIBaseURL string
+	// UnsubscribeMailbox is the address of the mailto: List-Unsubscribe
+	// form, e.g. "unsubscribe@example.com"; "" leaves it out.
+	UnsubscribeMailbox string
 }
 
 func NewService(d Deps) *Service {
@@ -85,7 +103,12 @@ func NewService(d Deps) *Service {
 	if d.Limits != nil {
 		limits = *d.Limits
 	}
-	return &Service{db: d.DB, clock: d.Clock, log: d.Log, hasher: d.Hasher, limits: limits, pages: newProgramPageCache(), payments: d.Payments, baseURL: d.AppBaseURL}
+	if d.APIBaseURL == "" {
+		d.APIBaseURL = d.AppBaseURL
+	}
+	return &Service{db: d.DB, clock: d.Clock, log: d.Log, hasher: d.Hasher, limits: limits, pages: newProgramPageCache(),
+		payments: d.Payments, baseURL: d.AppBaseURL, renderer: d.DripRenderer,
+		apiBaseURL: strings.TrimRight(d.APIBaseURL, "/"), unsubscribeMailbox: d.UnsubscribeMailbox}
 }
 
 // Now is the service clock's time, in UTC.
