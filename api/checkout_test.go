@@ -301,6 +301,28 @@ func TestCheckoutWithoutPaymentsIsUnavailable(t *testing.T) {
 	}
 }
 
+// A free cohort enrols her at once, even with payments unconfigured, and
+// answers like a checkout: checkout_url is where a paid one returns.
+func TestCheckoutOfAFreeCohortEnrolsHer(t *testing.T) {
+	env := apitest.NewEnv(t)
+	c := enrCohort(t, env, 5, func(c *models.Cohort) { c.PriceCents = 0 })
+	path := "/v1/cohorts/" + c.ID.String() + "/checkout"
+	var got enrCheckoutBody
+	env.Do(t, "POST", path, enrBuyer("ada@example.com")).Expect(t, 201).JSON(t, &got)
+	var en models.Enrollment
+	if err := env.DB.Where("id = ?", got.EnrollmentID).Take(&en).Error; err != nil {
+		t.Fatal(err)
+	}
+	if en.Status != models.EnrollmentActive || en.Seat != models.SeatPaid ||
+		!strings.HasSuffix(got.CheckoutURL, "/checkout/success?enrollment="+en.ID.String()) || !got.ExpiresAt.Equal(c.EndsAt) {
+		t.Fatalf("free checkout = %+v, enrollment %+v", got, en)
+	}
+	if paid, held := enrSeats(t, env, c.ID); paid != 1 || held != 0 {
+		t.Fatalf("seats paid/held = %d/%d, want 1/0", paid, held)
+	}
+	env.Do(t, "POST", path, enrBuyer("ada@example.com")).ExpectProblem(t, 409, "already_enrolled")
+}
+
 func TestCheckoutProviderFailureReleasesTheHold(t *testing.T) {
 	env, gw := enrEnv(t)
 	c := enrCohort(t, env, 1)

@@ -27,13 +27,9 @@ func (h *handlers) stripeWebhook(c echo.Context) error {
 	if h.webhook == nil {
 		return errWebhooksUnavailable
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxBodyBytes))
+	body, err := readRawBody(c)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "The request body is larger than 1 MiB.")
-		}
-		return models.E(models.KindBadRequest, "unreadable_body", "The request body could not be read.")
+		return err
 	}
 	ev, err := h.webhook.ParseEvent(body, c.Request().Header.Get("Stripe-Signature"))
 	if err != nil {
@@ -46,4 +42,18 @@ func (h *handlers) stripeWebhook(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, webhookResponse{Received: true})
+}
+
+// readRawBody reads a webhook body as sent, never through the JSON binder:
+// a signature covers the exact bytes.
+func readRawBody(c echo.Context) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge, "The request body is larger than 1 MiB.")
+		}
+		return nil, models.E(models.KindBadRequest, "unreadable_body", "The request body could not be read.")
+	}
+	return body, nil
 }

@@ -99,6 +99,21 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	v1.POST("/admin/enrollments/:id/refund", h.refundEnrollment, coach...)
 	v1.POST("/admin/enrollments/:id/cancel", h.cancelEnrollment, coach...)
 
+	// Drip email sequences (coach: admin manages all; a coach the program-wide
+	// and global ones and those of cohorts she leads or co-leads; the domain
+	// enforces which).
+	v1.GET("/admin/sequences", h.listSequences, coach...)
+	v1.POST("/admin/sequences", h.createSequence, coach...)
+	v1.GET("/admin/sequences/:id", h.getSequence, coach...)
+	v1.PATCH("/admin/sequences/:id", h.updateSequence, coach...)
+	v1.DELETE("/admin/sequences/:id", h.deleteSequence, coach...)
+	v1.GET("/admin/sequences/:id/steps", h.listSteps, coach...)
+	v1.POST("/admin/sequences/:id/steps", h.createStep, coach...)
+	v1.PATCH("/admin/steps/:id", h.updateStep, coach...)
+	v1.DELETE("/admin/steps/:id", h.deleteStep, coach...)
+	v1.POST("/admin/steps/:id/preview", h.previewStep, coach...)
+	v1.POST("/admin/steps/:id/test-send", h.testSendStep, coach...)
+
 	// Public cohort pages and checkout. Checkout honours Idempotency-Key.
 	v1.GET("/cohorts/:id", h.getPublicCohort)
 	v1.POST("/cohorts/:id/checkout", h.startCheckout, h.idempotent("checkout"))
@@ -113,5 +128,18 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 
 	// Webhooks: authenticated by signature, not by token.
 	v1.POST("/webhooks/stripe", h.stripeWebhook)
+	v1.POST("/webhooks/resend", h.resendWebhook)
+
+	// Unsubscribe links: public, the token in the URL is the credential.
+	// Mail clients POST with no Origin and no auth (RFC 8058 one-click); GET
+	// only describes, since scanners and previews fetch links.
+	v1.GET("/unsubscribe/:token", h.getUnsubscribe)
+	v1.POST("/unsubscribe/:token", h.postUnsubscribe)
+
+	// The delivery log (a coach sees her cohorts' deliveries; the domain
+	// scopes) and the suppression list (any coach reads, admins delete).
+	v1.GET("/admin/emails", h.listEmailDeliveries, coach...)
+	v1.GET("/admin/suppressions", h.listSuppressions, coach...)
+	v1.DELETE("/admin/suppressions/:email", h.deleteSuppression, admin...)
 
 }

@@ -8,6 +8,7 @@ import (
 	_ "embed"
 	"log/slog"
 	"net"
+	"net/http"
 
 	"github.com/go-playground/validator/v10"
 	"github.com/labstack/echo/v4"
@@ -38,6 +39,15 @@ type Config struct {
 	Ready func(ctx context.Context) (int64, error)
 	// StripeWebhook verifies signed Stripe webhooks; nil refuses them.
 	StripeWebhook PaymentWebhook
+	// EmailWebhook verifies signed Resend webhooks; nil refuses them.
+	EmailWebhook EmailWebhook
+}
+
+// EmailWebhook verifies an email provider's signed webhook (the raw body and
+// the request headers that carry the signature) and reduces it to a domain
+// event. A bad or stale signature is an error the handler answers with 400.
+type EmailWebhook interface {
+	ParseEmailEvent(payload []byte, header http.Header) (models.EmailEvent, error)
 }
 
 // PaymentWebhook verifies a provider's signed webhook payload and reduces it
@@ -53,6 +63,7 @@ type handlers struct {
 	validator *validator.Validate
 	ready     func(ctx context.Context) (int64, error)
 	webhook   PaymentWebhook
+	emailHook EmailWebhook
 }
 
 // New builds the Echo server with every route registered.
@@ -64,7 +75,8 @@ func New(cfg Config) *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Log)
 	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
-	h := &handlers{svc: cfg.Service, log: cfg.Log, validator: newValidator(), ready: cfg.Ready, webhook: cfg.StripeWebhook}
+	h := &handlers{svc: cfg.Service, log: cfg.Log, validator: newValidator(), ready: cfg.Ready, webhook: cfg.StripeWebhook,
+		emailHook: cfg.EmailWebhook}
 	routes(e, h, cfg)
 	return e
 }

@@ -111,7 +111,7 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 			selected = append(selected, s)
 		}
 	}
-	if len(selected) == 0 {
+	if len(selected) == 0 && !anyBulkScenario(cfg.run) && !anyDrainScenario(cfg.run) {
 		return false, fmt.Errorf("no scenario matches -run %q", cfg.run)
 	}
 
@@ -176,6 +176,16 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 		r.judge()
 		rep.Scenarios = append(rep.Scenarios, r)
 	}
+	bulk, err := runBulkScenarios(ctx, cfg, b) // scenarios_drip_schedule.go
+	if err != nil {
+		return false, err
+	}
+	rep.Scenarios = append(rep.Scenarios, bulk...)
+	drains, err := runDrainScenarios(ctx, cfg, b) // scenarios_drip_drain.go
+	if err != nil {
+		return false, err
+	}
+	rep.Scenarios = append(rep.Scenarios, drains...)
 	rep.Pass = true
 	for _, r := range rep.Scenarios {
 		rep.Pass = rep.Pass && r.Pass

@@ -34,6 +34,11 @@ type templateSpec struct {
 	link     func(data map[string]any) string
 	required []string
 	sample   map[string]any
+	// passthrough emails arrive already rendered (subject, html and text
+	// in the data) and are sent as they are, the subject after
+	// subjectPrefix: no template files, no layout.
+	passthrough   bool
+	subjectPrefix string
 }
 
 var catalog = map[string]templateSpec{
@@ -66,6 +71,14 @@ var catalog = map[string]templateSpec{
 		sample: map[string]any{"name": "Sample", "enrollment_id": "sample-enrollment", "cohort_id": "sample-cohort",
 			"cohort_name": "Sample Cohort", "email": "sample@example.com", "expires_hours": 24},
 	},
+	// A coach's test send of a drip step (models.TestSendStep), rendered by
+	// emails/drip with sample values; the subject says it is a test.
+	"drip_test": {
+		passthrough:   true,
+		subjectPrefix: "[Test] ",
+		required:      []string{"subject", "html", "text"},
+		sample:        map[string]any{"subject": "Sample", "html": "<p>Sample</p>", "text": "Sample"},
+	},
 	"cohort_overbooked": {
 		link: func(data map[string]any) string {
 			return "/coach/cohorts/" + url.PathEscape(fmt.Sprint(data["cohort_id"]))
@@ -73,6 +86,14 @@ var catalog = map[string]templateSpec{
 		required: []string{"cohort_id", "cohort_name", "capacity", "participant_name", "participant_email"},
 		sample: map[string]any{"name": "Sample", "cohort_id": "sample-cohort", "cohort_name": "Sample Cohort",
 			"capacity": 20, "participant_name": "Participant", "participant_email": "participant@example.com"},
+	},
+	"enrollment_reinstated": {
+		link: func(data map[string]any) string {
+			return "/coach/cohorts/" + url.PathEscape(fmt.Sprint(data["cohort_id"]))
+		},
+		required: []string{"cohort_id", "cohort_name", "capacity", "participant_name", "participant_email", "overbooked"},
+		sample: map[string]any{"name": "Sample", "cohort_id": "sample-cohort", "cohort_name": "Sample Cohort",
+			"capacity": 20, "participant_name": "Participant", "participant_email": "participant@example.com", "overbooked": true},
 	},
 }
 
@@ -172,9 +193,11 @@ func NewRenderer(baseURL, productName string) (*Renderer, error) {
 	}
 
 	for name, spec := range catalog {
-		set, err := parseSet(name, spec, htmlBase, textBase)
-		if err != nil {
-			return nil, err
+		set := &templateSet{spec: spec}
+		if !spec.passthrough {
+			if set, err = parseSet(name, spec, htmlBase, textBase); err != nil {
+				return nil, err
+			}
 		}
 		r.sets[name] = set
 		if _, err := r.Render(name, "Sample", spec.sample); err != nil {
@@ -255,6 +278,9 @@ func (r *Renderer) Render(template, toName string, data map[string]any) (Rendere
 			return Rendered{}, fmt.Errorf("emails: template %s: data is missing %q", template, key)
 		}
 	}
+	if set.spec.passthrough {
+		return renderPassthrough(template, set.spec.subjectPrefix, data)
+	}
 	v := view{
 		Product: r.product,
 		Name:    strings.TrimSpace(toName),
@@ -298,6 +324,20 @@ func (r *Renderer) Render(template, toName string, data map[string]any) (Rendere
 		return Rendered{}, fmt.Errorf("emails: render %s text: %w", template, err)
 	}
 	return Rendered{Subject: v.Subject, HTML: html, Text: tidyText(buf.String())}, nil
+}
+
+// renderPassthrough sends pre-rendered content as it is, the subject
+// prefixed and kept to one line.
+func renderPassthrough(template, prefix string, data map[string]any) (Rendered, error) {
+	var parts [3]string
+	for i, key := range []string{"subject", "html", "text"} {
+		v, ok := data[key].(string)
+		if !ok {
+			return Rendered{}, fmt.Errorf("emails: template %s: data %q must be a string", template, key)
+		}
+		parts[i] = v
+	}
+	return Rendered{Subject: prefix + strings.Join(strings.Fields(parts[0]), " "), HTML: parts[1], Text: parts[2]}, nil
 }
 
 var blankRuns = regexp.MustCompile(`\n{3,}`)

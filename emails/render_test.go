@@ -68,8 +68,16 @@ func TestRenderEveryTemplate(t *testing.T) {
 			link: "https://app.grace.example/coach/cohorts/c-3",
 			want: []string{"Hello Grace,", "Spring Circle", "20 seats", "Cleo", "cleo@example.com", "raise its capacity or refund", "you coach Spring Circle"},
 		},
+		{
+			template: "enrollment_reinstated",
+			data: map[string]any{"name": "Grace", "cohort_id": "c-4", "cohort_name": "Spring Circle", "capacity": 20,
+				"participant_name": "Dora", "participant_email": "dora@example.com", "overbooked": true},
+			link: "https://app.grace.example/coach/cohorts/c-4",
+			want: []string{"Hello Grace,", "Spring Circle", "was cancelled", "Dora", "dora@example.com", "20 seats", "beyond capacity", "cancel her enrollment again and refund", "you coach Spring Circle"},
+		},
 	}
-	if got, want := len(r.Templates()), len(tests); got != want {
+	// +1: drip_test passes pre-rendered content through (render_drip_test_test.go).
+	if got, want := len(r.Templates()), len(tests)+1; got != want {
 		t.Fatalf("renderer has %d templates %v; this test covers %d", got, r.Templates(), want)
 	}
 	for _, tc := range tests {
@@ -158,6 +166,8 @@ func TestRenderEscapesHTMLInNames(t *testing.T) {
 			"email": "a@example.com", "expires_hours": 24}},
 		{"cohort_overbooked", "", map[string]any{"name": "Grace", "cohort_id": "c", "cohort_name": evil, "capacity": 20,
 			"participant_name": evil, "participant_email": "a@example.com"}},
+		{"enrollment_reinstated", "", map[string]any{"name": "Grace", "cohort_id": "c", "cohort_name": evil, "capacity": 20,
+			"participant_name": evil, "participant_email": "a@example.com", "overbooked": false}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.template, func(t *testing.T) {

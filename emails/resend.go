@@ -1,12 +1,14 @@
 package emails
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -87,7 +89,7 @@ func (s *ResendSender) Send(ctx context.Context, msg Message) (string, error) {
 	ctx = context.WithValue(ctx, statusKey{}, status)
 	resp, err := s.client.Emails.SendWithOptions(ctx, req, &resend.SendEmailOptions{IdempotencyKey: msg.ID})
 	if err != nil {
-		return "", classifyResend(status.code, err)
+		return "", classifyResend(status, err)
 	}
 	return resp.Id, nil
 }
@@ -125,8 +127,8 @@ func tagSafe(s string) string {
 }
 
 // classifyResend decides whether a failed send is worth retrying. The SDK
-// flattens most failures into a bare error, so the status comes from the
-// transport.
+// flattens most failures into a bare error, so the status (and a 429's
+// Retry-After) comes from the transport. The error is a *ProviderError.
 //
 // Transient: no response at all (network, timeout), 5xx, 429 (rate or quota
 // limits), 409 (a concurrent request with the same idempotency key is still
@@ -134,13 +136,14 @@ func tagSafe(s string) string {
 // an operator's mistake that fixing the configuration cures, so the message
 // waits through the backoff instead of failing at once. Every other 4xx
 // (invalid address, validation) is permanent.
-func classifyResend(status int, err error) error {
-	msg := strings.TrimPrefix(err.Error(), "[ERROR]: ")
-	if status == 0 {
-		return fmt.Errorf("resend: %s", msg)
+func classifyResend(box *statusBox, err error) error {
+	e := &ProviderError{Status: box.code, Message: strings.TrimPrefix(err.Error(), "[ERROR]: ")}
+	if e.Status == http.StatusTooManyRequests {
+		e.RetryAfter = box.retryAfter
 	}
-	e := fmt.Errorf("resend: HTTP %d: %s", status, msg)
-	switch {
+	switch status := e.Status; {
+	case status == 0:
+		return e
 	case status >= 500, status == http.StatusTooManyRequests, status == http.StatusConflict,
 		status == http.StatusRequestTimeout, status == http.StatusUnauthorized, status == http.StatusForbidden:
 		return e
@@ -154,10 +157,14 @@ func classifyResend(status int, err error) error {
 
 type statusKey struct{}
 
-type statusBox struct{ code int }
+type statusBox struct {
+	code       int
+	retryAfter time.Duration
+}
 
-// statusRecorder notes the HTTP status of each response in the request's
-// context, for classifyResend.
+// statusRecorder notes the HTTP status and Retry-After of each response in
+// the request's context, for classifyResend: the SDK types only a 429, and
+// keeps its Retry-After as an unparsed string.
 type statusRecorder struct{ next http.RoundTripper }
 
 func (t statusRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -165,7 +172,95 @@ func (t statusRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	if resp != nil {
 		if box, ok := req.Context().Value(statusKey{}).(*statusBox); ok {
 			box.code = resp.StatusCode
+			box.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		}
 	}
 	return resp, err
+}
+
+// parseRetryAfter reads Retry-After as seconds (fractions allowed) or an
+// HTTP date; anything else, or a wait in the past, is 0.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseFloat(v, 64); err == nil {
+		if secs <= 0 || secs > 86400 {
+			return 0
+		}
+		return time.Duration(secs * float64(time.Second))
+	}
+	if at, err := http.ParseTime(v); err == nil && at.After(now) {
+		return at.Sub(now)
+	}
+	return 0
+}
+
+// SendBatch sends b in one call under Idempotency-Key = b.Key: POST
+// /emails/batch for two or more emails, POST /emails for one. The batch is
+// sent permissive, so one bad address fails only its own email (reported
+// in BatchResult.Errors) and not the other 99. A retry of b after a timeout
+// or a crash must carry the same emails in the same order: Resend answers
+// a repeated key with the first call's ids and sends nothing.
+func (s *ResendSender) SendBatch(ctx context.Context, b Batch) (BatchResult, error) {
+	n := len(b.Emails)
+	switch {
+	case n == 0:
+		return BatchResult{}, MarkPermanent(errors.New("resend: empty batch"))
+	case n > MaxBatch:
+		return BatchResult{}, MarkPermanent(fmt.Errorf("resend: batch of %d emails, at most %d allowed", n, MaxBatch))
+	case b.Key == "" || len(b.Key) > 256:
+		return BatchResult{}, MarkPermanent(errors.New("resend: a batch needs an idempotency key of 1 to 256 characters"))
+	}
+	reqs := make([]*resend.SendEmailRequest, n)
+	for i, e := range b.Emails {
+		if strings.TrimSpace(e.To) == "" {
+			return BatchResult{}, MarkPermanent(fmt.Errorf("resend: email %d of the batch has no recipient", i))
+		}
+		reqs[i] = &resend.SendEmailRequest{
+			From:    b.From,
+			To:      []string{e.To},
+			Subject: e.Subject,
+			Html:    e.HTML,
+			Text:    e.Text,
+			Headers: e.Headers,
+			Tags:    resendTags(e.Tags),
+		}
+	}
+	res := BatchResult{IDs: make([]string, n), Errors: make([]string, n)}
+	status := &statusBox{}
+	ctx = context.WithValue(ctx, statusKey{}, status)
+
+	if n == 1 {
+		resp, err := s.client.Emails.SendWithOptions(ctx, reqs[0], &resend.SendEmailOptions{IdempotencyKey: b.Key})
+		if err != nil {
+			return BatchResult{}, classifyResend(status, err)
+		}
+		res.IDs[0] = resp.Id
+		return res, nil
+	}
+
+	resp, err := s.client.Batch.SendWithOptions(ctx, reqs, &resend.BatchSendEmailOptions{
+		IdempotencyKey:  b.Key,
+		BatchValidation: resend.BatchValidationPermissive,
+	})
+	if err != nil {
+		return BatchResult{}, classifyResend(status, err)
+	}
+	// Permissive answers carry the refused emails by index and the ids of
+	// the accepted ones, in request order.
+	for _, e := range resp.Errors {
+		if e.Index >= 0 && e.Index < n {
+			res.Errors[e.Index] = cmp.Or(e.Message, "refused by Resend")
+		}
+	}
+	ids := resp.Data
+	for i := range n {
+		if res.Errors[i] != "" || len(ids) == 0 {
+			continue
+		}
+		res.IDs[i], ids = ids[0].Id, ids[1:]
+	}
+	return res, nil
 }

@@ -2,6 +2,8 @@ package emails_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -168,5 +170,159 @@ func TestPermanentWrapping(t *testing.T) {
 	}
 	if emails.MarkPermanent(nil) != nil {
 		t.Fatal("MarkPermanent(nil) must be nil")
+	}
+}
+
+func testBatch(key string, addrs ...string) emails.Batch {
+	b := emails.Batch{Key: key, From: "Grace <hello@grace.example>"}
+	for i, a := range addrs {
+		b.Emails = append(b.Emails, emails.BatchEmail{
+			To: a, Subject: "Day 1", HTML: "<p>Hi</p>", Text: "Hi",
+			Headers: map[string]string{
+				"List-Unsubscribe":      "<https://api.example.com/v1/unsubscribe/tok>, <mailto:unsubscribe@example.com?subject=unsubscribe-tok>",
+				"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+			},
+			Tags: map[string]string{"delivery_id": "d" + strings.Repeat("x", i)},
+		})
+	}
+	return b
+}
+
+func TestResendSenderBatchSendsOncePerKeyAndMapsErrorsByIndex(t *testing.T) {
+	fake := emailstest.NewResend(t)
+	fake.Reject("bounced@example.com", "The recipient is on the suppression list.")
+	s := newResendSender(t, fake, fake.APIKey, nil)
+	ctx := context.Background()
+	b := testBatch("6f1d2c3b-0000-4000-8000-000000000001", "a@example.com", "bounced@example.com", "c@example.com")
+
+	first, err := s.SendBatch(ctx, b)
+	if err != nil {
+		t.Fatalf("SendBatch: %v", err)
+	}
+	if first.IDs[0] == "" || first.IDs[1] != "" || first.IDs[2] == "" || !strings.Contains(first.Errors[1], "suppression") ||
+		first.Errors[0] != "" || first.Errors[2] != "" {
+		t.Fatalf("result %+v: want email 1 refused alone", first)
+	}
+	again, err := s.SendBatch(ctx, b)
+	if err != nil || strings.Join(again.IDs, ",") != strings.Join(first.IDs, ",") {
+		t.Fatalf("repeat: %+v %v, want the first ids", again, err)
+	}
+	got := fake.Delivered()
+	if len(got) != 2 {
+		t.Fatalf("delivered %d, want 2", len(got))
+	}
+	for _, e := range got {
+		if e.Path != "/emails/batch" || e.IdempotencyKey != b.Key || e.Headers["List-Unsubscribe-Post"] != "List-Unsubscribe=One-Click" ||
+			!strings.HasPrefix(e.Headers["List-Unsubscribe"], "<https://") || e.Tags["delivery_id"] == "" {
+			t.Errorf("delivered %+v", e)
+		}
+	}
+}
+
+func TestResendSenderBatchOfOneUsesSingleSend(t *testing.T) {
+	fake := emailstest.NewResend(t)
+	s := newResendSender(t, fake, fake.APIKey, nil)
+	b := testBatch("6f1d2c3b-0000-4000-8000-000000000002", "a@example.com")
+	res, err := s.SendBatch(context.Background(), b)
+	if err != nil || res.IDs[0] == "" {
+		t.Fatalf("SendBatch: %+v %v", res, err)
+	}
+	got := fake.Delivered()
+	if len(got) != 1 || got[0].Path != "/emails" || got[0].IdempotencyKey != b.Key || got[0].Headers["List-Unsubscribe-Post"] == "" {
+		t.Fatalf("delivered %+v", got)
+	}
+
+	fake.Reject("no@example.com", "Invalid recipient.")
+	_, err = s.SendBatch(context.Background(), testBatch("6f1d2c3b-0000-4000-8000-000000000003", "no@example.com"))
+	var pe *emails.ProviderError
+	if !emails.Permanent(err) || !errors.As(err, &pe) || pe.Status != 422 || pe.Message != "Invalid recipient." {
+		t.Fatalf("a refused single email: %v, want a permanent 422 carrying Resend's message", err)
+	}
+}
+
+func TestResendSenderBatchClassifiesFailures(t *testing.T) {
+	tests := []struct {
+		name       string
+		setup      func(*emailstest.Resend)
+		permanent  bool
+		status     int
+		retryAfter time.Duration
+		limited    bool
+	}{
+		{"429 with Retry-After", func(f *emailstest.Resend) { f.RateLimitNext(1, "2") }, false, 429, 2 * time.Second, true},
+		{"429 with an HTTP date", func(f *emailstest.Resend) {
+			f.RateLimitNext(1, time.Now().Add(3*time.Second).UTC().Format(http.TimeFormat))
+		}, false, 429, 3 * time.Second, true},
+		{"429 without Retry-After", func(f *emailstest.Resend) { f.FailNext(1, 429) }, false, 429, 0, true},
+		{"500 is transient", func(f *emailstest.Resend) { f.FailNext(1, 500) }, false, 500, 0, false},
+		{"503 is transient", func(f *emailstest.Resend) { f.FailNext(1, 503) }, false, 503, 0, false},
+		{"400 is permanent", func(f *emailstest.Resend) { f.FailNext(1, 400) }, true, 400, 0, false},
+		{"422 is permanent", func(f *emailstest.Resend) { f.FailNext(1, 422) }, true, 422, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := emailstest.NewResend(t)
+			tc.setup(fake)
+			s := newResendSender(t, fake, fake.APIKey, nil)
+			_, err := s.SendBatch(context.Background(), testBatch("6f1d2c3b-0000-4000-8000-000000000004", "a@example.com", "b@example.com"))
+			var pe *emails.ProviderError
+			if err == nil || !errors.As(err, &pe) || pe.Status != tc.status || emails.Permanent(err) != tc.permanent {
+				t.Fatalf("err = %v, want status %d permanent %v", err, tc.status, tc.permanent)
+			}
+			wait, limited := emails.RateLimited(err)
+			if limited != tc.limited || wait > tc.retryAfter || wait < tc.retryAfter-time.Second {
+				t.Fatalf("RateLimited = %s %v, want about %s %v", wait, limited, tc.retryAfter, tc.limited)
+			}
+			if len(fake.Delivered()) != 0 {
+				t.Fatal("a failed call delivered")
+			}
+		})
+	}
+}
+
+func TestResendSenderBatchTimeoutThenRetryDeliversOnce(t *testing.T) {
+	fake := emailstest.NewResend(t)
+	fake.DropResponseNext(1)
+	s := newResendSender(t, fake, fake.APIKey, nil)
+	b := testBatch("6f1d2c3b-0000-4000-8000-000000000005", "a@example.com", "b@example.com")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	_, err := s.SendBatch(ctx, b)
+	cancel()
+	if err == nil || emails.Permanent(err) {
+		t.Fatalf("a lost response: %v, want a transient error", err)
+	}
+	res, err := s.SendBatch(context.Background(), b)
+	if err != nil || res.IDs[0] == "" || res.IDs[1] == "" {
+		t.Fatalf("retry: %+v %v", res, err)
+	}
+	if n := len(fake.Delivered()); n != 2 {
+		t.Fatalf("delivered %d, want 2: the retry must not send again", n)
+	}
+}
+
+func TestResendSenderBatchRefusesBadBatchesWithoutCalling(t *testing.T) {
+	fake := emailstest.NewResend(t)
+	s := newResendSender(t, fake, fake.APIKey, nil)
+	big := testBatch("k", make([]string, emails.MaxBatch+1)...)
+	for _, b := range []emails.Batch{{Key: "k", From: "a@b.c"}, testBatch("", "a@example.com"), big, testBatch("k", " ")} {
+		if _, err := s.SendBatch(context.Background(), b); !emails.Permanent(err) {
+			t.Errorf("batch of %d with key %q: %v, want permanent", len(b.Emails), b.Key, err)
+		}
+	}
+	if n := len(fake.Calls()); n != 0 {
+		t.Fatalf("fake saw %d calls", n)
+	}
+}
+
+func TestDevSenderLogsDripBatches(t *testing.T) {
+	var buf strings.Builder
+	d := emails.DevSender{Log: slog.New(slog.NewTextHandler(&buf, nil))}
+	res, err := d.SendBatch(context.Background(), testBatch("k-dev", "a@example.com", "b@example.com"))
+	if err != nil || len(res.IDs) != 2 || !strings.HasPrefix(res.IDs[0], "dev-") || res.Errors[1] != "" {
+		t.Fatalf("SendBatch: %+v %v", res, err)
+	}
+	out := buf.String()
+	if strings.Count(out, "DEV MODE") != 2 || !strings.Contains(out, "to=b@example.com") || !strings.Contains(out, "text=Hi") {
+		t.Fatalf("log:\n%s", out)
 	}
 }

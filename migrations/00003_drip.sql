@@ -83,7 +83,10 @@ CREATE TABLE email_deliveries (
     -- and subject.
     subject_key      text NOT NULL CHECK (length(subject_key) BETWEEN 1 AND 300),
     enrollment_id    uuid REFERENCES enrollments (id) ON DELETE CASCADE,
-    cohort_id        uuid REFERENCES cohorts (id) ON DELETE CASCADE,
+    -- Checked at commit, like enrollments.cohort_id: an enrollment that
+    -- becomes active schedules its emails before it takes its seat on the
+    -- hot cohort row, and an immediate check would key-share that row.
+    cohort_id        uuid REFERENCES cohorts (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
     program_id       uuid REFERENCES programs (id) ON DELETE CASCADE,
     live_session_id  uuid REFERENCES live_sessions (id) ON DELETE SET NULL,
     lesson_id        uuid REFERENCES lessons (id) ON DELETE SET NULL,
@@ -111,10 +114,11 @@ CREATE UNIQUE INDEX email_deliveries_once_key ON email_deliveries (participant_i
 CREATE INDEX email_deliveries_due_idx ON email_deliveries (send_at) WHERE status = 'scheduled';
 CREATE INDEX email_deliveries_sending_idx ON email_deliveries (locked_until) WHERE status = 'sending' AND batch_id IS NULL;
 CREATE INDEX email_deliveries_batch_idx ON email_deliveries (batch_id) WHERE batch_id IS NOT NULL;
-CREATE INDEX email_deliveries_participant_idx ON email_deliveries (participant_id, send_at);
-CREATE INDEX email_deliveries_enrollment_idx ON email_deliveries (enrollment_id) WHERE status = 'scheduled';
-CREATE INDEX email_deliveries_cohort_idx ON email_deliveries (cohort_id) WHERE status = 'scheduled';
-CREATE INDEX email_deliveries_session_idx ON email_deliveries (live_session_id) WHERE status = 'scheduled';
+-- Only rows that have the column: scheduling writes 100,000s of rows at
+-- once, and every index a row enters costs time there.
+CREATE INDEX email_deliveries_enrollment_idx ON email_deliveries (enrollment_id) WHERE status = 'scheduled' AND enrollment_id IS NOT NULL;
+CREATE INDEX email_deliveries_cohort_idx ON email_deliveries (cohort_id) WHERE status = 'scheduled' AND cohort_id IS NOT NULL;
+CREATE INDEX email_deliveries_session_idx ON email_deliveries (live_session_id) WHERE status = 'scheduled' AND live_session_id IS NOT NULL;
 CREATE INDEX email_deliveries_sequence_idx ON email_deliveries (sequence_id, send_at);
 CREATE INDEX email_deliveries_email_idx ON email_deliveries (email) WHERE status = 'scheduled';
 CREATE INDEX email_deliveries_resend_id_idx ON email_deliveries (resend_id) WHERE resend_id IS NOT NULL;
@@ -141,6 +145,10 @@ CREATE TABLE resend_events (
     received_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX resend_events_delivery_idx ON resend_events (delivery_id, occurred_at) WHERE delivery_id IS NOT NULL;
+-- An event can arrive before its delivery row records the Resend id (or
+-- belong to a login link in the outbox): the log also matches on the id.
+CREATE INDEX resend_events_email_id_idx ON resend_events (resend_email_id, occurred_at) WHERE resend_email_id IS NOT NULL;
+CREATE INDEX outbox_provider_message_id_idx ON outbox (provider_message_id) WHERE provider_message_id IS NOT NULL;
 
 -- The provider's request budget, shared by every worker process: each
 -- request takes the next free slot (next_slot_at advances by 1/rate).
@@ -151,6 +159,7 @@ CREATE TABLE send_rate_limits (
 
 -- +goose Down
 DROP TABLE send_rate_limits;
+DROP INDEX outbox_provider_message_id_idx;
 DROP TABLE resend_events;
 DROP TABLE email_suppressions;
 DROP TABLE email_deliveries;

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 )
 
@@ -62,9 +63,10 @@ type CheckoutInput struct {
 	MarketingConsent   bool
 }
 
-// CheckoutResult is where to send her to pay. Created is false when an
-// earlier checkout of hers (a double click, a retry, a waitlist offer) was
-// found and resumed.
+// CheckoutResult is where to send her to pay (for a free cohort, where she
+// lands enrolled; ExpiresAt is then the cohort's end). Created is false
+// when an earlier checkout of hers (a double click, a retry, a waitlist
+// offer) was found and resumed.
 type CheckoutResult struct {
 	Enrollment  *Enrollment
 	CheckoutURL string
@@ -76,13 +78,15 @@ type CheckoutResult struct {
 //
 // The seat is held in one short transaction (cohort open, her place, her
 // consents, the guarded seat UPDATE last so the hot cohort row is locked
-// only until commit); the provider is called after commit, never inside a
+// only until commit; for a new woman, all of it in one round trip, see
+// holdNewSeat); the provider is called after commit, never inside a
 // transaction. A second checkout while her hold is live resumes it, so a
 // double click never takes a second seat.
+//
+// A free cohort (price 0) has nothing to pay: she is enrolled at once, and
+// CheckoutURL is the page a paid checkout returns to. It needs no payment
+// provider; a paid cohort without one is payments_unavailable.
 func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in CheckoutInput, client ClientInfo) (*CheckoutResult, error) {
-	if s.payments == nil {
-		return nil, errPaymentsUnavailable
-	}
 	email := NormalizeEmail(in.Email)
 	name := strings.TrimSpace(in.Name)
 	var c checker
@@ -99,9 +103,17 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 		cohort Cohort
 		err    error
 	)
+	// The common case, a new woman and a free seat, is one round trip; any
+	// other case is declined by it without a trace and decided below.
+	if s.payments != nil {
+		res, err = s.holdNewSeat(ctx, cohortID, email, name, in.MarketingConsent, client, &cohort)
+		if err != nil {
+			return nil, err
+		}
+	}
 	// A lost insert race or a stale hold of hers is resolved and the
 	// transaction run again; twice is enough for both.
-	for attempt := 0; attempt < 3; attempt++ {
+	for attempt := 0; res == nil && attempt < 3; attempt++ {
 		res, err = s.holdSeat(ctx, cohortID, email, name, in.MarketingConsent, client, &cohort)
 		var stale *staleHoldError
 		switch {
@@ -125,9 +137,15 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 		return nil, err
 	}
 	e := res.Enrollment
+	if res.CheckoutURL != "" { // enrolled in a free cohort: nothing to pay
+		return res, nil
+	}
 	if e.CheckoutURL != nil {
 		res.CheckoutURL = *e.CheckoutURL
 		return res, nil
+	}
+	if s.payments == nil { // holdSeat refuses a paid cohort first
+		return nil, errPaymentsUnavailable
 	}
 
 	sess, err := s.payments.CreateCheckoutSession(ctx, CheckoutRequest{
@@ -136,7 +154,7 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 		ProductName:    cohort.Name,
 		AmountCents:    cohort.PriceCents,
 		Currency:       cohort.Currency,
-		SuccessURL:     s.baseURL + "/checkout/success?enrollment=" + e.ID.String(),
+		SuccessURL:     s.successURL(e.ID),
 		CancelURL:      s.baseURL + "/cohorts/" + cohort.ID.String(),
 		ExpiresAt:      *e.HoldExpiresAt,
 		IdempotencyKey: "checkout:" + e.ID.String(),
@@ -152,16 +170,165 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 		}
 		return nil, paymentProviderError(err)
 	}
-	err = s.db.WithContext(ctx).Exec(`
-		UPDATE enrollments SET checkout_session_id = ?, checkout_url = ?, updated_at = ?
-		WHERE id = ? AND (checkout_session_id IS NULL OR checkout_session_id = ?)`,
-		sess.ID, sess.URL, s.Now(), e.ID, sess.ID).Error
-	if err != nil {
+	if err := s.recordCheckoutSession(ctx, e.ID, sess); err != nil {
 		return nil, mapDBError(err, "enrollment")
 	}
 	e.CheckoutSessionID, e.CheckoutURL = &sess.ID, &sess.URL
 	res.CheckoutURL = sess.URL
 	return res, nil
+}
+
+// A new woman taking a free seat (launch day's every checkout) is two
+// statements sent together in one round trip, with no BEGIN or COMMIT: a
+// pipeline up to its Sync is one implicit transaction, committed at the
+// Sync if both succeed and rolled back if either fails. Nothing waits on
+// the client in between, so the hot cohort row, locked by the second
+// statement, is held only until the commit right behind it, as for a bare
+// increment. Everything not the plain case is declined, writing nothing,
+// and left to holdSeat.
+
+// newHoldSQL writes her hold, each write hanging off the one before: the
+// rate-limit hit, the participant, her consents, the enrollment (settled:
+// pending, holding a seat). ok is empty, so nothing is written, for a
+// draft, closed or free cohort, one with no seat left at the snapshot, or
+// when she has a live place in it; past the rate limit, or when her email
+// signed up since the snapshot, no enrollment is written and the seat
+// statement declines. Foreign keys are checked at the end of this
+// statement, before the cohort row is locked.
+const newHoldSQL = `
+WITH ok AS (
+	SELECT c.id, c.program_id, c.name, c.price_cents, c.currency FROM cohorts c
+	WHERE c.id = @cohort AND c.status = 'open' AND c.price_cents > 0
+	  AND (c.enrollment_opens_at IS NULL OR c.enrollment_opens_at <= @now::timestamptz)
+	  AND (c.enrollment_closes_at IS NULL OR @now::timestamptz < c.enrollment_closes_at)
+	  AND c.seats_paid + c.seats_held < c.capacity
+	  AND NOT EXISTS (
+		SELECT 1 FROM enrollments e
+		WHERE e.cohort_id = c.id AND e.participant_id = (SELECT id FROM participants WHERE email = @email)
+		  AND e.status IN ('pending', 'awaiting_payment', 'active', 'disputed', 'waitlisted'))
+), hit AS (
+	-- allowIn's fixed window.
+	INSERT INTO rate_limits AS r (key, window_start, hits)
+	SELECT @limit_key, @now::timestamptz, 1 FROM ok WHERE @limited::boolean
+	ON CONFLICT (key) DO UPDATE SET
+		window_start = CASE WHEN r.window_start <= @now::timestamptz - make_interval(secs => @window_secs::float8) THEN excluded.window_start ELSE r.window_start END,
+		hits         = CASE WHEN r.window_start <= @now::timestamptz - make_interval(secs => @window_secs::float8) THEN 1 ELSE r.hits + 1 END
+	RETURNING hits
+), allowed AS (
+	SELECT ok.* FROM ok WHERE NOT @limited::boolean OR EXISTS (SELECT 1 FROM hit WHERE hit.hits <= @max::int)
+), new_participant AS (
+	INSERT INTO participants (email, name, created_at, updated_at)
+	SELECT @email, @name, @now::timestamptz, @now::timestamptz FROM allowed
+	ON CONFLICT (email) DO NOTHING
+	RETURNING id
+), participant AS (
+	-- A returning woman is read at the snapshot.
+	SELECT id FROM new_participant
+	UNION ALL
+	SELECT p.id FROM participants p, allowed WHERE p.email = @email
+), consent AS (
+	INSERT INTO consents (participant_id, program_id, kind, text_version, granted, ip, user_agent, created_at)
+	SELECT participant.id, allowed.program_id, v.kind, v.text_version, v.granted, @ip::inet, @user_agent, @now::timestamptz
+	FROM participant, allowed, (VALUES
+		('disclaimer', @disclaimer_version::text, true),
+		('marketing', @marketing_version::text, @marketing::boolean)) AS v (kind, text_version, granted)
+	RETURNING participant_id
+), enrollment AS (
+	INSERT INTO enrollments (id, cohort_id, participant_id, status, seat, hold_expires_at, currency, dispute_status, created_at, updated_at)
+	SELECT @enrollment::uuid, allowed.id, consent.participant_id, @status, 'held', @hold::timestamptz, allowed.currency, 'none', @now::timestamptz, @now::timestamptz
+	FROM allowed, (SELECT participant_id FROM consent LIMIT 1) AS consent
+	RETURNING participant_id
+)
+SELECT ok.name, ok.price_cents, ok.currency, (SELECT participant_id FROM enrollment) FROM ok`
+
+// newHoldSeatSQL is moveSeat's guarded UPDATE from none to held, taken
+// only for the enrollment newHoldSQL wrote. Without a seat it divides by
+// zero: the error rolls back the pipeline's transaction, and so every
+// write of newHoldSQL (plain SQL has no RAISE).
+const newHoldSeatSQL = `
+WITH seat AS (
+	UPDATE cohorts SET seats_held = seats_held + 1, updated_at = now()
+	WHERE id = $1 AND seats_paid + seats_held < capacity
+	  AND EXISTS (SELECT 1 FROM enrollments WHERE id = $2)
+	RETURNING id
+)
+SELECT 1 / count(*)::int FROM seat`
+
+// pgDivisionByZero is how newHoldSeatSQL declines.
+const pgDivisionByZero = "22012"
+
+// holdNewSeat runs newHoldSQL and newHoldSeatSQL. A nil result with a nil
+// error means they declined and wrote nothing: holdSeat decides, and says
+// why.
+func (s *Service) holdNewSeat(ctx context.Context, cohortID uuid.UUID, email, name string, marketing bool, client ClientInfo, cohort *Cohort) (*CheckoutResult, error) {
+	now := s.Now()
+	hold := now.Add(CheckoutHoldTTL)
+	e := &Enrollment{ID: uuid.New(), CohortID: cohortID, Seat: SeatHeld, HoldExpiresAt: &hold, DisputeStatus: DisputeNone, CreatedAt: now, UpdatedAt: now}
+	e.Status = deriveStatus(e)
+	limit := s.limits.CheckoutPerIP
+	var participantID *uuid.UUID
+	declined := false
+	err := s.withPgx(ctx, func(conn *pgx.Conn) error {
+		b := &pgx.Batch{}
+		b.Queue(newHoldSQL, pgx.NamedArgs{
+			"cohort": cohortID, "now": now, "email": email, "name": name,
+			"limited": limit.Max > 0, "limit_key": "checkout:ip:" + client.IP, "max": limit.Max, "window_secs": limit.Window.Seconds(),
+			"ip": consentIP(client.IP), "user_agent": consentUserAgent(client.UserAgent), "marketing": marketing,
+			"disclaimer_version": DisclaimerVersion, "marketing_version": MarketingVersion,
+			"enrollment": e.ID, "status": e.Status, "hold": hold,
+		}).QueryRow(func(row pgx.Row) error {
+			err := row.Scan(&cohort.Name, &cohort.PriceCents, &cohort.Currency, &participantID)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			return err
+		})
+		b.Queue(newHoldSeatSQL, cohortID, e.ID)
+		err := conn.SendBatch(ctx, b).Close()
+		if code, _ := pgCode(err); code == pgDivisionByZero || isUniqueViolation(err, "enrollments_live_key") {
+			declined = true // a concurrent click of hers is found by holdSeat
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return nil, mapDBError(err, "enrollment")
+	}
+	if declined {
+		return nil, nil
+	}
+	if participantID == nil { // the seat statement checks the enrollment exists
+		return nil, errors.New("hold taken without its enrollment")
+	}
+	cohort.ID = cohortID
+	e.ParticipantID, e.Currency = *participantID, cohort.Currency
+	return &CheckoutResult{Enrollment: e, ExpiresAt: hold, Created: true}, nil
+}
+
+// recordCheckoutSession stores the session a hold was given, committed
+// without waiting for the WAL flush: its loss in a database crash is one
+// the checkout already survives. A retry finds the hold without a session
+// and asks for one again under the same idempotency key, which the
+// provider answers with the same session; a payment event finds the
+// enrollment by the id it carries and records the session; and the sweeper
+// never expires a paid hold for good (a paid fact outranks expiry). Skipping
+// the flush spares launch day one of its two fsyncs per checkout.
+func (s *Service) recordCheckoutSession(ctx context.Context, id uuid.UUID, sess CheckoutSession) error {
+	return s.withPgx(ctx, func(conn *pgx.Conn) error {
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue("SET LOCAL synchronous_commit = off")
+		b.Queue(`UPDATE enrollments SET checkout_session_id = $1, checkout_url = $2, updated_at = $3
+			WHERE id = $4 AND (checkout_session_id IS NULL OR checkout_session_id = $1)`, sess.ID, sess.URL, s.Now(), id)
+		b.Queue("COMMIT")
+		err := conn.SendBatch(ctx, b).Close()
+		if err != nil && conn.PgConn().TxStatus() != 'I' {
+			// Failed inside the transaction: end it before the connection
+			// goes back to the pool (which would otherwise discard it).
+			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+		return err
+	})
 }
 
 // holdSeat is the checkout's transaction. cohort is filled for the caller.
@@ -179,14 +346,20 @@ func (s *Service) holdSeat(ctx context.Context, cohortID uuid.UUID, email, name 
 		if err := tx.Where("id = ? AND status <> ?", cohortID, CohortDraft).Take(cohort).Error; err != nil {
 			return mapDBError(err, "cohort")
 		}
+		if cohort.PriceCents > 0 && s.payments == nil {
+			return errPaymentsUnavailable
+		}
 		if !cohort.EnrollmentOpen(now) {
 			return errEnrollmentClosed
 		}
 		var existing Enrollment
+		// Her participant row first (a subquery, so also in a generic
+		// plan), then her row of the live key: a launch-day cohort's
+		// thousands of holds are never scanned.
 		err := tx.Raw(`
-			SELECT e.* FROM enrollments e JOIN participants p ON p.id = e.participant_id
-			WHERE e.cohort_id = ? AND p.email = ? AND e.status IN ?
-			FOR UPDATE OF e`, cohortID, email, liveStatuses).Scan(&existing).Error
+			SELECT * FROM enrollments
+			WHERE cohort_id = ? AND participant_id = (SELECT id FROM participants WHERE email = ?) AND status IN ?
+			FOR UPDATE`, cohortID, email, liveStatuses).Scan(&existing).Error
 		if err != nil {
 			return err
 		}
@@ -217,6 +390,26 @@ func (s *Service) holdSeat(ctx context.Context, cohortID uuid.UUID, email, name 
 		}
 		if err := s.recordClaimConsents(tx, p, cohort.ProgramID, true, marketing, client); err != nil {
 			return err
+		}
+		if cohort.PriceCents == 0 {
+			// Nothing to pay: her place is written as a waiting one and
+			// settled at once, like a payment, so she gets the seat, her
+			// access and the welcome email the same way.
+			e := &Enrollment{ID: uuid.New(), CohortID: cohort.ID, ParticipantID: p.ID, Status: EnrollmentWaitlisted, Seat: SeatNone,
+				Currency: cohort.Currency, DisputeStatus: DisputeNone, CreatedAt: now, UpdatedAt: now}
+			if err := tx.Create(e).Error; err != nil {
+				if isUniqueViolation(err, "enrollments_live_key") {
+					return errLiveRace
+				}
+				return mapDBError(err, "enrollment")
+			}
+			r, err := s.enrolFree(tx, e, cohort, now)
+			if err != nil {
+				return err
+			}
+			r.Created = true
+			res = r
+			return nil
 		}
 		// A new hold is written in its settled state (pending, holding a
 		// seat); only the seat counter is left to move, and that guarded
@@ -255,6 +448,9 @@ func (s *Service) resumeCheckout(tx *gorm.DB, e *Enrollment, cohort *Cohort, now
 	case EnrollmentWaitlisted:
 		// She is waiting and a seat is free after all (capacity was raised):
 		// she may take it like anyone else.
+		if cohort.PriceCents == 0 {
+			return s.enrolFree(tx, e, cohort, now)
+		}
 		hold := now.Add(CheckoutHoldTTL)
 		e.HoldExpiresAt = &hold
 		if err := s.settleEnrollment(tx, e, true); err != nil {
@@ -268,6 +464,9 @@ func (s *Service) resumeCheckout(tx *gorm.DB, e *Enrollment, cohort *Cohort, now
 	// Pending.
 	if !e.HoldExpiresAt.After(now) {
 		return nil, &staleHoldError{id: e.ID}
+	}
+	if e.CheckoutSessionID == nil && cohort.PriceCents == 0 {
+		return s.enrolFree(tx, e, cohort, now) // her waitlist offer
 	}
 	if e.CheckoutSessionID == nil {
 		// A waitlist offer, or a checkout that crashed before reaching the
@@ -289,6 +488,29 @@ func (s *Service) resumeCheckout(tx *gorm.DB, e *Enrollment, cohort *Cohort, now
 		}
 	}
 	return &CheckoutResult{Enrollment: e, ExpiresAt: *e.HoldExpiresAt}, nil
+}
+
+// enrolFree gives her, read FOR UPDATE in tx, a seat in a free cohort at
+// once. Nothing is owed, so the payment is recorded as taken now with an
+// amount of zero (what Stripe reports as no_payment_required): she is
+// active on a paid seat, with her access and welcome email, and nothing
+// is refundable. The seat is taken only if free, never beyond capacity.
+func (s *Service) enrolFree(tx *gorm.DB, e *Enrollment, cohort *Cohort, now time.Time) (*CheckoutResult, error) {
+	e.PaidAt = &now
+	if err := s.settleEnrollment(tx, e, true); err != nil {
+		if IsCode(err, "sold_out") {
+			return nil, soldOut(cohort.ID)
+		}
+		return nil, err
+	}
+	// The page she would come back to from paying, so that clients need
+	// no special case; the place lasts as long as the cohort.
+	return &CheckoutResult{Enrollment: e, CheckoutURL: s.successURL(e.ID), ExpiresAt: cohort.EndsAt}, nil
+}
+
+// successURL is the portal page a checkout returns to.
+func (s *Service) successURL(enrollmentID uuid.UUID) string {
+	return s.baseURL + "/checkout/success?enrollment=" + enrollmentID.String()
 }
 
 // releaseUnstartedHold gives back the seat of a checkout whose session could

@@ -367,9 +367,104 @@ func TestStartCheckoutRefusals(t *testing.T) {
 }
 
 func TestStartCheckoutWithoutPaymentsIsUnavailable(t *testing.T) {
-	svc, _, _ := modelstest.NewService(t)
-	_, err := svc.StartCheckout(context.Background(), uuid.New(), checkoutBuyer("ada@example.com"), models.ClientInfo{})
+	svc, clock, db := modelstest.NewService(t)
+	e := &checkoutEnv{svc: svc, clock: clock, db: db}
+	c := e.cohort(t, 5)
+	_, err := svc.StartCheckout(context.Background(), c.ID, checkoutBuyer("ada@example.com"), models.ClientInfo{})
 	wantCode(t, err, "payments_unavailable")
+	for _, table := range []string{"enrollments", "participants", "consents", "rate_limits"} {
+		if n := e.count(t, table, ""); n != 0 {
+			t.Fatalf("%s = %d, want nothing written", table, n)
+		}
+	}
+}
+
+// A free cohort has nothing to pay: she is enrolled at once, exactly as a
+// paid checkout ends, with or without a payment provider.
+func TestStartCheckoutOfAFreeCohortEnrolsHer(t *testing.T) {
+	for _, withPayments := range []bool{true, false} {
+		t.Run(fmt.Sprintf("payments=%v", withPayments), func(t *testing.T) {
+			e := newCheckoutEnv(t)
+			if !withPayments {
+				e.svc = models.NewService(models.Deps{DB: e.db, Clock: e.clock, AppBaseURL: "https://grace.test", Limits: &models.Limits{}})
+			}
+			ctx := context.Background()
+			c := e.cohort(t, 1, func(c *models.Cohort) { c.PriceCents = 0 })
+
+			res := e.checkout(t, c.ID, "Ada@Example.com")
+			en := e.enrollment(t, res.Enrollment.ID)
+			if !res.Created || res.CheckoutURL != "https://grace.test/checkout/success?enrollment="+en.ID.String() || !res.ExpiresAt.Equal(c.EndsAt) {
+				t.Fatalf("result = %+v, want a new enrollment sent to the success page", res)
+			}
+			if en.Status != models.EnrollmentActive || en.Seat != models.SeatPaid || en.PaidAt == nil || en.AmountPaidCents != 0 ||
+				en.CheckoutSessionID != nil || en.HoldExpiresAt != nil || en.Complimentary {
+				t.Fatalf("enrollment = %+v, want active on a paid seat, nothing paid, no session", en)
+			}
+			if paid, held := e.seats(t, c.ID); paid != 1 || held != 0 {
+				t.Fatalf("seats paid/held = %d/%d, want 1/0", paid, held)
+			}
+			if n := e.count(t, "access_grants", "enrollment_id = ? AND revoked_at IS NULL", en.ID); n != 1 {
+				t.Fatalf("access grants = %d, want 1", n)
+			}
+			if n := e.count(t, "consents", "participant_id = ? AND program_id = ?", en.ParticipantID, c.ProgramID); n != 2 {
+				t.Fatalf("consents = %d, want disclaimer and marketing", n)
+			}
+			welcome := checkoutOutbox(t, e, models.TemplateEnrollmentWelcome, "ada@example.com")
+			if len(welcome) != 1 || welcome[0].Data["enrollment_id"] != en.ID.String() {
+				t.Fatalf("welcome emails = %+v, want one", welcome)
+			}
+			if creates, _, _, _ := e.gw.calls(); creates != 0 {
+				t.Fatalf("the provider was asked for a free cohort")
+			}
+
+			// A double click finds her enrolled, like any paid place.
+			_, err := e.svc.StartCheckout(ctx, c.ID, checkoutBuyer("ada@example.com"), models.ClientInfo{})
+			wantCode(t, err, "already_enrolled")
+			// Free seats run out like paid ones, and a refusal writes nothing.
+			before := e.count(t, "participants", "")
+			_, err = e.svc.StartCheckout(ctx, c.ID, checkoutBuyer("bea@example.com"), models.ClientInfo{})
+			wantCode(t, err, "sold_out")
+			if n := e.count(t, "participants", ""); n != before {
+				t.Fatalf("participants %d -> %d after sold_out", before, n)
+			}
+			if n := e.count(t, "enrollments", ""); n != 1 {
+				t.Fatalf("enrollments = %d, want 1", n)
+			}
+		})
+	}
+}
+
+// A woman on a free cohort's waitlist who follows her offer is enrolled at
+// once, not sent to pay nothing.
+func TestFreeCohortWaitlistOfferEnrolsHer(t *testing.T) {
+	e := newCheckoutEnv(t)
+	ctx := context.Background()
+	c := e.cohort(t, 1, func(c *models.Cohort) { c.PriceCents = 0 })
+	admin := e.coach(t, "admin@example.com", models.RoleAdmin)
+	first := e.checkout(t, c.ID, "ada@example.com")
+	if err := e.svc.JoinWaitlist(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.CancelEnrollment(ctx, admin, first.Enrollment.ID); err != nil {
+		t.Fatal(err)
+	}
+	if len(checkoutOutbox(t, e, models.TemplateWaitlistOffer, "bea@example.com")) != 1 {
+		t.Fatal("Bea was not offered the freed seat")
+	}
+	res := e.checkout(t, c.ID, "bea@example.com")
+	en := e.enrollment(t, res.Enrollment.ID)
+	if res.Created || en.Status != models.EnrollmentActive || en.Seat != models.SeatPaid || !strings.Contains(res.CheckoutURL, "/checkout/success?enrollment="+en.ID.String()) {
+		t.Fatalf("offer checkout = %+v, enrollment %+v; want her offer settled as an active place", res, en)
+	}
+	if paid, held := e.seats(t, c.ID); paid != 1 || held != 0 {
+		t.Fatalf("seats paid/held = %d/%d, want 1/0", paid, held)
+	}
+	if n := e.count(t, "consents", "participant_id = ? AND kind = ?", en.ParticipantID, models.ConsentDisclaimer); n != 1 {
+		t.Fatalf("disclaimer consents = %d, want recorded at checkout", n)
+	}
+	if len(checkoutOutbox(t, e, models.TemplateEnrollmentWelcome, "bea@example.com")) != 1 {
+		t.Fatal("no welcome email")
+	}
 }
 
 func TestStartCheckoutProviderFailureReleasesTheHold(t *testing.T) {
@@ -792,4 +887,85 @@ func TestListCohortEnrollments(t *testing.T) {
 	if strings.Join(emails, ",") != "a@example.com,b@example.com,c@example.com" {
 		t.Fatalf("emails = %v", emails)
 	}
+}
+
+// A new hold is written whole or not at all: every refusal (sold out, the
+// rate limit) leaves no participant, consent, enrollment, seat or rate-limit
+// hit behind, a returning woman keeps her one participant row, and her
+// double click on a cohort she just filled still finds her hold.
+func TestStartCheckoutWritesAHoldWholeOrNothing(t *testing.T) {
+	ctx := context.Background()
+	e := newCheckoutEnv(t)
+	e.svc = models.NewService(models.Deps{DB: e.db, Clock: e.clock, Payments: e.gw, AppBaseURL: "https://grace.test",
+		Limits: &models.Limits{CheckoutPerIP: models.RateLimit{Max: 2, Window: 15 * time.Minute}}})
+	c := e.cohort(t, 1)
+	other := e.cohort(t, 5)
+	from := func(ip string) models.ClientInfo { return models.ClientInfo{IP: ip, UserAgent: "test"} }
+	hits := func(ip string) int {
+		t.Helper()
+		var n []int
+		if err := e.db.Raw(`SELECT hits FROM rate_limits WHERE key = ?`, "checkout:ip:"+ip).Scan(&n).Error; err != nil {
+			t.Fatal(err)
+		}
+		if len(n) == 0 {
+			return 0
+		}
+		return n[0]
+	}
+	snapshot := func() string {
+		t.Helper()
+		paid, held := e.seats(t, c.ID)
+		return fmt.Sprintf("participants=%d consents=%d enrollments=%d seats=%d/%d", e.count(t, "participants", ""),
+			e.count(t, "consents", ""), e.count(t, "enrollments", ""), paid, held)
+	}
+
+	// A returning woman (she signed up elsewhere before) is found, not copied.
+	if err := e.db.Create(&models.Participant{Email: "ada@example.com", Name: "Ada", Timezone: "UTC"}).Error; err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.svc.StartCheckout(ctx, c.ID, checkoutBuyer("ada@example.com"), from("203.0.113.1"))
+	if err != nil || !first.Created {
+		t.Fatalf("first checkout = %+v, %v", first, err)
+	}
+	if n := e.count(t, "participants", "email = ?", "ada@example.com"); n != 1 {
+		t.Fatalf("participants named ada = %d, want 1", n)
+	}
+	if hits("203.0.113.1") != 1 {
+		t.Fatalf("hits = %d, want the hold counted", hits("203.0.113.1"))
+	}
+
+	// Sold out: nothing at all, not even the attempt's hit.
+	before := snapshot()
+	_, err = e.svc.StartCheckout(ctx, c.ID, checkoutBuyer("bea@example.com"), from("203.0.113.2"))
+	wantCode(t, err, "sold_out")
+	if after := snapshot(); after != before || hits("203.0.113.2") != 0 {
+		t.Fatalf("sold_out wrote: %s -> %s, hits %d", before, after, hits("203.0.113.2"))
+	}
+
+	// Her double click on the cohort she filled finds her hold.
+	again, err := e.svc.StartCheckout(ctx, c.ID, checkoutBuyer("ada@example.com"), from("203.0.113.1"))
+	if err != nil || again.Created || again.Enrollment.ID != first.Enrollment.ID || again.CheckoutURL != first.CheckoutURL {
+		t.Fatalf("double click on a full cohort = %+v, %v; want her hold resumed", again, err)
+	}
+
+	// Past the limit: refused, and the refusal is not counted.
+	if _, err := e.svc.StartCheckout(ctx, other.ID, checkoutBuyer("cat@example.com"), from("203.0.113.1")); idemCodeOf(err) != "rate_limited" {
+		t.Fatalf("third hold from one address: %v, want rate_limited", err)
+	}
+	if n := hits("203.0.113.1"); n != 2 {
+		t.Fatalf("hits = %d, want 2 (a refused attempt rolls back)", n)
+	}
+	if n := e.count(t, "participants", "email = ?", "cat@example.com"); n != 0 {
+		t.Fatalf("a rate-limited checkout wrote her participant row")
+	}
+	if _, held := e.seats(t, other.ID); held != 0 {
+		t.Fatalf("a rate-limited checkout held a seat")
+	}
+}
+
+func idemCodeOf(err error) string {
+	if de, ok := models.AsError(err); ok {
+		return de.Code
+	}
+	return fmt.Sprint(err)
 }

@@ -376,6 +376,7 @@ func (s *Service) UpdateCohort(ctx context.Context, actor *Coach, id uuid.UUID, 
 			return err
 		}
 		oldStart := co.StartsAt
+		prev := *co
 		changes := map[string]any{}
 		if patch.Name.Set {
 			co.Name, changes["name"] = patch.Name.Value, patch.Name.Value
@@ -449,6 +450,9 @@ func (s *Service) UpdateCohort(ctx context.Context, actor *Coach, id uuid.UUID, 
 			if err != nil {
 				return fmt.Errorf("move enrollment grants: %w", err)
 			}
+		}
+		if err := s.onCohortUpdated(tx, &prev, co); err != nil { // drip emails (drip_schedule.go)
+			return err
 		}
 		if patch.CoachIDs.Set {
 			if err := setCoaches(tx, id, patch.CoachIDs.Value); err != nil {

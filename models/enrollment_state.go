@@ -17,6 +17,9 @@ const (
 	TemplateEnrollmentWelcome = "enrollment_welcome"
 	TemplateWaitlistOffer     = "waitlist_offer"
 	TemplateCohortOverbooked  = "cohort_overbooked"
+	// TemplateEnrollmentReinstated tells coaches a cancelled place was paid
+	// for after all and given back.
+	TemplateEnrollmentReinstated = "enrollment_reinstated"
 )
 
 // deriveStatus is the enrollment state machine. Every input is a fact that
@@ -180,6 +183,9 @@ func (s *Service) settleEnrollment(tx *gorm.DB, e *Enrollment, strict bool) erro
 			return err
 		}
 	}
+	if err := s.onEnrollmentStatusChange(tx, e, before); err != nil { // drip emails (drip_schedule.go)
+		return err
+	}
 
 	overflowed, err := moveSeat(tx, e, oldSeat, want, strict)
 	if err != nil {
@@ -192,7 +198,17 @@ func (s *Service) settleEnrollment(tx *gorm.DB, e *Enrollment, strict bool) erro
 		if err := load(); err != nil {
 			return err
 		}
-		if err := s.flagOverbooked(tx, e, &cohort, &p); err != nil {
+		if before != EnrollmentCancelled { // a reinstatement says so below
+			if err := s.flagOverbooked(tx, e, &cohort, &p); err != nil {
+				return err
+			}
+		}
+	}
+	if before == EnrollmentCancelled && e.Status != EnrollmentCancelled && e.Seat != SeatNone {
+		if err := load(); err != nil {
+			return err
+		}
+		if err := s.flagReinstated(tx, e, &cohort, &p); err != nil {
 			return err
 		}
 	}
@@ -232,6 +248,27 @@ func (s *Service) flagOverbooked(tx *gorm.DB, e *Enrollment, c *Cohort, p *Parti
 		err := s.enqueueEmail(tx, TemplateCohortOverbooked, co.Email, co.Name, fmt.Sprintf("overbooked:%s:%s", e.ID, co.ID), map[string]any{
 			"name": co.Name, "cohort_id": c.ID.String(), "cohort_name": c.Name, "capacity": c.Capacity,
 			"participant_name": p.Name, "participant_email": p.Email,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flagReinstated tells the cohort's coaches that a place one of them
+// cancelled came back because its payment arrived afterwards, and whether
+// it took a free seat or is honoured beyond capacity, so they can refund
+// and cancel her again if they meant to remove her.
+func (s *Service) flagReinstated(tx *gorm.DB, e *Enrollment, c *Cohort, p *Participant) error {
+	var coaches []Coach
+	if err := tx.Raw(`SELECT co.* FROM coaches co JOIN cohort_coaches cc ON cc.coach_id = co.id WHERE cc.cohort_id = ? AND co.active`, c.ID).Scan(&coaches).Error; err != nil {
+		return err
+	}
+	for _, co := range coaches {
+		err := s.enqueueEmail(tx, TemplateEnrollmentReinstated, co.Email, co.Name, fmt.Sprintf("reinstated:%s:%s", e.ID, co.ID), map[string]any{
+			"name": co.Name, "cohort_id": c.ID.String(), "cohort_name": c.Name, "capacity": c.Capacity,
+			"participant_name": p.Name, "participant_email": p.Email, "overbooked": e.Seat == SeatOverflow,
 		})
 		if err != nil {
 			return err

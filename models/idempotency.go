@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Idempotency keys let a client retry a POST (after a timeout, a dropped
@@ -35,11 +37,11 @@ type StoredResponse struct {
 type IdempotencyClaim struct {
 	scope, key  string
 	requestHash []byte
-	// version is the row's xmin when claimed: the id of the transaction that
-	// wrote the claim. A later claim of the same key (after an abandon or a
-	// takeover) is written by another transaction, so a stale holder can
-	// never store its answer over the new one, whatever the clocks say.
-	version string
+	// token is drawn for this claim and written with it. A later claim of
+	// the same key (after an abandon or a takeover) writes its own, so a
+	// stale holder can never store its answer over the new one, whatever
+	// the clocks say.
+	token uuid.UUID
 }
 
 var (
@@ -80,22 +82,24 @@ func (s *Service) BeginIdempotent(ctx context.Context, scope, key string, reques
 	// abandoned claim) between the INSERT and the SELECT.
 	for range 2 {
 		now := s.Now().Truncate(time.Microsecond)
-		var claimed []string
+		token := uuid.New()
+		var claimed []uuid.UUID
 		// An existing row is taken over only when its answer is past the
 		// TTL, or when it is a claim for this same request that died.
 		err := s.db.WithContext(ctx).Raw(`
-			INSERT INTO idempotency_keys AS k (scope, key, request_hash, created_at) VALUES (?, ?, ?, ?)
+			INSERT INTO idempotency_keys AS k (scope, key, request_hash, created_at, claim_token) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (scope, key) DO UPDATE SET
-				request_hash = excluded.request_hash, status_code = NULL, response_body = NULL, created_at = excluded.created_at
+				request_hash = excluded.request_hash, status_code = NULL, response_body = NULL, created_at = excluded.created_at,
+				claim_token = excluded.claim_token
 			WHERE k.created_at < ?
 			   OR (k.status_code IS NULL AND k.created_at < ? AND k.request_hash = excluded.request_hash)
-			RETURNING xmin::text`,
-			scope, key, requestHash, now, now.Add(-IdempotencyKeyTTL), now.Add(-IdempotencyInFlightTimeout)).Scan(&claimed).Error
+			RETURNING claim_token`,
+			scope, key, requestHash, now, token, now.Add(-IdempotencyKeyTTL), now.Add(-IdempotencyInFlightTimeout)).Scan(&claimed).Error
 		if err != nil {
 			return nil, nil, fmt.Errorf("idempotency claim: %w", err)
 		}
 		if len(claimed) == 1 {
-			return &IdempotencyClaim{scope: scope, key: key, requestHash: requestHash, version: claimed[0]}, nil, nil
+			return &IdempotencyClaim{scope: scope, key: key, requestHash: requestHash, token: claimed[0]}, nil, nil
 		}
 		var rows []struct {
 			RequestHash  []byte
@@ -126,8 +130,8 @@ func (s *Service) BeginIdempotent(ctx context.Context, scope, key string, reques
 func (s *Service) FinishIdempotent(ctx context.Context, c *IdempotencyClaim, resp StoredResponse) error {
 	res := s.db.WithContext(ctx).Exec(`
 		UPDATE idempotency_keys SET status_code = ?, response_body = ?
-		WHERE scope = ? AND key = ? AND xmin::text = ? AND status_code IS NULL`,
-		resp.StatusCode, resp.Body, c.scope, c.key, c.version)
+		WHERE scope = ? AND key = ? AND claim_token = ? AND status_code IS NULL`,
+		resp.StatusCode, resp.Body, c.scope, c.key, c.token)
 	if res.Error != nil {
 		return fmt.Errorf("idempotency finish: %w", res.Error)
 	}
@@ -141,8 +145,8 @@ func (s *Service) FinishIdempotent(ctx context.Context, c *IdempotencyClaim, res
 // our side), so a retry with the same key runs again.
 func (s *Service) AbandonIdempotent(ctx context.Context, c *IdempotencyClaim) error {
 	err := s.db.WithContext(ctx).Exec(`
-		DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND xmin::text = ? AND status_code IS NULL`,
-		c.scope, c.key, c.version).Error
+		DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND claim_token = ? AND status_code IS NULL`,
+		c.scope, c.key, c.token).Error
 	if err != nil {
 		return fmt.Errorf("idempotency abandon: %w", err)
 	}

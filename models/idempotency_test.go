@@ -164,3 +164,53 @@ func TestIdempotencyConcurrentDuplicatesOneRuns(t *testing.T) {
 		t.Fatalf("claims = %d, in progress = %d; want 1 and %d", claims.Load(), inProgress.Load(), n-1)
 	}
 }
+
+// The fence is the claim's own token, not the row's version: a write that
+// leaves the claim in place (an operator's fix-up, a future column being
+// backfilled) does not take the request's right to answer away, and a
+// takeover always does.
+func TestIdempotencyClaimIsFencedByItsToken(t *testing.T) {
+	svc, clock, db := modelstest.NewService(t)
+	ctx := context.Background()
+	claim, _, err := svc.BeginIdempotent(ctx, "checkout", "k", []byte("h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Exec(`UPDATE idempotency_keys SET created_at = created_at WHERE key = 'k'`).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.FinishIdempotent(ctx, claim, models.StoredResponse{StatusCode: 201, Body: []byte("{}")}); err != nil {
+		t.Fatalf("finish after an unrelated write: %v", err)
+	}
+
+	// Two claims of one key in turn hold different tokens.
+	first, _, err := svc.BeginIdempotent(ctx, "checkout", "k2", []byte("h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tokens []string
+	readToken := func() {
+		t.Helper()
+		var tok string
+		if err := db.Raw(`SELECT claim_token::text FROM idempotency_keys WHERE key = 'k2'`).Scan(&tok).Error; err != nil || tok == "" {
+			t.Fatalf("claim_token = %q, %v", tok, err)
+		}
+		tokens = append(tokens, tok)
+	}
+	readToken()
+	clock.Advance(models.IdempotencyInFlightTimeout + time.Second)
+	second, _, err := svc.BeginIdempotent(ctx, "checkout", "k2", []byte("h"))
+	if err != nil || second == nil {
+		t.Fatalf("takeover = %v, %v", second, err)
+	}
+	readToken()
+	if tokens[0] == tokens[1] {
+		t.Fatalf("the takeover kept the dead claim's token %s", tokens[0])
+	}
+	if err := svc.AbandonIdempotent(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.FinishIdempotent(ctx, second, models.StoredResponse{StatusCode: 201, Body: []byte("{}")}); err != nil {
+		t.Fatalf("the dead claim's abandon removed the live one: %v", err)
+	}
+}

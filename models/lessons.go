@@ -123,7 +123,7 @@ func (s *Service) CreateLesson(ctx context.Context, programID uuid.UUID, in Less
 		if err := tx.Create(l).Error; err != nil {
 			return mapDBError(err, "lesson")
 		}
-		return nil
+		return s.onLessonSaved(tx, nil, l)
 	})
 	if err != nil {
 		return nil, err
@@ -198,6 +198,7 @@ func (s *Service) UpdateLesson(ctx context.Context, id uuid.UUID, patch LessonPa
 		if err := tx.Clauses(catalogRowLock).Where("id = ?", id).Take(&l).Error; err != nil {
 			return mapDBError(err, "lesson")
 		}
+		prev := l
 		changes := map[string]any{}
 		if patch.Title.Set {
 			l.Title, changes["title"] = patch.Title.Value, patch.Title.Value
@@ -243,7 +244,7 @@ func (s *Service) UpdateLesson(ctx context.Context, id uuid.UUID, patch LessonPa
 		if err := tx.Model(&Lesson{}).Where("id = ?", id).Updates(changes).Error; err != nil {
 			return mapDBError(err, "lesson")
 		}
-		return nil
+		return s.onLessonSaved(tx, &prev, &l)
 	})
 	if err != nil {
 		return nil, err
@@ -276,6 +277,9 @@ func (s *Service) DeleteLesson(ctx context.Context, id uuid.UUID) error {
 		}
 		programID := l.ProgramID
 		if err := lockLessonOrder(tx, programID); err != nil {
+			return err
+		}
+		if err := s.onLessonDeleting(tx, id); err != nil {
 			return err
 		}
 		// Deleted concurrently between the read and the lock: not found.

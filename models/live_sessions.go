@@ -126,7 +126,7 @@ func (s *Service) CreateLiveSession(ctx context.Context, actor *Coach, cohortID 
 		if err := tx.Create(l).Error; err != nil {
 			return mapDBError(err, "live session")
 		}
-		return nil
+		return s.onLiveSessionCreated(tx, l)
 	})
 	if err != nil {
 		return nil, err
@@ -196,6 +196,9 @@ func (s *Service) UpdateLiveSession(ctx context.Context, actor *Coach, id uuid.U
 		if err := tx.Model(&LiveSession{}).Where("id = ?", id).Updates(changes).Error; err != nil {
 			return mapDBError(err, "live session")
 		}
+		if patch.StartsAt.Set {
+			return s.onLiveSessionMoved(tx, l)
+		}
 		return nil
 	})
 	if err != nil {
@@ -208,6 +211,9 @@ func (s *Service) UpdateLiveSession(ctx context.Context, actor *Coach, id uuid.U
 func (s *Service) DeleteLiveSession(ctx context.Context, actor *Coach, id uuid.UUID) error {
 	return s.inTx(ctx, func(tx *gorm.DB) error {
 		if _, err := findLiveSession(tx, actor, id, true); err != nil {
+			return err
+		}
+		if err := s.onLiveSessionDeleting(tx, id); err != nil {
 			return err
 		}
 		if err := tx.Exec(`DELETE FROM live_sessions WHERE id = ?`, id).Error; err != nil {

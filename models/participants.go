@@ -86,6 +86,11 @@ func (s *Service) ClaimFreeAccess(ctx context.Context, slug string, in FreeAcces
 		if err := s.recordClaimConsents(tx, p, program.ID, firstClaim, in.MarketingConsent, client); err != nil {
 			return err
 		}
+		if firstClaim {
+			if err := s.onFreeAccessClaimed(tx, p.ID, program.ID); err != nil {
+				return err
+			}
+		}
 		return s.sendLoginLink(tx, p, map[string]any{"program_title": program.Title})
 	})
 }
@@ -182,6 +187,7 @@ func (s *Service) UpdateParticipant(ctx context.Context, id uuid.UUID, patch Par
 		} else {
 			c.timezone("timezone", patch.Timezone.Value)
 			updates["timezone"] = patch.Timezone.Value
+			updates["timezone_set"] = true // her choice now wins over her cohort's zone
 		}
 	}
 	if err := c.err(); err != nil {
@@ -194,6 +200,11 @@ func (s *Service) UpdateParticipant(ctx context.Context, id uuid.UUID, patch Par
 			res := tx.Model(&Participant{}).Where("id = ?", id).Updates(updates)
 			if res.Error != nil {
 				return mapDBError(res.Error, "participant")
+			}
+			if patch.Timezone.Set && res.RowsAffected == 1 {
+				if err := s.onParticipantTimezoneSet(tx, id); err != nil {
+					return err
+				}
 			}
 		}
 		return mapDBError(tx.Where("id = ?", id).Take(&p).Error, "participant")

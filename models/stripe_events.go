@@ -1,16 +1,20 @@
 package models
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // Payment events are applied as facts recorded on the enrollment (a time set
@@ -54,6 +58,12 @@ func isCheckoutEvent(t string) bool {
 // and applied when that checkout event arrives. A database failure is
 // returned (the caller answers 5xx so the provider retries); the rollback
 // leaves no trace of the event, so the retry is applied afresh.
+//
+// The transaction's opening does not depend on what it finds, so it goes
+// out with BEGIN in one round trip: the payment intent's lock, the event's
+// INSERT and the lookup (and lock) of its enrollment. Each statement of a
+// pipeline takes its own snapshot, so the lookup, after the lock, sees
+// whatever the previous holder of the lock committed.
 func (s *Service) ApplyPaymentEvent(ctx context.Context, ev PaymentEvent) error {
 	if strings.TrimSpace(ev.ID) == "" || strings.TrimSpace(ev.Type) == "" {
 		return E(KindBadRequest, "invalid_event", "The event has no id or type.")
@@ -62,40 +72,86 @@ func (s *Service) ApplyPaymentEvent(ctx context.Context, ev PaymentEvent) error 
 		ev.Created = s.Now()
 	}
 	facts := factsOf(ev)
-	payload, err := annotatedPayload(ev.Payload, facts)
+	factsJSON, err := json.Marshal(facts)
 	if err != nil {
 		return err
 	}
-	return s.inTx(ctx, func(tx *gorm.DB) error {
+	var pi *string
+	if facts.PaymentIntentID != "" {
+		pi = &facts.PaymentIntentID
+	}
+	var (
+		stored     bool
+		enrollment *uuid.UUID // found and locked
+	)
+	findEnrollment := func(row pgx.Row) error {
+		err := row.Scan(&enrollment)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		return err
+	}
+	first := func(b *pgx.Batch) {
 		// The payment intent is locked before any enrollment row: a charge
 		// event and the checkout event naming its payment intent then see
 		// each other whichever commits first (no event is parked unseen),
 		// and every path takes the locks in the same order.
-		if facts.PaymentIntentID != "" {
-			if err := lockPaymentIntent(tx, facts.PaymentIntentID); err != nil {
-				return err
+		if pi != nil {
+			b.Queue(lockPaymentIntentSQL, *pi)
+		}
+		b.Queue(`INSERT INTO stripe_events (id, type, payload, payment_intent_id, received_at)
+			VALUES ($1, $2, $3::jsonb || jsonb_build_object('`+factsKey+`', $4::jsonb), $5, $6)
+			ON CONFLICT (id) DO NOTHING`, ev.ID, ev.Type, payloadObject(ev.Payload), string(factsJSON), pi, s.Now(),
+		).Exec(func(ct pgconn.CommandTag) error {
+			stored = ct.RowsAffected() == 1
+			return nil
+		})
+		switch {
+		case isCheckoutEvent(ev.Type) && ev.Session != nil:
+			// By the enrollment id we gave the provider, else by the
+			// session id.
+			var ref *uuid.UUID
+			if id, err := uuid.Parse(strings.TrimSpace(ev.Session.EnrollmentID)); err == nil {
+				ref = &id
 			}
+			var sessionID *string
+			if ev.Session.ID != "" {
+				sessionID = &ev.Session.ID
+			}
+			b.Queue(`SELECT id FROM enrollments WHERE id = $1 OR checkout_session_id = $2
+				ORDER BY id = $1 DESC NULLS LAST LIMIT 1 FOR UPDATE`, ref, sessionID).QueryRow(findEnrollment)
+		case isChargeEvent(ev.Type) && pi != nil:
+			b.Queue(`SELECT id FROM enrollments WHERE payment_intent_id = $1
+				ORDER BY created_at, id LIMIT 1 FOR UPDATE`, *pi).QueryRow(findEnrollment)
 		}
-		var pi *string
-		if facts.PaymentIntentID != "" {
-			pi = &facts.PaymentIntentID
-		}
-		res := tx.Exec(`INSERT INTO stripe_events (id, type, payload, payment_intent_id, received_at) VALUES (?, ?, ?::jsonb, ?, ?)
-			ON CONFLICT (id) DO NOTHING`, ev.ID, ev.Type, string(payload), pi, s.Now())
-		if res.Error != nil {
-			return fmt.Errorf("store payment event: %w", res.Error)
-		}
-		if res.RowsAffected == 0 {
+	}
+	return s.inTxPipelined(ctx, first, func(tx *gorm.DB) error {
+		if !stored {
 			return nil // delivered before: already stored and applied (or parked)
 		}
 		switch {
 		case isCheckoutEvent(ev.Type):
-			return s.applyCheckoutEvent(ctx, tx, ev)
+			return s.applyCheckoutEvent(ctx, tx, ev, enrollment)
 		case isChargeEvent(ev.Type):
-			return s.applyChargeEvent(ctx, tx, ev.ID, ev.Type, facts)
+			return s.applyChargeEvent(ctx, tx, ev.ID, ev.Type, facts, enrollment)
 		}
 		return nil // stored for the record; nothing of ours depends on it
 	})
+}
+
+// payloadObject is the raw event as a JSON object, to which the INSERT adds
+// the facts we read under factsKey. A payload that is not one (only ever a
+// test's) is kept as a string rather than refused.
+func payloadObject(raw []byte) string {
+	trimmed := bytes.TrimSpace(raw)
+	switch {
+	case len(trimmed) == 0:
+		return "{}"
+	case trimmed[0] == '{' && utf8.Valid(trimmed) && json.Valid(trimmed):
+		return string(trimmed)
+	}
+	doc, _ := json.Marshal(map[string]string{"raw": string(raw)})
+	return string(doc)
 }
 
 func factsOf(ev PaymentEvent) eventFacts {
@@ -111,46 +167,32 @@ func factsOf(ev PaymentEvent) eventFacts {
 	return f
 }
 
-// annotatedPayload is the raw event with the facts we read added under
-// factsKey. A payload that is not a JSON object (only ever a test's) is
-// kept as a string rather than refused.
-func annotatedPayload(raw []byte, facts eventFacts) ([]byte, error) {
-	doc := map[string]json.RawMessage{}
-	if len(raw) > 0 && json.Unmarshal(raw, &doc) != nil {
-		quoted, _ := json.Marshal(string(raw))
-		doc = map[string]json.RawMessage{"raw": quoted}
-	}
-	f, err := json.Marshal(facts)
-	if err != nil {
-		return nil, err
-	}
-	doc[factsKey] = f
-	return json.Marshal(doc)
-}
-
 // lockPaymentIntent serialises, for the rest of tx, every event about one
 // payment intent.
 func lockPaymentIntent(tx *gorm.DB, pi string) error {
-	return tx.Exec(`SELECT pg_advisory_xact_lock(hashtextextended('stripe_payment_intent:' || ?, 0))`, pi).Error
+	return tx.Exec(lockPaymentIntentSQL, pi).Error
 }
 
+const lockPaymentIntentSQL = `SELECT pg_advisory_xact_lock(hashtextextended('stripe_payment_intent:' || $1, 0))`
+
 // applyCheckoutEvent records what a checkout.session.* event says about its
-// enrollment, applies the charge events that were waiting for the payment
+// enrollment (found and locked by ApplyPaymentEvent; nil when we do not
+// know it), applies the charge events that were waiting for the payment
 // intent it names, and settles the enrollment.
-func (s *Service) applyCheckoutEvent(ctx context.Context, tx *gorm.DB, ev PaymentEvent) error {
+func (s *Service) applyCheckoutEvent(ctx context.Context, tx *gorm.DB, ev PaymentEvent, enrollmentID *uuid.UUID) error {
 	sess := ev.Session
 	if sess == nil {
 		s.log.WarnContext(ctx, "payment event without its checkout session; ignored", "event_id", ev.ID, "type", ev.Type)
 		return nil
 	}
-	e, err := lockCheckoutEnrollment(tx, sess)
-	if err != nil {
-		return err
-	}
-	if e == nil {
+	if enrollmentID == nil {
 		s.log.WarnContext(ctx, "payment event for an unknown enrollment; ignored",
 			"event_id", ev.ID, "type", ev.Type, "checkout_session_id", sess.ID, "enrollment_ref", sess.EnrollmentID)
 		return nil
+	}
+	e := &Enrollment{}
+	if err := tx.Where("id = ?", *enrollmentID).Take(e).Error; err != nil {
+		return fmt.Errorf("read enrollment: %w", err)
 	}
 	if e.CheckoutSessionID != nil && sess.ID != "" && *e.CheckoutSessionID != sess.ID && !recordsPayment(ev.Type, sess) {
 		// A stale session of this enrollment ending says nothing about the
@@ -159,42 +201,27 @@ func (s *Service) applyCheckoutEvent(ctx context.Context, tx *gorm.DB, ev Paymen
 			"event_id", ev.ID, "type", ev.Type, "enrollment_id", e.ID, "checkout_session_id", sess.ID)
 		return nil
 	}
+	unpaidCancellation := e.CancelledAt != nil && e.PaidAt == nil
 	recordCheckoutFacts(e, ev.Type, *sess, ev.Created)
+	if unpaidCancellation && e.PaidAt != nil {
+		// She paid for a place the coach cancelled before the money was
+		// known (a checkout still open, a bank transfer under way). Money
+		// is never kept without a place: she gets it back, on a free seat
+		// or beyond capacity like any payment that finds none, and her
+		// coaches are told (settleEnrollment) so they can refund instead.
+		// A place cancelled after it was paid for stays cancelled: that was
+		// the coach's decision with the payment in view.
+		s.log.WarnContext(ctx, "payment received for a cancelled enrollment; reinstated",
+			"event_id", ev.ID, "enrollment_id", e.ID, "payment_intent_id", sess.PaymentIntentID)
+		e.CancelledAt = nil
+	}
 	if err := s.applyParkedEvents(tx, e); err != nil {
 		return err
 	}
 	if err := s.settleEnrollment(tx, e, false); err != nil {
 		return err
 	}
-	if recordsPayment(ev.Type, sess) && e.Status == EnrollmentCancelled {
-		// The money is taken but her place was cancelled meanwhile: only a
-		// person can decide between reinstating and refunding.
-		s.log.WarnContext(ctx, "payment received for a cancelled enrollment; refund or reinstate it",
-			"event_id", ev.ID, "enrollment_id", e.ID, "payment_intent_id", sess.PaymentIntentID)
-	}
 	return markApplied(tx, ev.ID, e.ID, s.Now())
-}
-
-// lockCheckoutEnrollment finds the enrollment a checkout session belongs
-// to, by the enrollment id we gave the provider and else by the session id,
-// and locks it. nil means we do not know it.
-func lockCheckoutEnrollment(tx *gorm.DB, sess *CheckoutSession) (*Enrollment, error) {
-	lock := tx.Clauses(clause.Locking{Strength: "UPDATE"})
-	var rows []Enrollment
-	if id, err := uuid.Parse(strings.TrimSpace(sess.EnrollmentID)); err == nil {
-		if err := lock.Where("id = ?", id).Limit(1).Find(&rows).Error; err != nil {
-			return nil, fmt.Errorf("find enrollment: %w", err)
-		}
-	}
-	if len(rows) == 0 && sess.ID != "" {
-		if err := lock.Where("checkout_session_id = ?", sess.ID).Limit(1).Find(&rows).Error; err != nil {
-			return nil, fmt.Errorf("find enrollment: %w", err)
-		}
-	}
-	if len(rows) == 0 {
-		return nil, nil
-	}
-	return &rows[0], nil
 }
 
 // recordsPayment reports whether a checkout event says money was taken.
@@ -234,23 +261,22 @@ func recordCheckoutFacts(e *Enrollment, typ string, sess CheckoutSession, at tim
 }
 
 // applyChargeEvent applies a charge.* event to the enrollment paid by its
-// payment intent, or parks it until a checkout event names that intent.
-func (s *Service) applyChargeEvent(ctx context.Context, tx *gorm.DB, eventID, typ string, f eventFacts) error {
+// payment intent (found and locked by ApplyPaymentEvent), or parks it until
+// a checkout event names that intent.
+func (s *Service) applyChargeEvent(ctx context.Context, tx *gorm.DB, eventID, typ string, f eventFacts, enrollmentID *uuid.UUID) error {
 	if f.PaymentIntentID == "" {
 		s.log.WarnContext(ctx, "charge event without a payment intent; ignored", "event_id", eventID, "type", typ)
 		return nil
 	}
-	var rows []Enrollment
-	if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("payment_intent_id = ?", f.PaymentIntentID).
-		Order("created_at, id").Limit(1).Find(&rows).Error; err != nil {
-		return fmt.Errorf("find enrollment: %w", err)
-	}
-	if len(rows) == 0 {
+	if enrollmentID == nil {
 		// Stored with applied_at NULL: applyParkedEvents picks it up.
 		s.log.InfoContext(ctx, "charge event before its checkout; parked", "event_id", eventID, "type", typ)
 		return nil
 	}
-	e := &rows[0]
+	e := &Enrollment{}
+	if err := tx.Where("id = ?", *enrollmentID).Take(e).Error; err != nil {
+		return fmt.Errorf("read enrollment: %w", err)
+	}
 	recordChargeFacts(e, typ, f)
 	if err := s.settleEnrollment(tx, e, false); err != nil {
 		return err

@@ -422,3 +422,84 @@ func TestPaymentEventWithoutIDIsRefused(t *testing.T) {
 		t.Fatalf("err = %v, want invalid_event", err)
 	}
 }
+
+// A payment that lands on a place the coach cancelled before the money was
+// known gives her the place back: on a free seat if there is one, beyond
+// capacity if not (like any payment without a seat), and her coaches are
+// told either way so they can refund and cancel again. Money is never kept
+// without a place.
+func TestPaymentForACancelledPlaceReinstatesHer(t *testing.T) {
+	tests := []struct {
+		name       string
+		seatTaken  bool // another woman holds the freed seat meanwhile
+		wantSeat   string
+		paid, over int
+	}{
+		{name: "seat still free", wantSeat: models.SeatPaid, paid: 1},
+		{name: "seat taken meanwhile", seatTaken: true, wantSeat: models.SeatOverflow, over: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			w := newPayWorld(t, 1)
+			e := w.hold(t, uuid.New(), "amira@example.test", testSession)
+			if _, err := w.svc.CancelEnrollment(ctx, &w.coach, e.ID); err != nil {
+				t.Fatal(err)
+			}
+			if tc.seatTaken {
+				w.hold(t, uuid.New(), "beatriz@example.test", "cs_b")
+			}
+			ev := completed("evt_paid", 0, e.ID, "paid", 9700)
+			for range 2 { // a replay changes nothing
+				mustDo(t, w.svc.ApplyPaymentEvent(ctx, ev))
+			}
+
+			got := w.state(t, e.ID)
+			en := got.Enrollment
+			if en.Status != models.EnrollmentActive || en.Seat != tc.wantSeat || en.CancelledAt != nil || en.PaidAt == nil || !got.HasAccess {
+				t.Errorf("status %s seat %s cancelled %v access %v; want active on %s, not cancelled, with access",
+					en.Status, en.Seat, en.CancelledAt, got.HasAccess, tc.wantSeat)
+			}
+			if got.SeatsPaid != tc.paid || got.SeatsOverflow != tc.over {
+				t.Errorf("seats paid/overflow = %d/%d, want %d/%d", got.SeatsPaid, got.SeatsOverflow, tc.paid, tc.over)
+			}
+			var flags []models.OutboxMessage
+			mustDo(t, w.db.Where("to_email = ? AND template IN ?", w.coach.Email,
+				[]string{models.TemplateEnrollmentReinstated, models.TemplateCohortOverbooked}).Find(&flags).Error)
+			if len(flags) != 1 || flags[0].Template != models.TemplateEnrollmentReinstated ||
+				flags[0].Data["overbooked"] != tc.seatTaken || flags[0].Data["participant_email"] != "amira@example.test" {
+				t.Errorf("coach emails = %+v, want one enrollment_reinstated (overbooked %v)", flags, tc.seatTaken)
+			}
+			var welcomes int64
+			mustDo(t, w.db.Model(&models.OutboxMessage{}).Where("template = ? AND to_email = ?", models.TemplateEnrollmentWelcome, "amira@example.test").Count(&welcomes).Error)
+			if welcomes != 1 {
+				t.Errorf("welcome emails = %d, want 1", welcomes)
+			}
+		})
+	}
+}
+
+// A place the coach cancelled after it was paid for stays cancelled when
+// a late event about that payment arrives: she decided with the payment in
+// view (and refunds separately).
+func TestLatePaymentEventKeepsAPaidPlaceCancelled(t *testing.T) {
+	ctx := context.Background()
+	w := newPayWorld(t, 2)
+	e := w.hold(t, uuid.New(), "amira@example.test", testSession)
+	mustDo(t, w.svc.ApplyPaymentEvent(ctx, completed("evt_paid", 0, e.ID, "paid", 9700)))
+	if _, err := w.svc.CancelEnrollment(ctx, &w.coach, e.ID); err != nil {
+		t.Fatal(err)
+	}
+	mustDo(t, w.svc.ApplyPaymentEvent(ctx, sessionEvent("evt_async_ok", models.EventCheckoutAsyncSucceeded, 5, e.ID, 9700)))
+
+	got := w.state(t, e.ID)
+	if got.Enrollment.Status != models.EnrollmentCancelled || got.Enrollment.Seat != models.SeatNone || got.HasAccess || got.SeatsPaid != 0 {
+		t.Errorf("status %s seat %s access %v seats paid %d; want cancelled, no seat, no access",
+			got.Enrollment.Status, got.Enrollment.Seat, got.HasAccess, got.SeatsPaid)
+	}
+	var flags int64
+	mustDo(t, w.db.Model(&models.OutboxMessage{}).Where("template = ?", models.TemplateEnrollmentReinstated).Count(&flags).Error)
+	if flags != 0 {
+		t.Errorf("%d reinstatement emails, want none", flags)
+	}
+}

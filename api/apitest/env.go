@@ -13,6 +13,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/grace-coaching/grace/api"
+	"github.com/grace-coaching/grace/emails/drip"
 	"github.com/grace-coaching/grace/models"
 	"github.com/grace-coaching/grace/models/modelstest"
 )
@@ -39,6 +40,7 @@ type EnvOption func(*envOptions)
 type envOptions struct {
 	payments   models.PaymentGateway
 	webhook    api.PaymentWebhook
+	emailHook  api.EmailWebhook
 	appBaseURL string
 }
 
@@ -49,6 +51,12 @@ type envOptions struct {
 // WithPayments(gw, gw).
 func WithPayments(gateway models.PaymentGateway, webhook api.PaymentWebhook) EnvOption {
 	return func(o *envOptions) { o.payments, o.webhook = gateway, webhook }
+}
+
+// WithEmailWebhook gives the API a Resend webhook verifier, e.g.
+// emails.NewWebhookVerifier(secret); without it the webhook answers 503.
+func WithEmailWebhook(v api.EmailWebhook) EnvOption {
+	return func(o *envOptions) { o.emailHook = v }
 }
 
 // WithAppBaseURL sets the portal URL the domain builds links with
@@ -68,12 +76,18 @@ func NewEnv(t testing.TB, opts ...EnvOption) *Env {
 	}
 	db := modelstest.NewDB(t)
 	clock := models.NewFakeClock(modelstest.Start)
-	svc := models.NewService(models.Deps{DB: db, Clock: clock, Payments: o.payments, AppBaseURL: o.appBaseURL})
+	// The real drip renderer, so step previews and test sends render as
+	// they would be sent.
+	dripRenderer, err := drip.NewRenderer("Grace")
+	if err != nil {
+		t.Fatalf("drip renderer: %v", err)
+	}
+	svc := models.NewService(models.Deps{DB: db, Clock: clock, Payments: o.payments, AppBaseURL: o.appBaseURL, DripRenderer: dripRenderer})
 	specOnce.Do(func() { specChecker, specErr = NewSpecChecker(api.OpenAPISpec()) })
 	if specErr != nil {
 		t.Fatalf("load api/openapi.yaml: %v", specErr)
 	}
-	e := api.New(api.Config{Service: svc, CORSOrigins: []string{"http://portal.test"}, StripeWebhook: o.webhook})
+	e := api.New(api.Config{Service: svc, CORSOrigins: []string{"http://portal.test"}, StripeWebhook: o.webhook, EmailWebhook: o.emailHook})
 	return &Env{DB: db, Clock: clock, Svc: svc, Echo: e, Spec: specChecker}
 }
 

@@ -382,7 +382,7 @@ func TestGraceSpecIsAValidDocument(t *testing.T) {
 			}
 		}
 	}
-	if len(ids) != 60 {
-		t.Errorf("%d operations, want 60", len(ids))
+	if len(ids) != 77 {
+		t.Errorf("%d operations, want 77", len(ids))
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/grace-coaching/grace/api"
 	"github.com/grace-coaching/grace/api/stripe"
 	"github.com/grace-coaching/grace/emails"
+	"github.com/grace-coaching/grace/emails/drip"
 	"github.com/grace-coaching/grace/migrations"
 	"github.com/grace-coaching/grace/models"
 )
@@ -59,7 +60,13 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger, migrate bool) (*
 			return nil, err
 		}
 	}
-	deps := models.Deps{DB: db, Clock: a.clock, Log: log, AppBaseURL: cfg.AppBaseURL}
+	dripRenderer, err := drip.NewRenderer(productName)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	deps := models.Deps{DB: db, Clock: a.clock, Log: log, AppBaseURL: cfg.AppBaseURL,
+		DripRenderer: dripRenderer, APIBaseURL: cfg.APIBaseURL, UnsubscribeMailbox: cfg.UnsubscribeMailbox}
 	if cfg.StripeSecretKey != "" {
 		// No network call here: a wrong key shows on the first checkout,
 		// not at boot, so the rest of Grace serves while Stripe is down.
@@ -93,6 +100,20 @@ func (a *App) stripeWebhook() api.PaymentWebhook {
 	return a.payments
 }
 
+// emailWebhook is the Resend webhook verifier, or nil (webhooks refused)
+// when RESEND_WEBHOOK_SECRET is not set; like stripeWebhook, the interface
+// value is built only from a non-nil verifier.
+func (a *App) emailWebhook() (api.EmailWebhook, error) {
+	if a.cfg.ResendWebhookSecret == "" {
+		return nil, nil
+	}
+	v, err := emails.NewWebhookVerifier(a.cfg.ResendWebhookSecret)
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
 // ready reports the schema version, failing unless the database answers and
 // is at the newest migration this binary knows.
 func (a *App) ready(ctx context.Context) (int64, error) {
@@ -123,50 +144,87 @@ func (a *App) ready(ctx context.Context) (int64, error) {
 	return current, nil
 }
 
-// newWorker picks the Resend sender when a key is set, else the dev sender
+// productName names the sender in every email's layout.
+const productName = "Grace"
+
+// mailSender is what both workers send through.
+type mailSender interface {
+	emails.Sender
+	emails.BatchSender
+}
+
+// sender picks the Resend sender when a key is set, else the dev sender
 // that logs each message, so a demo needs no email account.
-func (a *App) newWorker() (*emails.Worker, error) {
-	renderer, err := emails.NewRenderer(a.cfg.AppBaseURL, "Grace")
+func (a *App) sender() (mailSender, error) {
+	if a.cfg.ResendAPIKey == "" {
+		a.log.Warn("email: DEV MODE, RESEND_API_KEY is not set: emails and drip emails are written to this log, not sent")
+		return emails.DevSender{Log: a.log}, nil
+	}
+	rs, err := emails.NewResendSender(a.cfg.ResendAPIKey, a.cfg.ResendAPIURL, &http.Client{Timeout: 30 * time.Second})
 	if err != nil {
 		return nil, err
 	}
-	var sender emails.Sender
-	if a.cfg.ResendAPIKey != "" {
-		rs, err := emails.NewResendSender(a.cfg.ResendAPIKey, a.cfg.ResendAPIURL, &http.Client{Timeout: 30 * time.Second})
-		if err != nil {
-			return nil, err
-		}
-		sender = rs
-		a.log.Info("email: sending through Resend", "api_url", a.cfg.ResendAPIURL)
-	} else {
-		sender = emails.DevSender{Log: a.log}
-		a.log.Warn("email: DEV MODE, RESEND_API_KEY is not set: emails are written to this log, not sent")
+	a.log.Info("email: sending through Resend", "api_url", a.cfg.ResendAPIURL, "rate_limit", a.cfg.ResendRateLimit)
+	return rs, nil
+}
+
+// newWorkers builds the outbox worker and the drip worker on one sender.
+func (a *App) newWorkers() (*emails.Worker, *drip.Worker, error) {
+	renderer, err := emails.NewRenderer(a.cfg.AppBaseURL, productName)
+	if err != nil {
+		return nil, nil, err
 	}
-	return emails.NewWorker(emails.WorkerConfig{
+	sender, err := a.sender()
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := emails.NewWorker(emails.WorkerConfig{
 		Service:  a.svc,
 		Sender:   sender,
 		Renderer: renderer,
 		From:     a.cfg.EmailFrom,
 		Log:      a.log,
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	dw, err := drip.NewWorker(drip.WorkerConfig{
+		Service: a.svc,
+		Sender:  sender,
+		From:    a.cfg.EmailFrom,
+		Rate:    a.cfg.ResendRateLimit,
+		Lease:   a.cfg.DripLease,
+		Log:     a.log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return w, dw, nil
 }
 
 // sweepEvery is how often overdue seat holds are resolved with Stripe.
 const sweepEvery = time.Minute
 
-// startWorker runs the email worker and the hold sweeper until Close.
+// startWorker runs the email worker, the drip worker and the hold sweeper
+// until Close.
 func (a *App) startWorker() error {
-	w, err := a.newWorker()
+	w, dw, err := a.newWorkers()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.workerCancel = cancel
-	a.workerDone.Add(2)
+	a.workerDone.Add(3)
 	go func() {
 		defer a.workerDone.Done()
 		if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			a.log.Error("email worker stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer a.workerDone.Done()
+		if err := dw.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Error("drip worker stopped", "err", err)
 		}
 	}()
 	go func() {
@@ -186,6 +244,13 @@ func (a *App) startHTTP() error {
 	default:
 		a.log.Info("payments: Stripe checkout enabled", "api_url", a.cfg.StripeAPIURL)
 	}
+	emailHook, err := a.emailWebhook()
+	if err != nil {
+		return err
+	}
+	if emailHook == nil {
+		a.log.Warn("email: RESEND_WEBHOOK_SECRET is not set: Resend webhooks will be refused, so bounces and complaints will not suppress addresses")
+	}
 	e := api.New(api.Config{
 		Service:        a.svc,
 		Log:            a.log,
@@ -193,6 +258,7 @@ func (a *App) startHTTP() error {
 		TrustedProxies: a.cfg.TrustedProxies,
 		Ready:          a.ready,
 		StripeWebhook:  a.stripeWebhook(),
+		EmailWebhook:   emailHook,
 	})
 	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
 	if err != nil {

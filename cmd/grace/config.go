@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/mail"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is every setting Grace reads, all from the environment, all here.
@@ -20,6 +22,16 @@ type Config struct {
 	ResendAPIKey        string
 	ResendAPIURL        string
 	ResendWebhookSecret string
+	// ResendRateLimit is Resend's request budget, requests per second,
+	// shared by every drip worker of every process.
+	ResendRateLimit float64
+	// APIBaseURL is this API's public URL, for one-click unsubscribe links.
+	APIBaseURL string
+	// UnsubscribeMailbox receives mailto: unsubscribes (List-Unsubscribe).
+	UnsubscribeMailbox string
+	// DripLease is how long a drip worker holds a batch before another may
+	// take it over (its worker presumed dead).
+	DripLease           time.Duration
 	StripeSecretKey     string
 	StripeWebhookSecret string
 	StripeAPIURL        string
@@ -51,6 +63,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		StripeWebhookSecret: get("STRIPE_WEBHOOK_SECRET", ""),
 		StripeAPIURL:        get("STRIPE_API_URL", ""),
 	}
+	c.APIBaseURL = strings.TrimRight(get("API_BASE_URL", c.AppBaseURL), "/")
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
@@ -81,6 +94,28 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if !isHTTPURL(c.ResendAPIURL) {
 		bad("RESEND_API_URL", "must be an absolute http(s) URL")
 	}
+	if !isHTTPURL(c.APIBaseURL) {
+		bad("API_BASE_URL", "must be an absolute http(s) URL, got %q", c.APIBaseURL)
+	}
+	rate, err := strconv.ParseFloat(get("RESEND_RATE_LIMIT", "2"), 64)
+	if err != nil || !(rate > 0) || rate > 1000 {
+		bad("RESEND_RATE_LIMIT", "must be a number of requests per second above 0 (at most 1000), got %q", getenv("RESEND_RATE_LIMIT"))
+	}
+	c.ResendRateLimit = rate
+	c.UnsubscribeMailbox = get("UNSUBSCRIBE_MAILBOX", "")
+	if c.UnsubscribeMailbox == "" {
+		if from, err := mail.ParseAddress(c.EmailFrom); err == nil {
+			c.UnsubscribeMailbox = "unsubscribe@" + from.Address[strings.LastIndexByte(from.Address, '@')+1:]
+		}
+	}
+	if a, err := mail.ParseAddress(c.UnsubscribeMailbox); c.UnsubscribeMailbox != "" && (err != nil || a.Name != "" || a.Address != c.UnsubscribeMailbox) {
+		bad("UNSUBSCRIBE_MAILBOX", "must be a bare address like unsubscribe@example.com, got %q", c.UnsubscribeMailbox)
+	}
+	lease, err := time.ParseDuration(get("DRIP_LEASE", "5m"))
+	if err != nil || lease < time.Second || lease > time.Hour {
+		bad("DRIP_LEASE", "must be a duration between 1s and 1h such as 5m, got %q", getenv("DRIP_LEASE"))
+	}
+	c.DripLease = lease
 	if c.ResendWebhookSecret != "" && !strings.HasPrefix(c.ResendWebhookSecret, "whsec_") {
 		bad("RESEND_WEBHOOK_SECRET", "must start with whsec_")
 	}
@@ -141,6 +176,10 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("resend_api_key_set", c.ResendAPIKey != ""),
 		slog.String("resend_api_url", c.ResendAPIURL),
 		slog.Bool("resend_webhook_secret_set", c.ResendWebhookSecret != ""),
+		slog.Float64("resend_rate_limit", c.ResendRateLimit),
+		slog.String("api_base_url", c.APIBaseURL),
+		slog.String("unsubscribe_mailbox", c.UnsubscribeMailbox),
+		slog.Duration("drip_lease", c.DripLease),
 		slog.Bool("stripe_secret_key_set", c.StripeSecretKey != ""),
 		slog.Bool("stripe_webhook_secret_set", c.StripeWebhookSecret != ""),
 		slog.String("stripe_api_url", c.StripeAPIURL),

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -18,6 +19,32 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	if c.DatabaseURL != defaultDatabaseURL || c.HTTPAddr != ":8080" || !c.Worker || c.LogLevel != slog.LevelInfo {
 		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	if c.ResendRateLimit != 2 || c.APIBaseURL != c.AppBaseURL || c.UnsubscribeMailbox != "unsubscribe@grace.localhost" ||
+		c.DripLease != 5*time.Minute {
+		t.Fatalf("unexpected drip defaults: rate %v api %q mailbox %q lease %s", c.ResendRateLimit, c.APIBaseURL, c.UnsubscribeMailbox, c.DripLease)
+	}
+}
+
+func TestLoadConfigDripSettings(t *testing.T) {
+	c, err := loadConfig(envOf(map[string]string{
+		"EMAIL_FROM":        "Maya <hello@say-no.example>",
+		"APP_BASE_URL":      "https://portal.say-no.example/",
+		"RESEND_RATE_LIMIT": "4.5",
+		"DRIP_LEASE":        "90s",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ResendRateLimit != 4.5 || c.APIBaseURL != "https://portal.say-no.example" ||
+		c.UnsubscribeMailbox != "unsubscribe@say-no.example" || c.DripLease != 90*time.Second {
+		t.Fatalf("config %+v", c)
+	}
+	c, err = loadConfig(envOf(map[string]string{
+		"API_BASE_URL": "https://api.say-no.example/", "UNSUBSCRIBE_MAILBOX": "stop@say-no.example",
+	}))
+	if err != nil || c.APIBaseURL != "https://api.say-no.example" || c.UnsubscribeMailbox != "stop@say-no.example" {
+		t.Fatalf("config %+v %v", c, err)
 	}
 }
 
@@ -36,6 +63,15 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 		{"STRIPE_WEBHOOK_SECRET", "nope"},
 		{"STRIPE_API_URL", "localhost:12111"},
 		{"WORKER", "maybe"},
+		{"RESEND_RATE_LIMIT", "0"},
+		{"RESEND_RATE_LIMIT", "-1"},
+		{"RESEND_RATE_LIMIT", "fast"},
+		{"RESEND_RATE_LIMIT", "NaN"},
+		{"API_BASE_URL", "api.example.com"},
+		{"UNSUBSCRIBE_MAILBOX", "Stop <stop@example.com>"},
+		{"UNSUBSCRIBE_MAILBOX", "nobody"},
+		{"DRIP_LEASE", "5"},
+		{"DRIP_LEASE", "100ms"},
 		{"LOG_LEVEL", "loud"},
 		{"TRUSTED_PROXIES", "10.0.0.1"},
 	}

@@ -18,8 +18,8 @@ import (
 
 const usage = `usage: grace <command>
 
-  serve                 migrate, then serve the API (and the email worker unless WORKER=off)
-  worker                run the email worker alone
+  serve                 migrate, then serve the API (and the email workers unless WORKER=off)
+  worker                run the email workers (outbox and drip) alone
   migrate up|down|status
   seed                  migrate, then create the Say No With Grace workshop and an admin (idempotent)
   coach create --email E --name N --role admin|coach --password-stdin
@@ -74,7 +74,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 	} else {
-		log.Info("email worker off (WORKER=off): run `grace worker` to deliver email")
+		log.Info("email workers off (WORKER=off): run `grace worker` to deliver email")
 	}
 	if err := a.startHTTP(); err != nil {
 		a.Close()
@@ -96,17 +96,19 @@ func worker(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if _, err := a.ready(ctx); err != nil {
 		return fmt.Errorf("database not ready (run `grace migrate up`): %w", err)
 	}
-	w, err := a.newWorker()
+	w, dw, err := a.newWorkers()
 	if err != nil {
 		return err
 	}
-	log.Info("email worker and hold sweeper started")
+	log.Info("email worker, drip worker and hold sweeper started")
 	sweeperDone := make(chan struct{})
 	go func() {
 		defer close(sweeperDone)
 		a.svc.RunSweeper(ctx, sweepEvery)
 	}()
-	err = w.Run(ctx)
+	dripDone := make(chan error, 1)
+	go func() { dripDone <- dw.Run(ctx) }()
+	err = errors.Join(w.Run(ctx), <-dripDone)
 	<-sweeperDone
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err

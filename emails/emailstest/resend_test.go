@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // recordingTB captures what the fake reports, so these tests can assert that
@@ -176,5 +178,146 @@ func TestFakeResendInjectedFailures(t *testing.T) {
 	}
 	if !strings.HasPrefix(f.APIKey, "re_") {
 		t.Fatalf("api key %q", f.APIKey)
+	}
+}
+
+func batchOf(addrs ...string) []map[string]any {
+	out := make([]map[string]any, len(addrs))
+	for i, a := range addrs {
+		out[i] = map[string]any{"from": "Grace <hello@grace.example>", "to": []string{a}, "subject": "Hi", "text": "Hi",
+			"tags": []map[string]string{{"name": "delivery_id", "value": fmt.Sprint(i)}}}
+	}
+	return out
+}
+
+func postBatch(t *testing.T, f *Resend, key string, permissive bool, body any) (int, http.Header, map[string]any) {
+	t.Helper()
+	raw, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, f.URL+"/emails/batch", bytes.NewReader(raw))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+f.APIKey)
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	if permissive {
+		req.Header.Set("x-batch-validation", "permissive")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, resp.Header, out
+}
+
+func TestFakeResendBatch(t *testing.T) {
+	f := NewResend(t)
+	f.Reject("bad@example.com", "The email address is on a suppression list.")
+
+	status, _, out := postBatch(t, f, "b-1", true, batchOf("a@example.com", "bad@example.com", "c@example.com"))
+	if status != 200 {
+		t.Fatalf("permissive batch: %d %v", status, out)
+	}
+	data, _ := out["data"].([]any)
+	errs, _ := out["errors"].([]any)
+	if len(data) != 2 || len(errs) != 1 {
+		t.Fatalf("permissive batch answered %v", out)
+	}
+	if e := errs[0].(map[string]any); e["index"] != float64(1) || !strings.Contains(e["message"].(string), "suppression") {
+		t.Fatalf("per-email error %v", e)
+	}
+
+	// The same key and payload replays the answer and delivers nothing new;
+	// another payload under the key is a 409.
+	status, _, again := postBatch(t, f, "b-1", true, batchOf("a@example.com", "bad@example.com", "c@example.com"))
+	if status != 200 || fmt.Sprint(again) != fmt.Sprint(out) {
+		t.Fatalf("replay: %d %v, want %v", status, again, out)
+	}
+	if status, _, _ := postBatch(t, f, "b-1", true, batchOf("a@example.com")); status != http.StatusConflict {
+		t.Fatalf("same key, other batch: %d, want 409", status)
+	}
+	if n := len(f.Delivered()); n != 2 {
+		t.Fatalf("delivered %d, want 2", n)
+	}
+	calls := f.Calls()
+	if !calls[1].Replayed || calls[0].Replayed || len(calls[1].Tags) != 3 || calls[1].Tags[2]["delivery_id"] != "2" {
+		t.Fatalf("calls %+v", calls)
+	}
+
+	// Strict (the default) refuses the whole batch for one bad email.
+	if status, _, out := postBatch(t, f, "b-2", false, batchOf("a@example.com", "bad@example.com")); status != http.StatusUnprocessableEntity {
+		t.Fatalf("strict batch with a bad email: %d %v", status, out)
+	}
+	if status, _, _ := postBatch(t, f, "b-3", true, batchOf()); status < 400 {
+		t.Fatalf("empty batch: %d", status)
+	}
+	if n := len(f.Delivered()); n != 2 {
+		t.Fatalf("delivered %d after refusals, want 2", n)
+	}
+}
+
+func TestFakeResendBatchChecksEachEmailAgainstTheSpec(t *testing.T) {
+	rec := &recordingTB{TB: t}
+	f := NewResend(rec)
+	if !f.SpecChecked() {
+		t.Skip("Resend's OpenAPI description is absent; nothing to check against")
+	}
+	bad := batchOf("a@example.com", "b@example.com")
+	delete(bad[1], "subject")
+	if status, _, _ := postBatch(t, f, "s-1", true, bad); status != http.StatusUnprocessableEntity || len(rec.errors()) == 0 {
+		t.Fatalf("a batch with an email missing its subject: %d, reported %v", status, rec.errors())
+	}
+}
+
+func TestFakeResendRateLimitAndRetryAfter(t *testing.T) {
+	f := NewResend(t)
+	f.RateLimitNext(1, "2")
+	status, h, _ := postBatch(t, f, "r-1", true, batchOf("a@example.com", "b@example.com"))
+	if status != http.StatusTooManyRequests || h.Get("Retry-After") != "2" {
+		t.Fatalf("injected 429: %d Retry-After %q", status, h.Get("Retry-After"))
+	}
+
+	f.SetRateLimit(5, 1)
+	var limited int
+	for i := range 4 {
+		status, h, _ := postBatch(t, f, fmt.Sprint("r-", i+2), true, batchOf("a@example.com", "b@example.com"))
+		if status == http.StatusTooManyRequests {
+			limited++
+			if h.Get("Retry-After") == "" {
+				t.Errorf("a 429 without Retry-After")
+			}
+		}
+	}
+	if limited < 2 {
+		t.Fatalf("%d of 4 back-to-back requests limited at 5/s with a burst of 1; want at least 2", limited)
+	}
+}
+
+func TestFakeResendConcurrentKeyAndLatency(t *testing.T) {
+	f := NewResend(t)
+	f.SetLatency(200 * time.Millisecond)
+	var wg sync.WaitGroup
+	statuses := make([]int, 2)
+	start := time.Now()
+	for i := range 2 {
+		wg.Go(func() {
+			statuses[i], _, _ = postBatch(t, f, "same", true, batchOf("a@example.com", "b@example.com"))
+		})
+	}
+	wg.Wait()
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Fatalf("latency ignored: %s", took)
+	}
+	slices.Sort(statuses)
+	if statuses[0] != 200 || statuses[1] != http.StatusConflict {
+		t.Fatalf("two concurrent requests under one key: %v, want one 200 and one 409", statuses)
+	}
+	if n := len(f.Delivered()); n != 2 {
+		t.Fatalf("delivered %d, want 2", n)
 	}
 }

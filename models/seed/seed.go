@@ -21,10 +21,11 @@ const AdminEmail = "admin@grace.localhost"
 // freeWindow is how long the seeded free-access window stays open.
 const freeWindow = 30 * 24 * time.Hour
 
-// Run loads the Say No With Grace workshop and, when the database has no
-// admin, an admin coach whose generated password is printed once. Running it
-// again creates nothing twice: it only fills in what is missing, and never
-// overwrites what the coach has since edited.
+// Run loads the Say No With Grace workshop, its welcome email series, the
+// cohort onboarding emails and live session reminders and, when the
+// database has no admin, an admin coach whose generated password is
+// printed once. Running it again creates nothing twice: it only fills in
+// what is missing, and never overwrites what the coach has since edited.
 func Run(ctx context.Context, svc *models.Service, out io.Writer) error {
 	program, created, err := ensureProgram(ctx, svc)
 	if err != nil {
@@ -39,6 +40,9 @@ func Run(ctx context.Context, svc *models.Service, out io.Writer) error {
 			program.Title, program.Slug, program.FreeAccessUntil.Format(time.RFC3339), added)
 	} else {
 		fmt.Fprintf(out, "program %q already present; added %d missing lessons\n", program.Slug, added)
+	}
+	if err := ensureSequences(ctx, svc, program.ID, out); err != nil {
+		return err
 	}
 	return ensureAdmin(ctx, svc, out)
 }
