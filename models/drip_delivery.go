@@ -236,6 +236,13 @@ SELECT d.id, d.email, d.timezone,
          WHEN sup.email IS NOT NULL THEN 'suppressed: ' || sup.reason
          WHEN seq.kind = 'marketing' AND p.marketing_unsubscribed_at IS NOT NULL
            THEN 'unsubscribed: she stopped marketing email on ' || to_char(p.marketing_unsubscribed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI "UTC"')
+         -- Marketing needs her yes: the latest marketing consent she gave
+         -- (a claim or checkout form) must be a grant. No record is a no.
+         WHEN seq.kind = 'marketing' AND NOT COALESCE((
+                SELECT c.granted FROM consents c
+                WHERE c.participant_id = d.participant_id AND c.kind = 'marketing'
+                ORDER BY c.created_at DESC, c.id DESC LIMIT 1), false)
+           THEN 'no_marketing_consent: she did not agree to marketing email'
        END AS reason
 FROM email_deliveries d
 JOIN participants p ON p.id = d.participant_id

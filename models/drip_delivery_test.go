@@ -110,8 +110,10 @@ func (w *ddWorld) cohort(name string, price int, tz string) uuid.UUID {
 func (w *ddWorld) participant(name string) uuid.UUID {
 	w.t.Helper()
 	w.n++
-	return w.id(`INSERT INTO participants (email, name, timezone, timezone_set) VALUES (?, ?, 'America/Los_Angeles', true) RETURNING id`,
+	p := w.id(`INSERT INTO participants (email, name, timezone, timezone_set) VALUES (?, ?, 'America/Los_Angeles', true) RETURNING id`,
 		fmt.Sprintf("p%d@example.com", w.n), name)
+	w.exec(`INSERT INTO consents (participant_id, kind, text_version, granted) VALUES (?, 'marketing', ?, true)`, p, models.MarketingVersion)
+	return p
 }
 
 func (w *ddWorld) email(p uuid.UUID) string {
@@ -306,6 +308,16 @@ func TestClaimDripBatchRechecksEligibility(t *testing.T) {
 			w.exec(`UPDATE participants SET marketing_unsubscribed_at = ? WHERE id = ?`, w.clock.Now().Add(-time.Hour), p)
 			return w.delivery(ddDelivery{participant: p, seq: mseq, step: mstep})
 		}, models.DeliveryCancelled, "unsubscribed: "},
+		{"never agreed to marketing", func() uuid.UUID {
+			p := w.participant("Noa")
+			w.exec(`UPDATE consents SET granted = false WHERE participant_id = ?`, p)
+			return w.delivery(ddDelivery{participant: p, seq: mseq, step: mstep})
+		}, models.DeliveryCancelled, "no_marketing_consent"},
+		{"no marketing consent, but transactional mail is exempt", func() uuid.UUID {
+			p := w.participant("Tia")
+			w.exec(`DELETE FROM consents WHERE participant_id = ?`, p)
+			return w.delivery(ddDelivery{participant: p, seq: tseq, step: tstep})
+		}, models.DeliverySending, ""},
 		{"unsubscribed, but transactional mail is exempt", func() uuid.UUID {
 			p := w.participant("Tara")
 			w.exec(`UPDATE participants SET marketing_unsubscribed_at = ? WHERE id = ?`, w.clock.Now().Add(-time.Hour), p)
@@ -355,8 +367,19 @@ func TestClaimDripBatchRechecksEligibility(t *testing.T) {
 	for i, tc := range tests {
 		ids[i] = tc.setup()
 	}
+	wantSent, wantCancelled, wantFailed := 0, 0, 0
+	for _, tc := range tests {
+		switch tc.want {
+		case models.DeliverySending:
+			wantSent++
+		case models.DeliveryCancelled:
+			wantCancelled++
+		case models.DeliveryFailed:
+			wantFailed++
+		}
+	}
 	c := w.claim(100)
-	if c.Batch == nil || len(c.Batch.Members) != 2 || c.Cancelled != 7 || c.Failed != 1 {
+	if c.Batch == nil || len(c.Batch.Members) != wantSent || c.Cancelled != wantCancelled || c.Failed != wantFailed {
 		t.Fatalf("claim = cancelled %d failed %d batch %+v", c.Cancelled, c.Failed, c.Batch)
 	}
 	for i, tc := range tests {

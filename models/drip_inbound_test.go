@@ -467,3 +467,40 @@ func TestListDeliveriesFiltersScopesAndShowsEvents(t *testing.T) {
 		t.Errorf("unknown status = %v, want invalid_query", err)
 	}
 }
+
+// A woman who unsubscribed and later ticks "send me emails" on a form again
+// gets marketing email again; unticking it leaves her unsubscribed.
+func TestMarketingYesOnAFormUndoesAnUnsubscribe(t *testing.T) {
+	w := newInbound(t)
+	ctx := context.Background()
+	until := w.clock.Now().Add(30 * 24 * time.Hour)
+	noErr(t, w.db.Model(&w.program).Update("free_access_until", until).Error)
+	claim := func(marketing bool) {
+		t.Helper()
+		noErr(t, w.svc.ClaimFreeAccess(ctx, w.program.Slug, models.FreeAccessInput{
+			Email: "ana@example.com", Name: "Ana", DisclaimerAccepted: true, MarketingConsent: marketing}, models.ClientInfo{IP: "198.51.100.7"}))
+	}
+	unsubscribedAt := func() *time.Time {
+		t.Helper()
+		var p models.Participant
+		noErr(t, w.db.Where("email = ?", "ana@example.com").Take(&p).Error)
+		return p.MarketingUnsubscribedAt
+	}
+
+	claim(true)
+	var p models.Participant
+	noErr(t, w.db.Where("email = ?", "ana@example.com").Take(&p).Error)
+	_, err := w.svc.Unsubscribe(ctx, p.UnsubscribeToken, models.ClientInfo{})
+	noErr(t, err)
+	if unsubscribedAt() == nil {
+		t.Fatal("unsubscribe did not stick")
+	}
+	claim(false)
+	if unsubscribedAt() == nil {
+		t.Fatal("a claim without marketing consent re-subscribed her")
+	}
+	claim(true)
+	if at := unsubscribedAt(); at != nil {
+		t.Fatalf("a fresh marketing yes left her unsubscribed since %v", at)
+	}
+}

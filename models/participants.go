@@ -142,7 +142,18 @@ func (s *Service) recordClaimConsents(tx *gorm.DB, p *Participant, programID uui
 	if firstClaim {
 		rows = append([]Consent{consent(ConsentDisclaimer, DisclaimerVersion, true)}, rows...)
 	}
-	return mapDBError(tx.Create(&rows).Error, "consent")
+	if err := tx.Create(&rows).Error; err != nil {
+		return mapDBError(err, "consent")
+	}
+	if marketing {
+		// A fresh yes on a form outranks an earlier unsubscribe: she asked
+		// for the emails again, with the evidence recorded above.
+		err := tx.Exec(`UPDATE participants SET marketing_unsubscribed_at = NULL WHERE id = ? AND marketing_unsubscribed_at IS NOT NULL`, p.ID).Error
+		if err != nil {
+			return mapDBError(err, "participant")
+		}
+	}
+	return nil
 }
 
 // consentIP keeps only a parseable address: the column is inet, and evidence

@@ -59,6 +59,12 @@ func SeedDue(ctx context.Context, db *gorm.DB, n int, sendAt time.Time) (Seeded,
 			s.Tag, n).Error; err != nil {
 			return fmt.Errorf("participants: %w", err)
 		}
+		// Marketing email goes only to women who said yes to it.
+		if err := tx.Exec(`INSERT INTO consents (participant_id, program_id, kind, text_version, granted)
+			SELECT p.id, ?, 'marketing', 'seed', true FROM participants p WHERE p.email LIKE ?`,
+			s.ProgramID, "%-"+s.Tag+"@example.com").Error; err != nil {
+			return fmt.Errorf("consents: %w", err)
+		}
 		if err := tx.Exec(`INSERT INTO email_deliveries (participant_id, email, sequence_id, step_id, subject_key, program_id,
 				anchor_at, timezone, status, send_at)
 			SELECT p.id, p.email, ?, ?, 'program:' || ?::text, ?, ?, 'UTC', 'scheduled', ?
