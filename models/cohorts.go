@@ -340,24 +340,15 @@ func (s *Service) ListCohorts(ctx context.Context, actor *Coach, programID *uuid
 // unlock on the cohort's new schedule.
 func (s *Service) UpdateCohort(ctx context.Context, actor *Coach, id uuid.UUID, patch CohortPatch) (*CohortView, error) {
 	var c checker
-	for _, f := range []struct {
-		name      string
-		set, null bool
-	}{
-		{"name", patch.Name.Set, patch.Name.Null},
-		{"starts_at", patch.StartsAt.Set, patch.StartsAt.Null},
-		{"ends_at", patch.EndsAt.Set, patch.EndsAt.Null},
-		{"timezone", patch.Timezone.Set, patch.Timezone.Null},
-		{"capacity", patch.Capacity.Set, patch.Capacity.Null},
-		{"price_cents", patch.PriceCents.Set, patch.PriceCents.Null},
-		{"currency", patch.Currency.Set, patch.Currency.Null},
-		{"status", patch.Status.Set, patch.Status.Null},
-		{"coach_ids", patch.CoachIDs.Set, patch.CoachIDs.Null},
-	} {
-		if f.set && f.null {
-			c.add(f.name, "must not be null")
-		}
-	}
+	c.notNull("name", patch.Name.Cleared())
+	c.notNull("starts_at", patch.StartsAt.Cleared())
+	c.notNull("ends_at", patch.EndsAt.Cleared())
+	c.notNull("timezone", patch.Timezone.Cleared())
+	c.notNull("capacity", patch.Capacity.Cleared())
+	c.notNull("price_cents", patch.PriceCents.Cleared())
+	c.notNull("currency", patch.Currency.Cleared())
+	c.notNull("status", patch.Status.Cleared())
+	c.notNull("coach_ids", patch.CoachIDs.Cleared())
 	if err := c.err(); err != nil {
 		return nil, err
 	}

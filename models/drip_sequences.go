@@ -242,29 +242,13 @@ func (s *Service) ListSequences(ctx context.Context, actor *Coach, pp PageParams
 // was switched on again by then.
 func (s *Service) UpdateSequence(ctx context.Context, actor *Coach, id uuid.UUID, patch SequencePatch) (*EmailSequence, error) {
 	var c checker
-	for _, f := range []struct {
-		name      string
-		set, null bool
-	}{
-		{"name", patch.Name.Set, patch.Name.Null},
-		{"trigger", patch.Trigger.Set, patch.Trigger.Null},
-		{"kind", patch.Kind.Set, patch.Kind.Null},
-		{"active", patch.Active.Set, patch.Active.Null},
-		{"exit_on_enrollment", patch.ExitOnEnrollment.Set, patch.ExitOnEnrollment.Null},
-	} {
-		if f.set && f.null {
-			c.add(f.name, "must not be null")
-		}
-	}
+	c.notNull("name", patch.Name.Cleared())
+	c.notNull("trigger", patch.Trigger.Cleared())
+	c.notNull("kind", patch.Kind.Cleared())
+	c.notNull("active", patch.Active.Cleared())
+	c.notNull("exit_on_enrollment", patch.ExitOnEnrollment.Cleared())
 	if err := c.err(); err != nil {
 		return nil, err
-	}
-	optID := func(o Optional[uuid.UUID]) *uuid.UUID {
-		if o.Null {
-			return nil
-		}
-		v := o.Value
-		return &v
 	}
 
 	var seq *EmailSequence
@@ -283,11 +267,11 @@ func (s *Service) UpdateSequence(ctx context.Context, actor *Coach, id uuid.UUID
 			seq.Trigger, changes["trigger"] = patch.Trigger.Value, patch.Trigger.Value
 		}
 		if patch.ProgramID.Set {
-			seq.ProgramID = optID(patch.ProgramID)
+			seq.ProgramID = patch.ProgramID.Ptr()
 			changes["program_id"] = seq.ProgramID
 		}
 		if patch.CohortID.Set {
-			seq.CohortID = optID(patch.CohortID)
+			seq.CohortID = patch.CohortID.Ptr()
 			changes["cohort_id"] = seq.CohortID
 		}
 		if patch.Kind.Set {
@@ -576,18 +560,9 @@ func (s *Service) GetStep(ctx context.Context, actor *Coach, id uuid.UUID) (*Ema
 // each was anchored to, in the zone each was planned in.
 func (s *Service) UpdateStep(ctx context.Context, actor *Coach, id uuid.UUID, patch StepPatch) (*EmailStep, error) {
 	var c checker
-	for _, f := range []struct {
-		name      string
-		set, null bool
-	}{
-		{"position", patch.Position.Set, patch.Position.Null},
-		{"subject", patch.Subject.Set, patch.Subject.Null},
-		{"body", patch.Body.Set, patch.Body.Null},
-	} {
-		if f.set && f.null {
-			c.add(f.name, "must not be null")
-		}
-	}
+	c.notNull("position", patch.Position.Cleared())
+	c.notNull("subject", patch.Subject.Cleared())
+	c.notNull("body", patch.Body.Cleared())
 	if patch.Position.Set && !patch.Position.Null && patch.Position.Value < 1 {
 		c.add("position", "must be at least 1")
 	}
@@ -610,20 +585,13 @@ func (s *Service) UpdateStep(ctx context.Context, actor *Coach, id uuid.UUID, pa
 		}
 		old := *st
 		changes := map[string]any{}
-		optInt := func(o Optional[int]) *int {
-			if o.Null {
-				return nil
-			}
-			v := o.Value
-			return &v
-		}
 		if patch.OffsetMinutes.Set {
-			st.OffsetMinutes = optInt(patch.OffsetMinutes)
+			st.OffsetMinutes = patch.OffsetMinutes.Ptr()
 		} else if daysSet {
 			st.OffsetMinutes = nil
 		}
 		if patch.OffsetDays.Set {
-			st.OffsetDays = optInt(patch.OffsetDays)
+			st.OffsetDays = patch.OffsetDays.Ptr()
 		} else if minutesSet && !daysSet {
 			st.OffsetDays = nil
 		}

@@ -171,20 +171,11 @@ func (s *Service) ListLessons(ctx context.Context, programID uuid.UUID, pp PageP
 // when it changes.
 func (s *Service) UpdateLesson(ctx context.Context, id uuid.UUID, patch LessonPatch) (*Lesson, error) {
 	var c checker
-	for _, f := range []struct {
-		name      string
-		set, null bool
-	}{
-		{"title", patch.Title.Set, patch.Title.Null},
-		{"body", patch.Body.Set, patch.Body.Null},
-		{"free_preview", patch.FreePreview.Set, patch.FreePreview.Null},
-		{"unlock_offset_days", patch.UnlockOffsetDays.Set, patch.UnlockOffsetDays.Null},
-		{"published", patch.Published.Set, patch.Published.Null},
-	} {
-		if f.set && f.null {
-			c.add(f.name, "must not be null")
-		}
-	}
+	c.notNull("title", patch.Title.Cleared())
+	c.notNull("body", patch.Body.Cleared())
+	c.notNull("free_preview", patch.FreePreview.Cleared())
+	c.notNull("unlock_offset_days", patch.UnlockOffsetDays.Cleared())
+	c.notNull("published", patch.Published.Cleared())
 	if err := c.err(); err != nil {
 		return nil, err
 	}

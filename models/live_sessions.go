@@ -137,27 +137,11 @@ func (s *Service) CreateLiveSession(ctx context.Context, actor *Coach, cohortID 
 // UpdateLiveSession changes only the fields set in patch.
 func (s *Service) UpdateLiveSession(ctx context.Context, actor *Coach, id uuid.UUID, patch LiveSessionPatch) (*LiveSession, error) {
 	var c checker
-	for _, f := range []struct {
-		name      string
-		set, null bool
-	}{
-		{"title", patch.Title.Set, patch.Title.Null},
-		{"starts_at", patch.StartsAt.Set, patch.StartsAt.Null},
-		{"duration_minutes", patch.DurationMinutes.Set, patch.DurationMinutes.Null},
-	} {
-		if f.set && f.null {
-			c.add(f.name, "must not be null")
-		}
-	}
+	c.notNull("title", patch.Title.Cleared())
+	c.notNull("starts_at", patch.StartsAt.Cleared())
+	c.notNull("duration_minutes", patch.DurationMinutes.Cleared())
 	if err := c.err(); err != nil {
 		return nil, err
-	}
-	optString := func(o Optional[string]) *string {
-		if o.Null {
-			return nil
-		}
-		v := o.Value
-		return &v
 	}
 	var l *LiveSession
 	err := s.inTx(ctx, func(tx *gorm.DB) error {
@@ -177,11 +161,11 @@ func (s *Service) UpdateLiveSession(ctx context.Context, actor *Coach, id uuid.U
 			l.DurationMinutes, changes["duration_minutes"] = patch.DurationMinutes.Value, patch.DurationMinutes.Value
 		}
 		if patch.MeetingURL.Set {
-			l.MeetingURL = optString(patch.MeetingURL)
+			l.MeetingURL = patch.MeetingURL.Ptr()
 			changes["meeting_url"] = l.MeetingURL
 		}
 		if patch.RecordingURL.Set {
-			l.RecordingURL = optString(patch.RecordingURL)
+			l.RecordingURL = patch.RecordingURL.Ptr()
 			changes["recording_url"] = l.RecordingURL
 		}
 		checkLiveSession(&c, l)

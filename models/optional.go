@@ -13,6 +13,18 @@ type Optional[T any] struct {
 	Value T
 }
 
+// Cleared reports an explicit null: a PATCH asking to clear the field.
+func (o Optional[T]) Cleared() bool { return o.Set && o.Null }
+
+// Ptr is the value to store for a set field: nil when cleared.
+func (o Optional[T]) Ptr() *T {
+	if o.Null {
+		return nil
+	}
+	v := o.Value
+	return &v
+}
+
 // Some is a set, non-null Optional.
 func Some[T any](v T) Optional[T] { return Optional[T]{Set: true, Value: v} }
 

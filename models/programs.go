@@ -159,18 +159,13 @@ func listProgramsNewestFirst(q *gorm.DB, pp PageParams) (Page[Program], error) {
 // UpdateProgram changes only the fields set in patch.
 func (s *Service) UpdateProgram(ctx context.Context, id uuid.UUID, patch ProgramPatch) (*Program, error) {
 	var c checker
-	notNull := func(field string, set, null bool) {
-		if set && null {
-			c.add(field, "must not be null")
-		}
-	}
-	notNull("slug", patch.Slug.Set, patch.Slug.Null)
-	notNull("title", patch.Title.Set, patch.Title.Null)
-	notNull("summary", patch.Summary.Set, patch.Summary.Null)
-	notNull("description", patch.Description.Set, patch.Description.Null)
-	notNull("status", patch.Status.Set, patch.Status.Null)
-	notNull("price_cents", patch.PriceCents.Set, patch.PriceCents.Null)
-	notNull("currency", patch.Currency.Set, patch.Currency.Null)
+	c.notNull("slug", patch.Slug.Cleared())
+	c.notNull("title", patch.Title.Cleared())
+	c.notNull("summary", patch.Summary.Cleared())
+	c.notNull("description", patch.Description.Cleared())
+	c.notNull("status", patch.Status.Cleared())
+	c.notNull("price_cents", patch.PriceCents.Cleared())
+	c.notNull("currency", patch.Currency.Cleared())
 	if err := c.err(); err != nil {
 		return nil, err
 	}

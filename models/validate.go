@@ -30,6 +30,13 @@ func (c *checker) add(field, msg string) {
 	c.fields = append(c.fields, FieldError{Field: field, Message: msg})
 }
 
+// notNull refuses an explicit null for a PATCH field that must keep a value.
+func (c *checker) notNull(field string, cleared bool) {
+	if cleared {
+		c.add(field, "must not be null")
+	}
+}
+
 func (c *checker) email(field, v string) {
 	if !validEmail(v) {
 		c.add(field, "must be a valid email address")
