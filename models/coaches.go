@@ -464,3 +464,41 @@ func (s *Service) changeCoach(tx *gorm.DB, actor *Coach, id uuid.UUID, in Update
 	}
 	return &coach, nil
 }
+
+// Role of a coach account.
+type Role string
+
+type Coach struct {
+	ID           uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	Email        string
+	Name         string
+	Role         Role
+	PasswordHash *string
+	Active       bool
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// Purposes of a coach action token.
+const (
+	PurposePasswordReset = "password_reset"
+	PurposeInvite        = "invite"
+)
+
+type CoachActionToken struct {
+	ID        uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	CoachID   uuid.UUID
+	Purpose   string
+	TokenHash []byte
+	ExpiresAt time.Time
+	UsedAt    *time.Time
+	CreatedAt time.Time
+}
+
+const (
+	RoleAdmin Role = "admin"
+	RoleCoach Role = "coach"
+)
+
+// isAdmin reports whether the actor manages every cohort, not only her own.
+func isAdmin(actor *Coach) bool { return actor != nil && actor.Role == RoleAdmin }

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
-	"unicode"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
@@ -103,25 +101,6 @@ func checkCohort(c *checker, co *Cohort) {
 		c.add("status", "must be one of: draft, open, closed, cancelled")
 	}
 }
-
-// singleLine refuses control characters in a one-line label: it travels
-// into calendar feeds and email subjects, where a line break is structure.
-func singleLine(c *checker, field, v string) {
-	if strings.ContainsFunc(v, unicode.IsControl) {
-		c.add(field, "must be a single line without control characters")
-	}
-}
-
-func storedTimePtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := storedTime(*t)
-	return &u
-}
-
-// isAdmin reports whether the actor manages every cohort, not only her own.
-func isAdmin(actor *Coach) bool { return actor != nil && actor.Role == RoleAdmin }
 
 // scopeCohorts limits q (on cohorts) to the cohorts the actor may manage: a
 // coach sees only those she leads or co-leads, so another coach's cohort is
@@ -552,4 +531,54 @@ func (s *Service) CloneCohort(ctx context.Context, actor *Coach, id uuid.UUID, n
 		return nil, err
 	}
 	return view, nil
+}
+
+// Cohort statuses.
+const (
+	CohortDraft     = "draft"
+	CohortOpen      = "open"
+	CohortClosed    = "closed"
+	CohortCancelled = "cancelled"
+)
+
+// Cohort is one dated run of a program. Seat counters are kept on the row so
+// that taking a seat is one guarded UPDATE.
+type Cohort struct {
+	ID                 uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	ProgramID          uuid.UUID
+	Name               string
+	StartsAt           time.Time
+	EndsAt             time.Time
+	Timezone           string
+	Capacity           int
+	PriceCents         int64
+	Currency           string
+	EnrollmentOpensAt  *time.Time
+	EnrollmentClosesAt *time.Time
+	Status             string
+	SeatsPaid          int
+	SeatsHeld          int
+	SeatsOverflow      int
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+}
+
+// SeatsLeft is what a new checkout can still take.
+func (c *Cohort) SeatsLeft() int { return max(0, c.Capacity-c.SeatsPaid-c.SeatsHeld) }
+
+// EnrollmentOpen reports whether a checkout may start at now.
+func (c *Cohort) EnrollmentOpen(now time.Time) bool {
+	if c.Status != CohortOpen {
+		return false
+	}
+	if c.EnrollmentOpensAt != nil && now.Before(*c.EnrollmentOpensAt) {
+		return false
+	}
+	return c.EnrollmentClosesAt == nil || now.Before(*c.EnrollmentClosesAt)
+}
+
+type CohortCoach struct {
+	CohortID uuid.UUID `gorm:"type:uuid;primaryKey"`
+	CoachID  uuid.UUID `gorm:"type:uuid;primaryKey"`
+	Lead     bool
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 	"gorm.io/gorm/logger"
 	"gorm.io/gorm/utils"
 )
@@ -135,3 +136,7 @@ func (l queryLogger) Trace(ctx context.Context, begin time.Time, fc func() (stri
 	_, rows := fc()
 	l.log.WarnContext(ctx, "slow query", "duration_ms", elapsed.Milliseconds(), "rows", rows, "caller", utils.FileWithLineNum())
 }
+
+// catalogRowLock is SELECT ... FOR UPDATE: the program row is the lock that
+// serialises every change to its lessons' order.
+var catalogRowLock = clause.Locking{Strength: "UPDATE"}

@@ -625,3 +625,61 @@ func (s *Service) DelaySendSlots(ctx context.Context, name string, d time.Durati
 	}
 	return nil
 }
+
+// Delivery statuses.
+const (
+	DeliveryScheduled = "scheduled"
+	DeliverySending   = "sending"
+	DeliverySent      = "sent"
+	DeliveryFailed    = "failed"
+	DeliveryCancelled = "cancelled"
+	DeliverySkipped   = "skipped"
+)
+
+// Batch statuses.
+const (
+	BatchSending = "sending"
+	BatchSent    = "sent"
+	BatchFailed  = "failed"
+)
+
+type EmailDelivery struct {
+	ID             uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	ParticipantID  uuid.UUID `gorm:"type:uuid"`
+	Email          string
+	SequenceID     *uuid.UUID `gorm:"type:uuid"`
+	StepID         *uuid.UUID `gorm:"type:uuid"`
+	SubjectKey     string
+	EnrollmentID   *uuid.UUID `gorm:"type:uuid"`
+	CohortID       *uuid.UUID `gorm:"type:uuid"`
+	ProgramID      *uuid.UUID `gorm:"type:uuid"`
+	LiveSessionID  *uuid.UUID `gorm:"type:uuid"`
+	LessonID       *uuid.UUID `gorm:"type:uuid"`
+	AnchorAt       time.Time
+	Timezone       string
+	Status         string
+	SendAt         time.Time
+	SentAt         *time.Time
+	Attempts       int
+	FirstAttemptAt *time.Time
+	LockedUntil    *time.Time
+	BatchID        *uuid.UUID `gorm:"type:uuid"`
+	LastError      *string
+	ResendID       *string
+	Rendered       []byte `gorm:"type:jsonb"` // RenderedEmail as JSON, frozen in its batch
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+type EmailBatch struct {
+	ID             uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	Status         string
+	Size           int
+	Attempts       int
+	FirstAttemptAt *time.Time
+	NextAttemptAt  time.Time
+	LockedUntil    *time.Time
+	LastError      *string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}

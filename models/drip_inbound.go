@@ -459,3 +459,27 @@ func withDeliveryEvents(db *gorm.DB, rows []EmailDelivery) ([]DeliveryLogEntry, 
 	}
 	return entries, nil
 }
+
+// Suppression reasons.
+const (
+	SuppressionBounced    = "bounced"
+	SuppressionComplained = "complained"
+	SuppressionManual     = "manual"
+)
+
+type EmailSuppression struct {
+	Email     string `gorm:"primaryKey"`
+	Reason    string
+	Detail    *string
+	CreatedAt time.Time
+}
+
+type ResendEvent struct {
+	SvixID        string `gorm:"primaryKey"`
+	Type          string
+	ResendEmailID *string
+	DeliveryID    *uuid.UUID `gorm:"type:uuid"`
+	OccurredAt    time.Time
+	Payload       []byte `gorm:"type:jsonb"`
+	ReceivedAt    time.Time
+}

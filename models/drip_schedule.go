@@ -634,3 +634,8 @@ func schedSequence(tx *gorm.DB, id uuid.UUID) (*EmailSequence, error) {
 	}
 	return &seq, nil
 }
+
+// LateSkipAfter is how far past due a step may be when it is scheduled and
+// still be sent: a woman who joins late gets what is still timely, not a
+// burst of stale emails.
+const LateSkipAfter = 12 * time.Hour

@@ -911,3 +911,55 @@ func (s *Service) previewVars(db *gorm.DB, seq *EmailSequence, p *Participant) (
 	}
 	return vars, nil
 }
+
+// Sequence triggers: the moment a step's offset counts from.
+const (
+	TriggerFreeAccessClaimed   = "free_access_claimed"  // her free-access grant starts
+	TriggerEnrollmentActivated = "enrollment_activated" // her enrollment became active
+	TriggerCohortStart         = "cohort_start"         // her cohort's starts_at (negative offsets: before)
+	TriggerSessionReminder     = "session_reminder"     // each live session's starts_at
+	TriggerLessonUnlocked      = "lesson_unlocked"      // each lesson's unlock moment for her
+)
+
+// Triggers lists every trigger, for validation and the API enum.
+var Triggers = []string{TriggerFreeAccessClaimed, TriggerEnrollmentActivated, TriggerCohortStart, TriggerSessionReminder, TriggerLessonUnlocked}
+
+// Sequence kinds. Marketing email honours unsubscribe; transactional email
+// (receipts, reminders she asked for) does not. Both honour suppressions.
+const (
+	SequenceMarketing     = "marketing"
+	SequenceTransactional = "transactional"
+)
+
+// DripPlaceholders are the names a step's subject and body may use as
+// {{name}}. An unknown one is refused when the step is saved.
+var DripPlaceholders = []string{
+	"first_name", "program_title", "cohort_name", "portal_url",
+	"lesson_title", "session_starts_at", "unsubscribe_url",
+}
+
+type EmailSequence struct {
+	ID               uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	Name             string
+	Trigger          string
+	ProgramID        *uuid.UUID `gorm:"type:uuid"`
+	CohortID         *uuid.UUID `gorm:"type:uuid"`
+	Kind             string
+	Active           bool
+	ExitOnEnrollment bool
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+type EmailStep struct {
+	ID            uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	SequenceID    uuid.UUID `gorm:"type:uuid"`
+	Position      int
+	OffsetMinutes *int
+	OffsetDays    *int
+	SendAtLocal   *string // "HH:MM", with OffsetDays
+	Subject       string
+	Body          string // Markdown with {{placeholders}}
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}

@@ -326,3 +326,60 @@ func (s *Service) promoteOverflow(tx *gorm.DB, cohortID uuid.UUID) (bool, error)
 	}
 	return true, tx.Exec(`UPDATE enrollments SET seat = ?, updated_at = ? WHERE id = ?`, SeatPaid, s.Now(), over.ID).Error
 }
+
+// Enrollment statuses.
+const (
+	EnrollmentPending         = "pending"
+	EnrollmentAwaitingPayment = "awaiting_payment"
+	EnrollmentActive          = "active"
+	EnrollmentExpired         = "expired"
+	EnrollmentCancelled       = "cancelled"
+	EnrollmentRefunded        = "refunded"
+	EnrollmentDisputed        = "disputed"
+	EnrollmentWaitlisted      = "waitlisted"
+)
+
+// Seats an enrollment can occupy.
+const (
+	SeatNone     = "none"
+	SeatHeld     = "held"
+	SeatPaid     = "paid"
+	SeatOverflow = "overflow"
+)
+
+// Dispute states, in the order they can only move forward.
+const (
+	DisputeNone = "none"
+	DisputeOpen = "open"
+	DisputeWon  = "won"
+	DisputeLost = "lost"
+)
+
+// Enrollment is a participant's place in a cohort. Status is never set by
+// hand: it is derived from the facts below (see deriveStatus), each of which
+// only ever moves one way, so payment events applied in any order and any
+// number of times converge on the same state.
+type Enrollment struct {
+	ID                  uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	CohortID            uuid.UUID
+	ParticipantID       uuid.UUID
+	Status              string
+	Seat                string
+	Complimentary       bool
+	HoldExpiresAt       *time.Time
+	CheckoutSessionID   *string
+	CheckoutURL         *string
+	PaymentIntentID     *string
+	AmountPaidCents     int64
+	AmountRefundedCents int64
+	Currency            string
+	PaidAt              *time.Time
+	AwaitingPaymentAt   *time.Time
+	PaymentFailedAt     *time.Time
+	ExpiredAt           *time.Time
+	CancelledAt         *time.Time
+	DisputeStatus       string
+	OfferedAt           *time.Time
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
+}

@@ -207,3 +207,26 @@ func (s *Service) UncompleteLesson(ctx context.Context, p *Participant, lessonID
 	}
 	return nil
 }
+
+// Sources of an access grant.
+const (
+	GrantFreeAccess    = "free_access"
+	GrantEnrollment    = "enrollment"
+	GrantComplimentary = "complimentary"
+)
+
+type AccessGrant struct {
+	ID            uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	ParticipantID uuid.UUID
+	ProgramID     uuid.UUID
+	Source        string
+	StartsAt      time.Time
+	RevokedAt     *time.Time
+	CreatedAt     time.Time
+}
+
+type LessonCompletion struct {
+	ParticipantID uuid.UUID `gorm:"type:uuid;primaryKey"`
+	LessonID      uuid.UUID `gorm:"type:uuid;primaryKey"`
+	CompletedAt   time.Time
+}

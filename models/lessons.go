@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
@@ -341,4 +342,20 @@ func (s *Service) ReorderLessons(ctx context.Context, programID uuid.UUID, ids [
 		return nil, err
 	}
 	return lessons, nil
+}
+
+type Lesson struct {
+	ID               uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	ProgramID        uuid.UUID
+	Position         int
+	Title            string
+	Body             string
+	BodyHTML         string `gorm:"column:body_html"`
+	MediaURL         *string
+	DurationSeconds  *int
+	FreePreview      bool
+	UnlockOffsetDays int
+	Published        bool
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
 }

@@ -206,3 +206,15 @@ func (s *Service) DeleteLiveSession(ctx context.Context, actor *Coach, id uuid.U
 		return nil
 	})
 }
+
+type LiveSession struct {
+	ID              uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	CohortID        uuid.UUID
+	Title           string
+	StartsAt        time.Time
+	DurationMinutes int
+	MeetingURL      *string
+	RecordingURL    *string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}

@@ -2,7 +2,9 @@ package models
 
 import (
 	"strings"
+	"time"
 
+	"github.com/google/uuid"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
@@ -39,3 +41,35 @@ func (s *Service) enqueueEmail(tx *gorm.DB, template, toEmail, toName, dedupeKey
 	}
 	return q.Create(&msg).Error
 }
+
+// Outbox statuses.
+const (
+	OutboxPending   = "pending"
+	OutboxSending   = "sending"
+	OutboxSent      = "sent"
+	OutboxFailed    = "failed"
+	OutboxCancelled = "cancelled"
+)
+
+// OutboxMessage is one email to send, written in the same transaction as the
+// change that causes it. Template names a template in emails/templates; Data
+// is what it renders.
+type OutboxMessage struct {
+	ID                uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	Template          string
+	ToEmail           string
+	ToName            string
+	Data              map[string]any `gorm:"serializer:json;type:jsonb"`
+	DedupeKey         *string
+	Status            string
+	Attempts          int
+	NextAttemptAt     time.Time
+	LockedUntil       *time.Time
+	LastError         *string
+	ProviderMessageID *string
+	SentAt            *time.Time
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+}
+
+func (OutboxMessage) TableName() string { return "outbox" }

@@ -369,3 +369,14 @@ func (s *Service) ListPortalLessons(ctx context.Context, p *Participant, slug st
 	}
 	return pageOf(out, limit, func(r PortalLessonSummary) cursor { return cursor{Pos: r.Position, ID: r.ID} }), nil
 }
+
+type LoginLink struct {
+	ID            uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	ParticipantID uuid.UUID
+	TokenHash     []byte
+	CodeHash      []byte
+	CodeAttempts  int
+	ExpiresAt     time.Time
+	UsedAt        *time.Time
+	CreatedAt     time.Time
+}

@@ -3,13 +3,11 @@ package models
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // MaxPriceCents caps a program's price (10 million in major units), far above
@@ -18,8 +16,6 @@ const MaxPriceCents int64 = 10_000_000_00
 
 // DefaultCurrency is the currency of a program created without one.
 const DefaultCurrency = "EUR"
-
-var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
 
 // ProgramInput creates a program. Zero Status is draft, empty Currency EUR.
 type ProgramInput struct {
@@ -45,10 +41,6 @@ type ProgramPatch struct {
 	PriceCents      Optional[int64]
 	Currency        Optional[string]
 }
-
-// storedTime is t as it comes back from Postgres (UTC, microseconds; the
-// driver truncates), so what a write returns equals what a later read returns.
-func storedTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 func validProgramStatus(s ProgramStatus) bool {
 	return s == ProgramDraft || s == ProgramPublished || s == ProgramArchived
@@ -416,6 +408,30 @@ func (s *Service) inCatalogTx(ctx context.Context, fn func(tx *gorm.DB) error) e
 // lessons, so this process never serves a page older than its own writes.
 func (s *Service) catalogChanged() { s.pages.purge() }
 
-// catalogRowLock is SELECT ... FOR UPDATE: the program row is the lock that
-// serialises every change to its lessons' order.
-var catalogRowLock = clause.Locking{Strength: "UPDATE"}
+// ProgramStatus is the publication state of a program.
+type ProgramStatus string
+
+type Program struct {
+	ID              uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	Slug            string
+	Title           string
+	Summary         string
+	Description     string
+	Status          ProgramStatus
+	FreeAccessUntil *time.Time
+	PriceCents      int64
+	Currency        string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// FreeAccessOpen reports whether anyone may claim free access at now.
+func (p *Program) FreeAccessOpen(now time.Time) bool {
+	return p.Status == ProgramPublished && p.FreeAccessUntil != nil && now.Before(*p.FreeAccessUntil)
+}
+
+const (
+	ProgramDraft     ProgramStatus = "draft"
+	ProgramPublished ProgramStatus = "published"
+	ProgramArchived  ProgramStatus = "archived"
+)

@@ -82,3 +82,21 @@ func (s *Service) newParticipantSession(tx *gorm.DB, p *Participant) (string, *P
 	}
 	return token, ps, nil
 }
+
+type CoachSession struct {
+	ID        uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	CoachID   uuid.UUID
+	TokenHash []byte
+	ExpiresAt time.Time
+	RevokedAt *time.Time
+	CreatedAt time.Time
+}
+
+type ParticipantSession struct {
+	ID            uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	ParticipantID uuid.UUID
+	TokenHash     []byte
+	ExpiresAt     time.Time
+	RevokedAt     *time.Time
+	CreatedAt     time.Time
+}

@@ -380,3 +380,14 @@ func (s *Service) applyParkedEvents(tx *gorm.DB, e *Enrollment) error {
 func markApplied(tx *gorm.DB, eventID string, enrollmentID uuid.UUID, at time.Time) error {
 	return tx.Exec(`UPDATE stripe_events SET enrollment_id = ?, applied_at = ? WHERE id = ?`, enrollmentID, at, eventID).Error
 }
+
+// StripeEvent is one received Stripe event, stored once by id.
+type StripeEvent struct {
+	ID              string `gorm:"primaryKey"`
+	Type            string
+	PaymentIntentID *string
+	EnrollmentID    *uuid.UUID
+	Payload         []byte `gorm:"type:jsonb"`
+	ReceivedAt      time.Time
+	AppliedAt       *time.Time
+}

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -86,4 +87,26 @@ func (c *checker) err() error {
 type ClientInfo struct {
 	IP        string
 	UserAgent string
+}
+
+var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+
+// storedTime is t as it comes back from Postgres (UTC, microseconds; the
+// driver truncates), so what a write returns equals what a later read returns.
+func storedTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// singleLine refuses control characters in a one-line label: it travels
+// into calendar feeds and email subjects, where a line break is structure.
+func singleLine(c *checker, field, v string) {
+	if strings.ContainsFunc(v, unicode.IsControl) {
+		c.add(field, "must be a single line without control characters")
+	}
+}
+
+func storedTimePtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := storedTime(*t)
+	return &u
 }
