@@ -340,7 +340,7 @@ func TestStartCheckoutRefusals(t *testing.T) {
 			beforeConsents := e.count(t, "consents", "")
 			creates, _, _, _ := e.gw.calls()
 			_, err := e.svc.StartCheckout(context.Background(), id, in, models.ClientInfo{IP: "203.0.113.9"})
-			wantCode(t, err, tc.code)
+			modelstest.WantCode(t, err, tc.code)
 			if tc.field != "" {
 				de, _ := models.AsError(err)
 				if len(de.Fields) != 1 || de.Fields[0].Field != tc.field {
@@ -371,7 +371,7 @@ func TestStartCheckoutWithoutPaymentsIsUnavailable(t *testing.T) {
 	e := &checkoutEnv{svc: svc, clock: clock, db: db}
 	c := e.cohort(t, 5)
 	_, err := svc.StartCheckout(context.Background(), c.ID, checkoutBuyer("ada@example.com"), models.ClientInfo{})
-	wantCode(t, err, "payments_unavailable")
+	modelstest.WantCode(t, err, "payments_unavailable")
 	for _, table := range []string{"enrollments", "participants", "consents", "rate_limits"} {
 		if n := e.count(t, table, ""); n != 0 {
 			t.Fatalf("%s = %d, want nothing written", table, n)
@@ -419,11 +419,11 @@ func TestStartCheckoutOfAFreeCohortEnrolsHer(t *testing.T) {
 
 			// A double click finds her enrolled, like any paid place.
 			_, err := e.svc.StartCheckout(ctx, c.ID, checkoutBuyer("ada@example.com"), models.ClientInfo{})
-			wantCode(t, err, "already_enrolled")
+			modelstest.WantCode(t, err, "already_enrolled")
 			// Free seats run out like paid ones, and a refusal writes nothing.
 			before := e.count(t, "participants", "")
 			_, err = e.svc.StartCheckout(ctx, c.ID, checkoutBuyer("bea@example.com"), models.ClientInfo{})
-			wantCode(t, err, "sold_out")
+			modelstest.WantCode(t, err, "sold_out")
 			if n := e.count(t, "participants", ""); n != before {
 				t.Fatalf("participants %d -> %d after sold_out", before, n)
 			}
@@ -472,7 +472,7 @@ func TestStartCheckoutProviderFailureReleasesTheHold(t *testing.T) {
 	c := e.cohort(t, 1)
 	e.gw.failCreate = errors.New("stripe: 500")
 	_, err := e.svc.StartCheckout(context.Background(), c.ID, checkoutBuyer("ada@example.com"), models.ClientInfo{})
-	wantCode(t, err, "payment_provider_error")
+	modelstest.WantCode(t, err, "payment_provider_error")
 	if _, held := e.seats(t, c.ID); held != 0 {
 		t.Fatalf("seats held = %d after provider failure, want 0", held)
 	}
@@ -713,7 +713,7 @@ func TestJoinWaitlist(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newCheckoutEnv(t)
 			c := e.cohort(t, 2, func(c *models.Cohort) { c.Status = tc.status })
-			wantCode(t, e.svc.JoinWaitlist(ctx, c.ID, tc.email, tc.applicant, models.ClientInfo{}), tc.code)
+			modelstest.WantCode(t, e.svc.JoinWaitlist(ctx, c.ID, tc.email, tc.applicant, models.ClientInfo{}), tc.code)
 			if n := e.count(t, "enrollments", ""); n != 0 {
 				t.Fatalf("enrollments = %d, want none", n)
 			}
@@ -730,9 +730,9 @@ func TestAddComplimentary(t *testing.T) {
 	stranger := e.coach(t, "stranger@example.com", models.RoleCoach, other.ID)
 
 	_, err := e.svc.AddComplimentary(ctx, stranger, c.ID, "ada@example.com", "Ada")
-	wantCode(t, err, "not_found")
+	modelstest.WantCode(t, err, "not_found")
 	_, err = e.svc.AddComplimentary(ctx, lead, c.ID, "ada", "Ada")
-	wantCode(t, err, "validation_failed")
+	modelstest.WantCode(t, err, "validation_failed")
 
 	d, err := e.svc.AddComplimentary(ctx, lead, c.ID, "Ada@Example.com", "Ada")
 	if err != nil {
@@ -748,9 +748,9 @@ func TestAddComplimentary(t *testing.T) {
 		t.Fatal("no welcome email")
 	}
 	_, err = e.svc.AddComplimentary(ctx, lead, c.ID, "ada@example.com", "Ada")
-	wantCode(t, err, "already_enrolled")
+	modelstest.WantCode(t, err, "already_enrolled")
 	_, err = e.svc.AddComplimentary(ctx, lead, c.ID, "bea@example.com", "Bea")
-	wantCode(t, err, "sold_out")
+	modelstest.WantCode(t, err, "sold_out")
 	if paid, _ := e.seats(t, c.ID); paid != 1 {
 		t.Fatalf("seats paid = %d, want 1", paid)
 	}
@@ -772,9 +772,9 @@ func TestCancelEnrollment(t *testing.T) {
 	hold := e.checkout(t, c.ID, "bea@example.com")
 
 	_, err = e.svc.CancelEnrollment(ctx, stranger, gift.ID)
-	wantCode(t, err, "not_found")
+	modelstest.WantCode(t, err, "not_found")
 	_, err = e.svc.CancelEnrollment(ctx, admin, uuid.New())
-	wantCode(t, err, "not_found")
+	modelstest.WantCode(t, err, "not_found")
 
 	for range 2 { // idempotent
 		d, err := e.svc.CancelEnrollment(ctx, admin, gift.ID)
@@ -829,10 +829,10 @@ func TestRequestRefund(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	wantCode(t, e.svc.RequestRefund(ctx, stranger, en.ID, 0), "not_found")
-	wantCode(t, e.svc.RequestRefund(ctx, lead, gift.ID, 0), "not_refundable")
-	wantCode(t, e.svc.RequestRefund(ctx, lead, en.ID, 49701), "validation_failed")
-	wantCode(t, e.svc.RequestRefund(ctx, lead, en.ID, -1), "validation_failed")
+	modelstest.WantCode(t, e.svc.RequestRefund(ctx, stranger, en.ID, 0), "not_found")
+	modelstest.WantCode(t, e.svc.RequestRefund(ctx, lead, gift.ID, 0), "not_refundable")
+	modelstest.WantCode(t, e.svc.RequestRefund(ctx, lead, en.ID, 49701), "validation_failed")
+	modelstest.WantCode(t, e.svc.RequestRefund(ctx, lead, en.ID, -1), "validation_failed")
 	if _, _, _, refunds := e.gw.calls(); refunds != 0 {
 		t.Fatalf("refused refunds reached the provider")
 	}
@@ -853,7 +853,7 @@ func TestRequestRefund(t *testing.T) {
 	}
 
 	e.gw.failRefund = errors.New("stripe: 500")
-	wantCode(t, e.svc.RequestRefund(ctx, lead, en.ID, 100), "payment_provider_error")
+	modelstest.WantCode(t, e.svc.RequestRefund(ctx, lead, en.ID, 100), "payment_provider_error")
 }
 
 func TestListCohortEnrollments(t *testing.T) {
@@ -867,7 +867,7 @@ func TestListCohortEnrollments(t *testing.T) {
 		e.clock.Advance(time.Second)
 	}
 	_, err := e.svc.ListCohortEnrollments(ctx, stranger, c.ID, models.PageParams{})
-	wantCode(t, err, "not_found")
+	modelstest.WantCode(t, err, "not_found")
 
 	var emails []string
 	page := models.PageParams{Limit: 2}
@@ -937,7 +937,7 @@ func TestStartCheckoutWritesAHoldWholeOrNothing(t *testing.T) {
 	// Sold out: nothing at all, not even the attempt's hit.
 	before := snapshot()
 	_, err = e.svc.StartCheckout(ctx, c.ID, checkoutBuyer("bea@example.com"), from("203.0.113.2"))
-	wantCode(t, err, "sold_out")
+	modelstest.WantCode(t, err, "sold_out")
 	if after := snapshot(); after != before || hits("203.0.113.2") != 0 {
 		t.Fatalf("sold_out wrote: %s -> %s, hits %d", before, after, hits("203.0.113.2"))
 	}

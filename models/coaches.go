@@ -63,13 +63,13 @@ type UpdateCoachInput struct {
 	Active Optional[bool]
 }
 
-func (c *checker) role(field string, r Role) {
+func checkRole(c *checker, field string, r Role) {
 	if r != RoleAdmin && r != RoleCoach {
 		c.add(field, "must be one of: admin, coach")
 	}
 }
 
-func (c *checker) password(field, v string) {
+func checkPassword(c *checker, field, v string) {
 	n := utf8.RuneCountInString(v)
 	switch {
 	case !utf8.ValidString(v):
@@ -94,8 +94,8 @@ func (s *Service) CreateCoach(ctx context.Context, in CreateCoachInput) (*Coach,
 	var v checker
 	v.email("email", email)
 	v.text("name", name, 1, 200)
-	v.role("role", in.Role)
-	v.password("password", in.Password)
+	checkRole(&v, "role", in.Role)
+	checkPassword(&v, "password", in.Password)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -124,7 +124,7 @@ func (s *Service) InviteCoach(ctx context.Context, inviter *Coach, in InviteCoac
 	var v checker
 	v.email("email", email)
 	v.text("name", name, 1, 200)
-	v.role("role", in.Role)
+	checkRole(&v, "role", in.Role)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -278,7 +278,7 @@ func (s *Service) RequestPasswordReset(ctx context.Context, email string, client
 // every session she had is revoked, since whoever held them may not be her.
 func (s *Service) ConfirmPasswordToken(ctx context.Context, token, password string) error {
 	var v checker
-	v.password("password", password)
+	checkPassword(&v, "password", password)
 	if err := v.err(); err != nil {
 		return err
 	}
@@ -382,7 +382,7 @@ func (s *Service) UpdateCoach(ctx context.Context, actor *Coach, id uuid.UUID, i
 		if in.Role.Null {
 			v.add("role", "must not be null")
 		} else {
-			v.role("role", in.Role.Value)
+			checkRole(&v, "role", in.Role.Value)
 		}
 	}
 	if in.Active.Set && in.Active.Null {

@@ -43,15 +43,6 @@ func emailedToken(t *testing.T, db *gorm.DB, template, email string) string {
 	return token
 }
 
-func wantCode(t *testing.T, err error, code string) *models.Error {
-	t.Helper()
-	e, ok := models.AsError(err)
-	if !ok || e.Code != code {
-		t.Fatalf("err = %v, want code %s", err, code)
-	}
-	return e
-}
-
 func TestCoachCreateValidatesAndHashes(t *testing.T) {
 	svc, _, db := modelstest.NewService(t)
 	ctx := context.Background()
@@ -72,7 +63,7 @@ func TestCoachCreateValidatesAndHashes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := svc.CreateCoach(ctx, tc.in)
-			e := wantCode(t, err, "validation_failed")
+			e := modelstest.WantCode(t, err, "validation_failed")
 			var got []string
 			for _, f := range e.Fields {
 				got = append(got, f.Field)
@@ -104,7 +95,7 @@ func TestCoachCreateValidatesAndHashes(t *testing.T) {
 	}
 
 	_, err = svc.CreateCoach(ctx, models.CreateCoachInput{Email: "GRACE@example.com", Name: "Other", Role: models.RoleCoach, Password: goodPassword})
-	wantCode(t, err, "email_taken")
+	modelstest.WantCode(t, err, "email_taken")
 }
 
 func TestLoginFailuresAreIndistinguishable(t *testing.T) {
@@ -129,7 +120,7 @@ func TestLoginFailuresAreIndistinguishable(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, _, err := svc.Login(ctx, tc.email, tc.password, models.ClientInfo{IP: fmt.Sprintf("198.51.100.%d", i)})
-			e := wantCode(t, err, "invalid_credentials")
+			e := modelstest.WantCode(t, err, "invalid_credentials")
 			if e.Kind != models.KindUnauthorized {
 				t.Fatalf("kind = %s", e.Kind)
 			}
@@ -212,7 +203,7 @@ func TestPasswordConfirmVoidsHerOtherLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An older email lying in her inbox must not reset the password again.
-	wantCode(t, svc.ConfirmPasswordToken(ctx, tokens[0], "the older one!!"), "invalid_token")
+	modelstest.WantCode(t, svc.ConfirmPasswordToken(ctx, tokens[0], "the older one!!"), "invalid_token")
 
 	// A bad password is reported before the token is looked at, and does not
 	// use the token up.
@@ -221,15 +212,15 @@ func TestPasswordConfirmVoidsHerOtherLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh := emailedToken(t, db, models.TemplatePasswordReset, coach.Email)
-	e := wantCode(t, svc.ConfirmPasswordToken(ctx, fresh, "short"), "validation_failed")
+	e := modelstest.WantCode(t, svc.ConfirmPasswordToken(ctx, fresh, "short"), "validation_failed")
 	if len(e.Fields) != 1 || e.Fields[0].Field != "password" {
 		t.Fatalf("fields = %v", e.Fields)
 	}
 	if err := svc.ConfirmPasswordToken(ctx, fresh, "long enough now"); err != nil {
 		t.Fatalf("token used up by a rejected password: %v", err)
 	}
-	wantCode(t, svc.ConfirmPasswordToken(ctx, "", "long enough now"), "invalid_token")
-	wantCode(t, svc.ConfirmPasswordToken(ctx, "no-such-token", "long enough now"), "invalid_token")
+	modelstest.WantCode(t, svc.ConfirmPasswordToken(ctx, "", "long enough now"), "invalid_token")
+	modelstest.WantCode(t, svc.ConfirmPasswordToken(ctx, "no-such-token", "long enough now"), "invalid_token")
 }
 
 func TestCoachLastAdminSurvivesRacingDemotions(t *testing.T) {
@@ -296,14 +287,14 @@ func TestCoachUpdateRules(t *testing.T) {
 	coach := mustCreateCoach(t, svc, "coach@example.com", models.RoleCoach)
 
 	_, err := svc.UpdateCoach(ctx, coach, admin.ID, models.UpdateCoachInput{Name: models.Some("Hacked")})
-	wantCode(t, err, "forbidden")
-	wantCode(t, svc.DeactivateCoach(ctx, coach, admin.ID), "forbidden")
+	modelstest.WantCode(t, err, "forbidden")
+	modelstest.WantCode(t, svc.DeactivateCoach(ctx, coach, admin.ID), "forbidden")
 	_, err = svc.InviteCoach(ctx, coach, models.InviteCoachInput{Email: "x@example.com", Name: "X", Role: models.RoleAdmin})
-	wantCode(t, err, "forbidden")
+	modelstest.WantCode(t, err, "forbidden")
 
 	_, err = svc.UpdateCoach(ctx, admin, uuid.New(), models.UpdateCoachInput{Name: models.Some("Nobody")})
-	wantCode(t, err, "not_found")
-	wantCode(t, svc.DeactivateCoach(ctx, admin, uuid.New()), "not_found")
+	modelstest.WantCode(t, err, "not_found")
+	modelstest.WantCode(t, svc.DeactivateCoach(ctx, admin, uuid.New()), "not_found")
 
 	e := func() *models.Error {
 		_, err := svc.UpdateCoach(ctx, admin, coach.ID, models.UpdateCoachInput{
@@ -311,7 +302,7 @@ func TestCoachUpdateRules(t *testing.T) {
 			Role:   models.Some(models.Role("owner")),
 			Active: models.Optional[bool]{Set: true, Null: true},
 		})
-		return wantCode(t, err, "validation_failed")
+		return modelstest.WantCode(t, err, "validation_failed")
 	}()
 	if len(e.Fields) != 3 {
 		t.Fatalf("fields = %v, want name, role and active", e.Fields)
@@ -322,8 +313,8 @@ func TestCoachUpdateRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = svc.UpdateCoach(ctx, admin, admin.ID, models.UpdateCoachInput{Role: models.Some(models.RoleCoach)})
-	wantCode(t, err, "last_admin")
-	wantCode(t, svc.DeactivateCoach(ctx, admin, admin.ID), "last_admin")
+	modelstest.WantCode(t, err, "last_admin")
+	modelstest.WantCode(t, svc.DeactivateCoach(ctx, admin, admin.ID), "last_admin")
 
 	// With a second admin she can.
 	promoted, err := svc.UpdateCoach(ctx, admin, coach.ID, models.UpdateCoachInput{Role: models.Some(models.RoleAdmin)})
@@ -359,7 +350,7 @@ func TestCoachDeactivationRevokesEverything(t *testing.T) {
 	if _, _, err := svc.AuthenticateCoach(ctx, token); !models.IsCode(err, "invalid_token") {
 		t.Fatalf("session after deactivation: %v", err)
 	}
-	wantCode(t, svc.ConfirmPasswordToken(ctx, link, "a new password"), "invalid_token")
+	modelstest.WantCode(t, svc.ConfirmPasswordToken(ctx, link, "a new password"), "invalid_token")
 
 	// Reactivating her does not bring the old session back.
 	back, err := svc.UpdateCoach(ctx, admin, coach.ID, models.UpdateCoachInput{Active: models.Some(true)})
@@ -404,7 +395,7 @@ func TestCoachListPages(t *testing.T) {
 		t.Fatalf("listed %v, want %v", got, want)
 	}
 	_, err := svc.ListCoaches(ctx, models.PageParams{Cursor: "not-a-cursor"})
-	wantCode(t, err, "invalid_cursor")
+	modelstest.WantCode(t, err, "invalid_cursor")
 }
 
 func TestCoachInviteRollsBackWithItsEmail(t *testing.T) {
@@ -412,7 +403,7 @@ func TestCoachInviteRollsBackWithItsEmail(t *testing.T) {
 	ctx := context.Background()
 	admin := mustCreateCoach(t, svc, "admin@example.com", models.RoleAdmin)
 	_, err := svc.InviteCoach(ctx, admin, models.InviteCoachInput{Email: "Admin@Example.com", Name: "Twin", Role: models.RoleCoach})
-	wantCode(t, err, "email_taken")
+	modelstest.WantCode(t, err, "email_taken")
 	for _, table := range []string{"outbox", "coach_action_tokens"} {
 		var n int64
 		db.Table(table).Count(&n)

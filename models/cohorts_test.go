@@ -16,15 +16,6 @@ import (
 	"github.com/grace-coaching/grace/models/modelstest"
 )
 
-func cohortCoach(t *testing.T, db *gorm.DB, email string, role models.Role) *models.Coach {
-	t.Helper()
-	c := &models.Coach{Email: email, Name: email, Role: role, Active: true}
-	if err := db.Create(c).Error; err != nil {
-		t.Fatalf("create coach: %v", err)
-	}
-	return c
-}
-
 func cohortInput(programID uuid.UUID, name string, start time.Time) models.CohortInput {
 	return models.CohortInput{
 		ProgramID: programID, Name: name, StartsAt: start, EndsAt: start.Add(30 * 24 * time.Hour),
@@ -53,9 +44,9 @@ func waitlist(t *testing.T, db *gorm.DB, cohortID uuid.UUID, n int) {
 func TestListCohortsDerivesEachCohortsTeamAndWaitlist(t *testing.T) {
 	svc, clock, db := modelstest.NewService(t)
 	ctx := context.Background()
-	admin := cohortCoach(t, db, "admin@example.com", models.RoleAdmin)
-	coA := cohortCoach(t, db, "a@example.com", models.RoleCoach)
-	coB := cohortCoach(t, db, "b@example.com", models.RoleCoach)
+	admin := modelstest.NewCoach(t, db, "admin@example.com", models.RoleAdmin)
+	coA := modelstest.NewCoach(t, db, "a@example.com", models.RoleCoach)
+	coB := modelstest.NewCoach(t, db, "b@example.com", models.RoleCoach)
 	prog, err := svc.CreateProgram(ctx, models.ProgramInput{Slug: "say-no", Title: "Say No"})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +106,7 @@ func TestListCohortsDerivesEachCohortsTeamAndWaitlist(t *testing.T) {
 func TestCalendarFeedKeepsTextOnItsLine(t *testing.T) {
 	svc, clock, db := modelstest.NewService(t)
 	ctx := context.Background()
-	admin := cohortCoach(t, db, "admin@example.com", models.RoleAdmin)
+	admin := modelstest.NewCoach(t, db, "admin@example.com", models.RoleAdmin)
 	prog, err := svc.CreateProgram(ctx, models.ProgramInput{Slug: "say-no", Title: "Say No"})
 	if err != nil {
 		t.Fatal(err)

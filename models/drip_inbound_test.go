@@ -40,7 +40,7 @@ func newInbound(t *testing.T) *inbound {
 	w.cohort = models.Cohort{ProgramID: w.program.ID, Name: "Spring", StartsAt: start, EndsAt: start.Add(30 * 24 * time.Hour),
 		Timezone: "Europe/London", Capacity: 10, PriceCents: 30000, Currency: "EUR", Status: models.CohortOpen}
 	noErr(t, db.Create(&w.cohort).Error)
-	w.lead = cohortCoach(t, db, "lead@example.com", models.RoleCoach)
+	w.lead = modelstest.NewCoach(t, db, "lead@example.com", models.RoleCoach)
 	noErr(t, db.Create(&models.CohortCoach{CohortID: w.cohort.ID, CoachID: w.lead.ID, Lead: true}).Error)
 	w.marketing, w.marketingStep = dripSequence(t, db, "Welcome", models.TriggerFreeAccessClaimed, models.SequenceMarketing)
 	w.reminders, w.reminderStep = dripSequence(t, db, "Reminders", models.TriggerSessionReminder, models.SequenceTransactional)
@@ -341,7 +341,7 @@ func TestApplyEmailEventRefusesAnEventWithoutIdentity(t *testing.T) {
 func TestSuppressionsListAndDelete(t *testing.T) {
 	w := newInbound(t)
 	ctx := context.Background()
-	admin := cohortCoach(t, w.db, "admin@example.com", models.RoleAdmin)
+	admin := modelstest.NewCoach(t, w.db, "admin@example.com", models.RoleAdmin)
 	for i := range 5 {
 		w.clock.Advance(time.Minute)
 		ev := emailEvent(fmt.Sprintf("msg_%d", i), models.EmailEventComplained, "", fmt.Sprintf("p%d@example.com", i))
@@ -383,8 +383,8 @@ func TestSuppressionsListAndDelete(t *testing.T) {
 func TestListDeliveriesFiltersScopesAndShowsEvents(t *testing.T) {
 	w := newInbound(t)
 	ctx := context.Background()
-	admin := cohortCoach(t, w.db, "admin@example.com", models.RoleAdmin)
-	stranger := cohortCoach(t, w.db, "stranger@example.com", models.RoleCoach)
+	admin := modelstest.NewCoach(t, w.db, "admin@example.com", models.RoleAdmin)
+	stranger := modelstest.NewCoach(t, w.db, "stranger@example.com", models.RoleCoach)
 	jane := w.participant(t, "jane@example.com")
 	mia := w.participant(t, "mia@example.com")
 

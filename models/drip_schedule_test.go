@@ -34,7 +34,7 @@ func newDripWorld(t *testing.T) *dripWorld {
 	svc := models.NewService(models.Deps{DB: db, Clock: clock, Limits: &models.Limits{}})
 	w := &dripWorld{ctx: context.Background(), svc: svc, clock: clock, db: db}
 	w.admin = &models.Coach{Email: "grace@coach.test", Name: "Grace", Role: models.RoleAdmin, Active: true}
-	mustDo(t, db.Create(w.admin).Error)
+	modelstest.MustDo(t, db.Create(w.admin).Error)
 	w.program = w.newProgram(t, "say-no-with-grace")
 	return w
 }
@@ -44,7 +44,7 @@ func (w *dripWorld) newProgram(t *testing.T, slug string) *models.Program {
 	until := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
 	p := &models.Program{Slug: slug, Title: "Say No With Grace", Status: models.ProgramPublished, FreeAccessUntil: &until,
 		PriceCents: 49700, Currency: "EUR"}
-	mustDo(t, w.db.Create(p).Error)
+	modelstest.MustDo(t, w.db.Create(p).Error)
 	return p
 }
 
@@ -59,7 +59,7 @@ func (w *dripWorld) cohort(t *testing.T, mod ...func(*models.Cohort)) *models.Co
 	for _, m := range mod {
 		m(c)
 	}
-	mustDo(t, w.db.Create(c).Error)
+	modelstest.MustDo(t, w.db.Create(c).Error)
 	return c
 }
 
@@ -68,7 +68,7 @@ func (w *dripWorld) cohort(t *testing.T, mod ...func(*models.Cohort)) *models.Co
 func (w *dripWorld) participant(t *testing.T, email, tz string, set bool) *models.Participant {
 	t.Helper()
 	p := &models.Participant{Email: email, Name: "Ada", Timezone: tz, TimezoneSet: set}
-	mustDo(t, w.db.Create(p).Error)
+	modelstest.MustDo(t, w.db.Create(p).Error)
 	return p
 }
 
@@ -87,11 +87,11 @@ func (w *dripWorld) sequence(t *testing.T, trigger string, steps []models.EmailS
 	for _, o := range opts {
 		o(seq)
 	}
-	mustDo(t, w.db.Create(seq).Error)
+	modelstest.MustDo(t, w.db.Create(seq).Error)
 	for i := range steps {
 		steps[i].SequenceID, steps[i].Position = seq.ID, i+1
 		steps[i].Subject, steps[i].Body = fmt.Sprintf("Step %d", i+1), "Hello {{first_name}}"
-		mustDo(t, w.db.Create(&steps[i]).Error)
+		modelstest.MustDo(t, w.db.Create(&steps[i]).Error)
 	}
 	return seq, steps
 }
@@ -106,7 +106,7 @@ func afterMinutes(m int) models.EmailStep { return models.EmailStep{OffsetMinute
 func (w *dripWorld) deliveries(t *testing.T, where string, args ...any) []models.EmailDelivery {
 	t.Helper()
 	var out []models.EmailDelivery
-	mustDo(t, w.db.Where(where, args...).Order("send_at, subject_key, id").Find(&out).Error)
+	modelstest.MustDo(t, w.db.Where(where, args...).Order("send_at, subject_key, id").Find(&out).Error)
 	return out
 }
 
@@ -123,9 +123,9 @@ func (w *dripWorld) claim(t *testing.T, program *models.Program, email string) *
 	t.Helper()
 	err := w.svc.ClaimFreeAccess(w.ctx, program.Slug, models.FreeAccessInput{Email: email, Name: "Ada", DisclaimerAccepted: true},
 		models.ClientInfo{IP: "203.0.113.7", UserAgent: "test"})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	var p models.Participant
-	mustDo(t, w.db.Where("email = ?", email).Take(&p).Error)
+	modelstest.MustDo(t, w.db.Where("email = ?", email).Take(&p).Error)
 	return &p
 }
 
@@ -133,7 +133,7 @@ func (w *dripWorld) claim(t *testing.T, program *models.Program, email string) *
 func (w *dripWorld) complimentary(t *testing.T, c *models.Cohort, email string) *models.EnrollmentDetail {
 	t.Helper()
 	d, err := w.svc.AddComplimentary(w.ctx, w.admin, c.ID, email, "Ada")
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	if d.Status != models.EnrollmentActive {
 		t.Fatalf("complimentary seat is %s, want active", d.Status)
 	}
@@ -149,7 +149,7 @@ func (w *dripWorld) paid(t *testing.T, c *models.Cohort, email string) (uuid.UUI
 	sess, pi := "cs_"+uuid.NewString(), "pi_"+uuid.NewString()
 	e := models.Enrollment{CohortID: c.ID, ParticipantID: p.ID, Status: models.EnrollmentPending, Seat: models.SeatHeld,
 		HoldExpiresAt: &exp, CheckoutSessionID: &sess, Currency: "EUR", DisputeStatus: models.DisputeNone}
-	mustDo(t, w.db.Transaction(func(tx *gorm.DB) error {
+	modelstest.MustDo(t, w.db.Transaction(func(tx *gorm.DB) error {
 		if err := tx.Create(&e).Error; err != nil {
 			return err
 		}
@@ -166,13 +166,13 @@ func (w *dripWorld) payEvent(t *testing.T, ev models.PaymentEvent) {
 	t.Helper()
 	ev.ID, ev.Created = "evt_"+uuid.NewString(), w.clock.Now()
 	ev.Payload = []byte(`{"id":"` + ev.ID + `"}`)
-	mustDo(t, w.svc.ApplyPaymentEvent(w.ctx, ev))
+	modelstest.MustDo(t, w.svc.ApplyPaymentEvent(w.ctx, ev))
 }
 
 func (w *dripWorld) wantEnrollment(t *testing.T, id uuid.UUID, status string) {
 	t.Helper()
 	var e models.Enrollment
-	mustDo(t, w.db.Where("id = ?", id).Take(&e).Error)
+	modelstest.MustDo(t, w.db.Where("id = ?", id).Take(&e).Error)
 	if e.Status != status {
 		t.Fatalf("enrollment is %s, want %s", e.Status, status)
 	}
@@ -296,7 +296,7 @@ func TestDripSessionRemindersFollowTheirSession(t *testing.T) {
 	c := w.cohort(t)
 	_, steps := w.sequence(t, models.TriggerSessionReminder, []models.EmailStep{afterMinutes(-24 * 60), afterMinutes(-60)}, scopedToCohort(c.ID))
 	first, err := w.svc.CreateLiveSession(w.ctx, w.admin, c.ID, models.LiveSessionInput{Title: "Week 1", StartsAt: utc("2026-04-02T17:00:00Z"), DurationMinutes: 90})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	ada := w.complimentary(t, c, "ada@example.com")
 	wantRows := func(session *models.LiveSession, status, reason string, sendAts ...string) {
 		t.Helper()
@@ -320,16 +320,16 @@ func TestDripSessionRemindersFollowTheirSession(t *testing.T) {
 
 	// ...a session added later is scheduled for those already active...
 	second, err := w.svc.CreateLiveSession(w.ctx, w.admin, c.ID, models.LiveSessionInput{Title: "Week 2", StartsAt: utc("2026-04-09T17:00:00Z"), DurationMinutes: 90})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	wantRows(second, models.DeliveryScheduled, "", "2026-04-08T17:00:00Z", "2026-04-09T16:00:00Z")
 
 	// ...a moved one moves its reminders...
 	moved, err := w.svc.UpdateLiveSession(w.ctx, w.admin, second.ID, models.LiveSessionPatch{StartsAt: models.Some(utc("2026-04-10T08:30:00Z"))})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	wantRows(moved, models.DeliveryScheduled, "", "2026-04-09T08:30:00Z", "2026-04-10T07:30:00Z")
 
 	// ...and a deleted one cancels them, with the reason on record.
-	mustDo(t, w.svc.DeleteLiveSession(w.ctx, w.admin, first.ID))
+	modelstest.MustDo(t, w.svc.DeleteLiveSession(w.ctx, w.admin, first.ID))
 	wantRows(first, models.DeliveryCancelled, models.ReasonSessionDeleted, "2026-04-01T17:00:00Z", "2026-04-02T16:00:00Z")
 	wantRows(moved, models.DeliveryScheduled, "", "2026-04-09T08:30:00Z", "2026-04-10T07:30:00Z")
 }
@@ -382,7 +382,7 @@ func TestDripTriggerFiringTwiceSchedulesOnce(t *testing.T) {
 
 	for _, trigger := range []string{models.TriggerFreeAccessClaimed, models.TriggerCohortStart} {
 		n, err := w.svc.BackfillDrip(w.ctx, trigger, nil, nil)
-		mustDo(t, err)
+		modelstest.MustDo(t, err)
 		if n != 0 {
 			t.Errorf("backfill of %s wrote %d rows, want 0", trigger, n)
 		}
@@ -472,7 +472,7 @@ func TestDripCohortStartMoved(t *testing.T) {
 	_, unlocks := w.sequence(t, models.TriggerLessonUnlocked, []models.EmailStep{afterMinutes(30)})
 	_, welcome := w.sequence(t, models.TriggerEnrollmentActivated, []models.EmailStep{afterMinutes(10)})
 	lesson, err := w.svc.CreateLesson(w.ctx, w.program.ID, models.LessonInput{Title: "Day 3", Body: "Pause.", UnlockOffsetDays: 3, Published: true})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	// Lessons unlock on her calendar (as the gate counts them), here
 	// Berlin's, though she has not confirmed the zone.
 	w.participant(t, "ada@example.com", "Europe/Berlin", false)
@@ -493,7 +493,7 @@ func TestDripCohortStartMoved(t *testing.T) {
 
 	// A week later, across Europe's DST change (2026-03-29): 09:00 CEST.
 	_, err = w.svc.UpdateCohort(w.ctx, w.admin, c.ID, models.CohortPatch{StartsAt: models.Some(utc("2026-03-27T08:00:00Z"))})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	check(onboarding[0], models.DeliveryScheduled, "", "2026-03-20T08:00:00Z")
 	check(onboarding[1], models.DeliveryScheduled, "", "2026-03-27T08:00:00Z")
 	check(unlocks[0], models.DeliveryScheduled, "", "2026-03-30T07:30:00Z") // day 3 keeps its 09:00 wall clock
@@ -504,13 +504,13 @@ func TestDripCohortStartMoved(t *testing.T) {
 
 	// Brought forward to tomorrow: the week-before email is now stale.
 	_, err = w.svc.UpdateCohort(w.ctx, w.admin, c.ID, models.CohortPatch{StartsAt: models.Some(utc("2026-03-03T08:00:00Z"))})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	check(onboarding[0], models.DeliverySkipped, models.ReasonLate, "2026-02-24T08:00:00Z")
 	check(onboarding[1], models.DeliveryScheduled, "", "2026-03-03T08:00:00Z")
 
 	// And back out again: timely once more.
 	_, err = w.svc.UpdateCohort(w.ctx, w.admin, c.ID, models.CohortPatch{StartsAt: models.Some(utc("2026-03-20T08:00:00Z"))})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	check(onboarding[0], models.DeliveryScheduled, "", "2026-03-13T08:00:00Z")
 }
 
@@ -522,13 +522,13 @@ func TestDripCohortCancelled(t *testing.T) {
 	_, steps := w.sequence(t, models.TriggerEnrollmentActivated, []models.EmailStep{afterMinutes(60), atLocal(2, "09:00")})
 	ada := w.complimentary(t, c, "ada@example.com")
 	_, err := w.svc.UpdateCohort(w.ctx, w.admin, c.ID, models.CohortPatch{Status: models.Some(models.CohortCancelled)})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	for _, st := range steps {
 		wantStatus(t, w.delivery(t, ada.ParticipantID, st.ID), models.DeliveryCancelled, models.ReasonCohortCancelled)
 	}
 	w.clock.Advance(2 * time.Hour) // the first step's moment passes while cancelled
 	_, err = w.svc.UpdateCohort(w.ctx, w.admin, c.ID, models.CohortPatch{Status: models.Some(models.CohortOpen)})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	wantStatus(t, w.delivery(t, ada.ParticipantID, steps[0].ID), models.DeliveryCancelled, models.ReasonCohortCancelled)
 	wantStatus(t, w.delivery(t, ada.ParticipantID, steps[1].ID), models.DeliveryScheduled, "")
 }
@@ -547,7 +547,7 @@ func TestDripEnrollmentEndingCancels(t *testing.T) {
 		}, models.EnrollmentRefunded, models.ReasonEnrollmentRefunded},
 		{"cancelled by the coach", func(w *dripWorld, t *testing.T, id uuid.UUID, _ string) {
 			_, err := w.svc.CancelEnrollment(w.ctx, w.admin, id)
-			mustDo(t, err)
+			modelstest.MustDo(t, err)
 		}, models.EnrollmentCancelled, models.ReasonEnrollmentCancelled},
 		{"dispute opened", func(w *dripWorld, t *testing.T, _ uuid.UUID, pi string) {
 			w.payEvent(t, models.PaymentEvent{Type: models.EventDisputeCreated, ChargePaymentIntentID: pi, DisputeStatus: "needs_response"})
@@ -559,7 +559,7 @@ func TestDripEnrollmentEndingCancels(t *testing.T) {
 			w.sequence(t, models.TriggerCohortStart, []models.EmailStep{atLocal(-1, "09:00"), afterMinutes(0)})
 			w.sequence(t, models.TriggerEnrollmentActivated, []models.EmailStep{afterMinutes(60)})
 			_, err := w.svc.CreateLiveSession(w.ctx, w.admin, c.ID, models.LiveSessionInput{Title: "Week 1", StartsAt: c.StartsAt.Add(time.Hour), DurationMinutes: 60})
-			mustDo(t, err)
+			modelstest.MustDo(t, err)
 			w.sequence(t, models.TriggerSessionReminder, []models.EmailStep{afterMinutes(-60)})
 			id, pi := w.paid(t, c, "ada@example.com")
 			otherID, _ := w.paid(t, c, "bea@example.com")
@@ -610,7 +610,7 @@ func TestDripTimezoneChangeReplans(t *testing.T) {
 	wantSendAt(t, w.delivery(t, ada.ParticipantID, steps[0].ID), "2026-03-21T08:00:00Z")
 
 	p, err := w.svc.UpdateParticipant(w.ctx, ada.ParticipantID, models.ParticipantPatch{Timezone: models.Some("America/Los_Angeles")})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	if !p.TimezoneSet {
 		t.Error("timezone_set is false after she chose a zone")
 	}
@@ -636,9 +636,9 @@ func TestDripStepAddedChangedDeleted(t *testing.T) {
 	add := func(st models.EmailStep) models.EmailStep {
 		t.Helper()
 		st.SequenceID, st.Position, st.Subject, st.Body = seq.ID, len(steps)+1, "More", "Body"
-		mustDo(t, w.db.Create(&st).Error)
+		modelstest.MustDo(t, w.db.Create(&st).Error)
 		steps = append(steps, st)
-		mustDo(t, w.svc.ScheduleNewStepForTest(w.ctx, &st))
+		modelstest.MustDo(t, w.svc.ScheduleNewStepForTest(w.ctx, &st))
 		return st
 	}
 	fresh := add(afterMinutes(7 * 24 * 60)) // due in two days for Ada
@@ -655,13 +655,13 @@ func TestDripStepAddedChangedDeleted(t *testing.T) {
 	}
 
 	// The coach moves the step a day later: re-planned.
-	mustDo(t, w.db.Model(&fresh).Update("offset_minutes", 8*24*60).Error)
+	modelstest.MustDo(t, w.db.Model(&fresh).Update("offset_minutes", 8*24*60).Error)
 	fresh.OffsetMinutes = ptrTo(8 * 24 * 60)
-	mustDo(t, w.svc.ReplanStepForTest(w.ctx, &fresh))
+	modelstest.MustDo(t, w.svc.ReplanStepForTest(w.ctx, &fresh))
 	wantSendAt(t, w.delivery(t, ada.ParticipantID, fresh.ID), "2026-03-10T09:00:00Z")
 
 	// Deleted: cancelled first, with the reason.
-	mustDo(t, w.svc.CancelScheduledForTest(w.ctx, "step_id = ?", []any{fresh.ID}, models.ReasonStepDeleted, "the step was deleted"))
+	modelstest.MustDo(t, w.svc.CancelScheduledForTest(w.ctx, "step_id = ?", []any{fresh.ID}, models.ReasonStepDeleted, "the step was deleted"))
 	wantStatus(t, w.delivery(t, ada.ParticipantID, fresh.ID), models.DeliveryCancelled, models.ReasonStepDeleted)
 }
 
@@ -672,12 +672,12 @@ func TestDripLessonUnlocked(t *testing.T) {
 	w := newDripWorld(t)
 	_, steps := w.sequence(t, models.TriggerLessonUnlocked, []models.EmailStep{atLocal(0, "18:00")})
 	l1, err := w.svc.CreateLesson(w.ctx, w.program.ID, models.LessonInput{Title: "Day 1", Body: "One.", UnlockOffsetDays: 1, Published: true})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	w.clock.Set(utc("2026-03-06T20:00:00Z")) // 12:00 in Los Angeles, two days before DST
 	w.participant(t, "ada@example.com", "America/Los_Angeles", true)
 	ada := w.claim(t, w.program, "ada@example.com")
 	var grant models.AccessGrant
-	mustDo(t, w.db.Where("participant_id = ?", ada.ID).Take(&grant).Error)
+	modelstest.MustDo(t, w.db.Where("participant_id = ?", ada.ID).Take(&grant).Error)
 	d := w.delivery(t, ada.ID, steps[0].ID)
 	if d.SubjectKey != "lesson:"+l1.ID.String()+"/grant:"+grant.ID.String() || !d.AnchorAt.Equal(utc("2026-03-07T20:00:00Z")) {
 		t.Errorf("subject %s anchor %s", d.SubjectKey, d.AnchorAt.UTC())
@@ -685,12 +685,12 @@ func TestDripLessonUnlocked(t *testing.T) {
 	wantSendAt(t, d, "2026-03-08T02:00:00Z") // 18:00 PST on the day it unlocked
 
 	l2, err := w.svc.CreateLesson(w.ctx, w.program.ID, models.LessonInput{Title: "Day 3", Body: "Three.", UnlockOffsetDays: 3})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	if n := len(w.deliveries(t, "lesson_id = ?", l2.ID)); n != 0 {
 		t.Fatalf("a draft lesson has %d deliveries", n)
 	}
 	_, err = w.svc.UpdateLesson(w.ctx, l2.ID, models.LessonPatch{Published: models.Some(true)})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	d2 := w.deliveries(t, "lesson_id = ?", l2.ID)
 	if len(d2) != 1 {
 		t.Fatalf("%d deliveries of the published lesson, want 1", len(d2))
@@ -698,17 +698,17 @@ func TestDripLessonUnlocked(t *testing.T) {
 	wantSendAt(t, d2[0], "2026-03-10T01:00:00Z") // day 3 = 2026-03-09, 18:00 PDT
 
 	_, err = w.svc.UpdateLesson(w.ctx, l2.ID, models.LessonPatch{UnlockOffsetDays: models.Some(4)})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	wantSendAt(t, w.deliveries(t, "lesson_id = ?", l2.ID)[0], "2026-03-11T01:00:00Z")
 
 	_, err = w.svc.UpdateLesson(w.ctx, l2.ID, models.LessonPatch{Published: models.Some(false)})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	wantStatus(t, w.deliveries(t, "lesson_id = ?", l2.ID)[0], models.DeliveryCancelled, models.ReasonLessonUnpublished)
 	_, err = w.svc.UpdateLesson(w.ctx, l2.ID, models.LessonPatch{Published: models.Some(true)})
-	mustDo(t, err)
+	modelstest.MustDo(t, err)
 	wantStatus(t, w.deliveries(t, "lesson_id = ?", l2.ID)[0], models.DeliveryScheduled, "")
 
-	mustDo(t, w.svc.DeleteLesson(w.ctx, l1.ID))
+	modelstest.MustDo(t, w.svc.DeleteLesson(w.ctx, l1.ID))
 	gone := w.deliveries(t, "subject_key = ?", d.SubjectKey)
 	if len(gone) != 1 || gone[0].LessonID != nil {
 		t.Fatalf("deleted lesson's deliveries: %+v", gone)

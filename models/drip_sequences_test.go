@@ -304,7 +304,7 @@ func TestStepRefusesBadContentWithoutWriting(t *testing.T) {
 		{"no offset", models.StepInput{Subject: "s", Body: "b"}, "offset_minutes", "required"},
 		{"days without time", models.StepInput{OffsetDays: sqMinutes(1), Subject: "s", Body: "b"}, "send_at_local", "required"},
 		{"time without days", models.StepInput{SendAtLocal: &nine, Subject: "s", Body: "b"}, "offset_days", "required"},
-		{"bad local time", models.StepInput{OffsetDays: sqMinutes(1), SendAtLocal: ptr("9am"), Subject: "s", Body: "b"}, "send_at_local", "HH:MM"},
+		{"bad local time", models.StepInput{OffsetDays: sqMinutes(1), SendAtLocal: modelstest.Ptr("9am"), Subject: "s", Body: "b"}, "send_at_local", "HH:MM"},
 		{"minutes out of range", models.StepInput{OffsetMinutes: sqMinutes(600000), Subject: "s", Body: "b"}, "offset_minutes", "must be from"},
 		{"days out of range", models.StepInput{OffsetDays: sqMinutes(-400), SendAtLocal: &nine, Subject: "s", Body: "b"}, "offset_days", "must be from"},
 		{"two-line subject", models.StepInput{OffsetMinutes: sqMinutes(0), Subject: "a\r\nBcc: x@example.com", Body: "b"}, "subject", "single line"},

@@ -76,13 +76,13 @@ func TestPortalClaimRecordsSafeEvidence(t *testing.T) {
 	}{
 		{"no address or agent", models.ClientInfo{}, nil, func(ua *string) bool { return ua == nil }},
 		{"garbled address", models.ClientInfo{IP: "not-an-ip", UserAgent: "ok"}, nil, func(ua *string) bool { return ua != nil && *ua == "ok" }},
-		{"IPv6", models.ClientInfo{IP: "2001:db8::1", UserAgent: "ok"}, ptr("2001:db8::1"), func(ua *string) bool { return ua != nil }},
+		{"IPv6", models.ClientInfo{IP: "2001:db8::1", UserAgent: "ok"}, modelstest.Ptr("2001:db8::1"), func(ua *string) bool { return ua != nil }},
 		{"agent cut mid-character", models.ClientInfo{IP: "203.0.113.1", UserAgent: strings.Repeat("é", 600) + "\xff"},
-			ptr("203.0.113.1"), func(ua *string) bool {
+			modelstest.Ptr("203.0.113.1"), func(ua *string) bool {
 				return ua != nil && len([]rune(*ua)) == 600 && !strings.ContainsRune(*ua, '\uFFFD')
 			}},
 		{"very long agent", models.ClientInfo{IP: "203.0.113.1", UserAgent: strings.Repeat("a", 5000)},
-			ptr("203.0.113.1"), func(ua *string) bool { return ua != nil && len(*ua) == 1000 }},
+			modelstest.Ptr("203.0.113.1"), func(ua *string) bool { return ua != nil && len(*ua) == 1000 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svc, clock, db := modelstest.NewService(t)
@@ -111,8 +111,6 @@ func TestPortalClaimRecordsSafeEvidence(t *testing.T) {
 		})
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 func TestPortalClaimErrors(t *testing.T) {
 	svc, clock, db := modelstest.NewService(t)

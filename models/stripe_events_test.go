@@ -33,22 +33,15 @@ func newPayWorld(t *testing.T, capacity int) *payWorld {
 	svc, clock, db := modelstest.NewService(t)
 	w := &payWorld{svc: svc, clock: clock, db: db}
 	prog := models.Program{Slug: "say-no-with-grace", Title: "Say No With Grace", Summary: "S", Status: models.ProgramPublished, PriceCents: 9700, Currency: "EUR"}
-	mustDo(t, db.Create(&prog).Error)
+	modelstest.MustDo(t, db.Create(&prog).Error)
 	w.coach = models.Coach{Email: "grace@coach.test", Name: "Grace", Role: models.RoleCoach, Active: true}
-	mustDo(t, db.Create(&w.coach).Error)
+	modelstest.MustDo(t, db.Create(&w.coach).Error)
 	start := clock.Now().Add(14 * 24 * time.Hour)
 	w.cohort = models.Cohort{ProgramID: prog.ID, Name: "Spring", StartsAt: start, EndsAt: start.Add(42 * 24 * time.Hour),
 		Timezone: "Europe/London", Capacity: capacity, PriceCents: 9700, Currency: "EUR", Status: models.CohortOpen}
-	mustDo(t, db.Create(&w.cohort).Error)
-	mustDo(t, db.Create(&models.CohortCoach{CohortID: w.cohort.ID, CoachID: w.coach.ID, Lead: true}).Error)
+	modelstest.MustDo(t, db.Create(&w.cohort).Error)
+	modelstest.MustDo(t, db.Create(&models.CohortCoach{CohortID: w.cohort.ID, CoachID: w.coach.ID, Lead: true}).Error)
 	return w
-}
-
-func mustDo(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // hold writes a pending enrollment holding a seat, with the checkout
@@ -56,11 +49,11 @@ func mustDo(t testing.TB, err error) {
 func (w *payWorld) hold(t testing.TB, id uuid.UUID, email, sessionID string) models.Enrollment {
 	t.Helper()
 	p := models.Participant{Email: email, Name: "Woman " + email, Timezone: "Europe/London"}
-	mustDo(t, w.db.Create(&p).Error)
+	modelstest.MustDo(t, w.db.Create(&p).Error)
 	exp := w.clock.Now().Add(31 * time.Minute)
 	e := models.Enrollment{ID: id, CohortID: w.cohort.ID, ParticipantID: p.ID, Status: models.EnrollmentPending, Seat: models.SeatHeld,
 		HoldExpiresAt: &exp, CheckoutSessionID: &sessionID, Currency: "EUR", DisputeStatus: models.DisputeNone}
-	mustDo(t, w.db.Transaction(func(tx *gorm.DB) error {
+	modelstest.MustDo(t, w.db.Transaction(func(tx *gorm.DB) error {
 		if err := tx.Create(&e).Error; err != nil {
 			return err
 		}
@@ -88,22 +81,22 @@ type payState struct {
 func (w *payWorld) state(t testing.TB, id uuid.UUID) payState {
 	t.Helper()
 	var s payState
-	mustDo(t, w.db.Where("id = ?", id).Take(&s.Enrollment).Error)
+	modelstest.MustDo(t, w.db.Where("id = ?", id).Take(&s.Enrollment).Error)
 	// Ids of the fixture rows differ between databases; the rest must not.
 	s.Enrollment.UpdatedAt, s.Enrollment.CreatedAt = time.Time{}, time.Time{}
 	s.Enrollment.CohortID, s.Enrollment.ParticipantID = uuid.Nil, uuid.Nil
 	var c models.Cohort
-	mustDo(t, w.db.Where("id = ?", w.cohort.ID).Take(&c).Error)
+	modelstest.MustDo(t, w.db.Where("id = ?", w.cohort.ID).Take(&c).Error)
 	s.SeatsPaid, s.SeatsHeld, s.SeatsOverflow = c.SeatsPaid, c.SeatsHeld, c.SeatsOverflow
 	var grants []models.AccessGrant
-	mustDo(t, w.db.Raw(`SELECT * FROM access_grants WHERE enrollment_id = ?`, id).Scan(&grants).Error)
+	modelstest.MustDo(t, w.db.Raw(`SELECT * FROM access_grants WHERE enrollment_id = ?`, id).Scan(&grants).Error)
 	if len(grants) > 1 {
 		t.Fatalf("%d grants for one enrollment", len(grants))
 	}
 	s.HasAccess = len(grants) == 1 && grants[0].RevokedAt == nil
-	mustDo(t, w.db.Table("stripe_events").Count(&s.Events).Error)
-	mustDo(t, w.db.Table("stripe_events").Where("applied_at IS NOT NULL").Count(&s.EventsApplied).Error)
-	mustDo(t, w.db.Table("stripe_events").Where("enrollment_id = ?", id).Count(&s.EventEnrollmentsRecorded).Error)
+	modelstest.MustDo(t, w.db.Table("stripe_events").Count(&s.Events).Error)
+	modelstest.MustDo(t, w.db.Table("stripe_events").Where("applied_at IS NOT NULL").Count(&s.EventsApplied).Error)
+	modelstest.MustDo(t, w.db.Table("stripe_events").Where("enrollment_id = ?", id).Count(&s.EventEnrollmentsRecorded).Error)
 	return s
 }
 
@@ -215,9 +208,9 @@ func TestPaymentEventsConvergeInAnyOrder(t *testing.T) {
 					slices.Reverse(events)
 				}
 				for _, ev := range events {
-					mustDo(t, w.svc.ApplyPaymentEvent(ctx, ev))
+					modelstest.MustDo(t, w.svc.ApplyPaymentEvent(ctx, ev))
 					first := w.state(t, id)
-					mustDo(t, w.svc.ApplyPaymentEvent(ctx, ev))
+					modelstest.MustDo(t, w.svc.ApplyPaymentEvent(ctx, ev))
 					if again := w.state(t, id); !reflect.DeepEqual(first, again) {
 						t.Fatalf("second delivery of %s changed the state:\nbefore %+v\nafter  %+v", ev.Type, first, again)
 					}
@@ -278,7 +271,7 @@ func TestPaymentEventFindsEnrollmentBySessionID(t *testing.T) {
 	e := w.hold(t, uuid.New(), "amira@example.test", testSession)
 	ev := completed("evt_paid", 0, e.ID, "paid", 9700)
 	ev.Session.EnrollmentID = "garbled"
-	mustDo(t, w.svc.ApplyPaymentEvent(context.Background(), ev))
+	modelstest.MustDo(t, w.svc.ApplyPaymentEvent(context.Background(), ev))
 	if got := w.state(t, e.ID); got.Enrollment.Status != models.EnrollmentActive {
 		t.Errorf("status = %s, want active", got.Enrollment.Status)
 	}
@@ -293,11 +286,11 @@ func TestPaymentWithoutASeatIsHonouredAndFlagged(t *testing.T) {
 	b := w.hold(t, uuid.New(), "beatriz@example.test", "cs_b")
 	evA := completed("evt_a", 0, a.ID, "paid", 9700)
 	evA.Session.ID, evA.Session.PaymentIntentID = "cs_a", "pi_a"
-	mustDo(t, w.svc.ApplyPaymentEvent(ctx, evA))
-	mustDo(t, w.db.Exec(`UPDATE cohorts SET capacity = 1 WHERE id = ?`, w.cohort.ID).Error)
+	modelstest.MustDo(t, w.svc.ApplyPaymentEvent(ctx, evA))
+	modelstest.MustDo(t, w.db.Exec(`UPDATE cohorts SET capacity = 1 WHERE id = ?`, w.cohort.ID).Error)
 	evB := completed("evt_b", 1, b.ID, "paid", 9700)
 	evB.Session.ID, evB.Session.PaymentIntentID = "cs_b", "pi_b"
-	mustDo(t, w.svc.ApplyPaymentEvent(ctx, evB))
+	modelstest.MustDo(t, w.svc.ApplyPaymentEvent(ctx, evB))
 
 	got := w.state(t, b.ID)
 	if got.Enrollment.Status != models.EnrollmentActive || got.Enrollment.Seat != models.SeatOverflow || !got.HasAccess {
@@ -307,7 +300,7 @@ func TestPaymentWithoutASeatIsHonouredAndFlagged(t *testing.T) {
 		t.Errorf("seats paid/held/overflow = %d/%d/%d, want 1/0/1", got.SeatsPaid, got.SeatsHeld, got.SeatsOverflow)
 	}
 	var flagged int64
-	mustDo(t, w.db.Model(&models.OutboxMessage{}).Where("template = ? AND to_email = ?", models.TemplateCohortOverbooked, w.coach.Email).Count(&flagged).Error)
+	modelstest.MustDo(t, w.db.Model(&models.OutboxMessage{}).Where("template = ? AND to_email = ?", models.TemplateCohortOverbooked, w.coach.Email).Count(&flagged).Error)
 	if flagged != 1 {
 		t.Errorf("%d cohort_overbooked emails to the lead coach, want 1", flagged)
 	}
@@ -322,15 +315,15 @@ func TestFreedSeatGoesToTheOverbookedPaymentFirst(t *testing.T) {
 	b := w.hold(t, uuid.New(), "beatriz@example.test", "cs_b")
 	evA := completed("evt_a", 0, a.ID, "paid", 9700)
 	evA.Session.ID, evA.Session.PaymentIntentID = "cs_a", "pi_a"
-	mustDo(t, w.svc.ApplyPaymentEvent(ctx, evA))
-	mustDo(t, w.db.Exec(`UPDATE cohorts SET capacity = 1 WHERE id = ?`, w.cohort.ID).Error)
+	modelstest.MustDo(t, w.svc.ApplyPaymentEvent(ctx, evA))
+	modelstest.MustDo(t, w.db.Exec(`UPDATE cohorts SET capacity = 1 WHERE id = ?`, w.cohort.ID).Error)
 	evB := completed("evt_b", 1, b.ID, "paid", 9700)
 	evB.Session.ID, evB.Session.PaymentIntentID = "cs_b", "pi_b"
-	mustDo(t, w.svc.ApplyPaymentEvent(ctx, evB))
+	modelstest.MustDo(t, w.svc.ApplyPaymentEvent(ctx, evB))
 
 	refund := models.PaymentEvent{ID: "evt_refund_a", Type: models.EventChargeRefunded, Created: evB.Created.Add(time.Minute),
 		ChargePaymentIntentID: "pi_a", AmountCaptured: 9700, AmountRefunded: 9700}
-	mustDo(t, w.svc.ApplyPaymentEvent(ctx, refund))
+	modelstest.MustDo(t, w.svc.ApplyPaymentEvent(ctx, refund))
 
 	if got := w.state(t, a.ID); got.Enrollment.Status != models.EnrollmentRefunded || got.HasAccess {
 		t.Errorf("refunded: status %s access %v", got.Enrollment.Status, got.HasAccess)
@@ -371,7 +364,7 @@ func TestRefundRacingItsCheckoutIsNeverLost(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		mustDo(t, err)
+		modelstest.MustDo(t, err)
 	}
 	for i, id := range ids {
 		if got := w.state(t, id); got.Enrollment.Status != models.EnrollmentRefunded || got.Enrollment.Seat != models.SeatNone {
@@ -379,9 +372,9 @@ func TestRefundRacingItsCheckoutIsNeverLost(t *testing.T) {
 		}
 	}
 	var parked int64
-	mustDo(t, w.db.Table("stripe_events").Where("applied_at IS NULL").Count(&parked).Error)
+	modelstest.MustDo(t, w.db.Table("stripe_events").Where("applied_at IS NULL").Count(&parked).Error)
 	var c models.Cohort
-	mustDo(t, w.db.Where("id = ?", w.cohort.ID).Take(&c).Error)
+	modelstest.MustDo(t, w.db.Where("id = ?", w.cohort.ID).Take(&c).Error)
 	if parked != 0 || c.SeatsPaid != 0 || c.SeatsHeld != 0 {
 		t.Errorf("parked %d, seats paid/held %d/%d; want 0, 0/0", parked, c.SeatsPaid, c.SeatsHeld)
 	}
@@ -405,11 +398,11 @@ func TestConcurrentDuplicateDeliveriesApplyOnce(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		mustDo(t, err)
+		modelstest.MustDo(t, err)
 	}
 	got := w.state(t, e.ID)
 	var welcomes int64
-	mustDo(t, w.db.Model(&models.OutboxMessage{}).Where("template = ?", models.TemplateEnrollmentWelcome).Count(&welcomes).Error)
+	modelstest.MustDo(t, w.db.Model(&models.OutboxMessage{}).Where("template = ?", models.TemplateEnrollmentWelcome).Count(&welcomes).Error)
 	if got.Events != 1 || got.SeatsPaid != 1 || got.SeatsHeld != 0 || welcomes != 1 || got.Enrollment.Status != models.EnrollmentActive {
 		t.Errorf("events %d, seats paid/held %d/%d, welcomes %d, status %s; want 1, 1/0, 1, active", got.Events, got.SeatsPaid, got.SeatsHeld, welcomes, got.Enrollment.Status)
 	}
@@ -451,7 +444,7 @@ func TestPaymentForACancelledPlaceReinstatesHer(t *testing.T) {
 			}
 			ev := completed("evt_paid", 0, e.ID, "paid", 9700)
 			for range 2 { // a replay changes nothing
-				mustDo(t, w.svc.ApplyPaymentEvent(ctx, ev))
+				modelstest.MustDo(t, w.svc.ApplyPaymentEvent(ctx, ev))
 			}
 
 			got := w.state(t, e.ID)
@@ -464,14 +457,14 @@ func TestPaymentForACancelledPlaceReinstatesHer(t *testing.T) {
 				t.Errorf("seats paid/overflow = %d/%d, want %d/%d", got.SeatsPaid, got.SeatsOverflow, tc.paid, tc.over)
 			}
 			var flags []models.OutboxMessage
-			mustDo(t, w.db.Where("to_email = ? AND template IN ?", w.coach.Email,
+			modelstest.MustDo(t, w.db.Where("to_email = ? AND template IN ?", w.coach.Email,
 				[]string{models.TemplateEnrollmentReinstated, models.TemplateCohortOverbooked}).Find(&flags).Error)
 			if len(flags) != 1 || flags[0].Template != models.TemplateEnrollmentReinstated ||
 				flags[0].Data["overbooked"] != tc.seatTaken || flags[0].Data["participant_email"] != "amira@example.test" {
 				t.Errorf("coach emails = %+v, want one enrollment_reinstated (overbooked %v)", flags, tc.seatTaken)
 			}
 			var welcomes int64
-			mustDo(t, w.db.Model(&models.OutboxMessage{}).Where("template = ? AND to_email = ?", models.TemplateEnrollmentWelcome, "amira@example.test").Count(&welcomes).Error)
+			modelstest.MustDo(t, w.db.Model(&models.OutboxMessage{}).Where("template = ? AND to_email = ?", models.TemplateEnrollmentWelcome, "amira@example.test").Count(&welcomes).Error)
 			if welcomes != 1 {
 				t.Errorf("welcome emails = %d, want 1", welcomes)
 			}
@@ -486,11 +479,11 @@ func TestLatePaymentEventKeepsAPaidPlaceCancelled(t *testing.T) {
 	ctx := context.Background()
 	w := newPayWorld(t, 2)
 	e := w.hold(t, uuid.New(), "amira@example.test", testSession)
-	mustDo(t, w.svc.ApplyPaymentEvent(ctx, completed("evt_paid", 0, e.ID, "paid", 9700)))
+	modelstest.MustDo(t, w.svc.ApplyPaymentEvent(ctx, completed("evt_paid", 0, e.ID, "paid", 9700)))
 	if _, err := w.svc.CancelEnrollment(ctx, &w.coach, e.ID); err != nil {
 		t.Fatal(err)
 	}
-	mustDo(t, w.svc.ApplyPaymentEvent(ctx, sessionEvent("evt_async_ok", models.EventCheckoutAsyncSucceeded, 5, e.ID, 9700)))
+	modelstest.MustDo(t, w.svc.ApplyPaymentEvent(ctx, sessionEvent("evt_async_ok", models.EventCheckoutAsyncSucceeded, 5, e.ID, 9700)))
 
 	got := w.state(t, e.ID)
 	if got.Enrollment.Status != models.EnrollmentCancelled || got.Enrollment.Seat != models.SeatNone || got.HasAccess || got.SeatsPaid != 0 {
@@ -498,7 +491,7 @@ func TestLatePaymentEventKeepsAPaidPlaceCancelled(t *testing.T) {
 			got.Enrollment.Status, got.Enrollment.Seat, got.HasAccess, got.SeatsPaid)
 	}
 	var flags int64
-	mustDo(t, w.db.Model(&models.OutboxMessage{}).Where("template = ?", models.TemplateEnrollmentReinstated).Count(&flags).Error)
+	modelstest.MustDo(t, w.db.Model(&models.OutboxMessage{}).Where("template = ?", models.TemplateEnrollmentReinstated).Count(&flags).Error)
 	if flags != 0 {
 		t.Errorf("%d reinstatement emails, want none", flags)
 	}

@@ -85,3 +85,34 @@ func NewService(t testing.TB) (*models.Service, *models.FakeClock, *gorm.DB) {
 	svc := models.NewService(models.Deps{DB: db, Clock: clock})
 	return svc, clock, db
 }
+
+// WantCode fails the test unless err is a domain error with code.
+func WantCode(t testing.TB, err error, code string) *models.Error {
+	t.Helper()
+	e, ok := models.AsError(err)
+	if !ok || e.Code != code {
+		t.Fatalf("err = %v, want code %s", err, code)
+	}
+	return e
+}
+
+// MustDo fails the test on err.
+func MustDo(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Ptr is a pointer to a copy of v.
+func Ptr[T any](v T) *T { return &v }
+
+// NewCoach writes an active coach account with the given role.
+func NewCoach(t testing.TB, db *gorm.DB, email string, role models.Role) *models.Coach {
+	t.Helper()
+	c := &models.Coach{Email: email, Name: email, Role: role, Active: true}
+	if err := db.Create(c).Error; err != nil {
+		t.Fatalf("create coach: %v", err)
+	}
+	return c
+}
