@@ -12,6 +12,7 @@ import (
 
 	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 // Helpers of the coach-account tests carry an acct prefix: other features'
@@ -35,9 +36,9 @@ type acctLogin struct {
 }
 
 // acctCoachWithPassword creates a coach who can log in with acctPassword.
-func acctCoachWithPassword(t *testing.T, env *apitest.Env, email string, role models.Role) *models.Coach {
+func acctCoachWithPassword(t *testing.T, env *apitest.Env, email string, role people.Role) *people.Coach {
 	t.Helper()
-	c, err := env.Svc.CreateCoach(context.Background(), models.CreateCoachInput{Email: email, Name: "Coach " + email, Role: role, Password: acctPassword})
+	c, err := env.Svc.People.CreateCoach(context.Background(), people.CreateCoachInput{Email: email, Name: "Coach " + email, Role: role, Password: acctPassword})
 	if err != nil {
 		t.Fatalf("create coach: %v", err)
 	}
@@ -125,7 +126,7 @@ func acctBadInputs(invalid ...any) []acctBadInput {
 
 func TestLoginSucceeds(t *testing.T) {
 	env := apitest.NewEnv(t)
-	grace := acctCoachWithPassword(t, env, "grace@example.com", models.RoleAdmin)
+	grace := acctCoachWithPassword(t, env, "grace@example.com", people.RoleAdmin)
 
 	var out acctLogin
 	// Email is matched however she types it.
@@ -133,7 +134,7 @@ func TestLoginSucceeds(t *testing.T) {
 	if out.Token == "" || out.Coach.ID != grace.ID.String() || out.Coach.Email != "grace@example.com" || out.Coach.Role != "admin" || !out.Coach.Active {
 		t.Fatalf("login = %+v", out)
 	}
-	if want := env.Clock.Now().Add(models.CoachSessionTTL); !out.ExpiresAt.Equal(want) {
+	if want := env.Clock.Now().Add(people.CoachSessionTTL); !out.ExpiresAt.Equal(want) {
 		t.Fatalf("expires_at = %v, want %v", out.ExpiresAt, want)
 	}
 	var me acctCoach
@@ -145,9 +146,9 @@ func TestLoginSucceeds(t *testing.T) {
 
 func TestLoginFailuresLookTheSame(t *testing.T) {
 	env := apitest.NewEnv(t)
-	acctCoachWithPassword(t, env, "grace@example.com", models.RoleAdmin)
-	_, adminToken := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	gone := acctCoachWithPassword(t, env, "gone@example.com", models.RoleCoach)
+	acctCoachWithPassword(t, env, "grace@example.com", people.RoleAdmin)
+	_, adminToken := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	gone := acctCoachWithPassword(t, env, "gone@example.com", people.RoleCoach)
 	env.Do(t, "DELETE", "/v1/admin/coaches/"+gone.ID.String(), nil, apitest.Token(adminToken)).Expect(t, 204)
 
 	tests := []struct{ name, email, password string }{
@@ -174,10 +175,10 @@ func TestLoginFailuresLookTheSame(t *testing.T) {
 
 func TestAuthTokenExpiresAfter30Days(t *testing.T) {
 	env := apitest.NewEnv(t)
-	acctCoachWithPassword(t, env, "grace@example.com", models.RoleAdmin)
+	acctCoachWithPassword(t, env, "grace@example.com", people.RoleAdmin)
 	token := acctToken(t, env, "grace@example.com", acctPassword)
 
-	env.Clock.Advance(models.CoachSessionTTL - time.Minute)
+	env.Clock.Advance(people.CoachSessionTTL - time.Minute)
 	env.Do(t, "GET", "/v1/auth/me", nil, apitest.Token(token)).Expect(t, 200)
 	env.Clock.Advance(2 * time.Minute)
 	env.Do(t, "GET", "/v1/auth/me", nil, apitest.Token(token)).ExpectProblem(t, 401, "invalid_token")
@@ -195,7 +196,7 @@ func TestAuthRequiresAToken(t *testing.T) {
 
 func TestAuthLogoutRevokesOnlyThatToken(t *testing.T) {
 	env := apitest.NewEnv(t)
-	acctCoachWithPassword(t, env, "grace@example.com", models.RoleAdmin)
+	acctCoachWithPassword(t, env, "grace@example.com", people.RoleAdmin)
 	laptop := acctToken(t, env, "grace@example.com", acctPassword)
 	phone := acctToken(t, env, "grace@example.com", acctPassword)
 
@@ -207,7 +208,7 @@ func TestAuthLogoutRevokesOnlyThatToken(t *testing.T) {
 
 func TestLoginRateLimitPerEmail(t *testing.T) {
 	env := apitest.NewEnv(t)
-	acctCoachWithPassword(t, env, "grace@example.com", models.RoleAdmin)
+	acctCoachWithPassword(t, env, "grace@example.com", people.RoleAdmin)
 
 	// Changing IP does not help: the limit follows the account.
 	for i := range 5 {
@@ -223,7 +224,7 @@ func TestLoginRateLimitPerEmail(t *testing.T) {
 		t.Fatalf("Retry-After %q, retry_after_seconds %d", res.Header.Get("Retry-After"), p.RetryAfterSeconds)
 	}
 	// Another account from the same addresses is not affected.
-	acctCoachWithPassword(t, env, "other@example.com", models.RoleCoach)
+	acctCoachWithPassword(t, env, "other@example.com", people.RoleCoach)
 	acctLoginAs(t, env, "other@example.com", acctPassword, apitest.FromIP("203.0.113.1")).Expect(t, 200)
 
 	env.Clock.Advance(time.Duration(header) * time.Second)
@@ -232,7 +233,7 @@ func TestLoginRateLimitPerEmail(t *testing.T) {
 
 func TestLoginRateLimitPerIP(t *testing.T) {
 	env := apitest.NewEnv(t)
-	acctCoachWithPassword(t, env, "grace@example.com", models.RoleAdmin)
+	acctCoachWithPassword(t, env, "grace@example.com", people.RoleAdmin)
 	ip := apitest.FromIP("198.51.100.7")
 	limit := models.DefaultLimits().LoginPerIP.Max
 	for i := range limit {
@@ -250,8 +251,8 @@ func TestLoginRateLimitPerIP(t *testing.T) {
 
 func TestPasswordResetUnknownEmailRevealsNothing(t *testing.T) {
 	env := apitest.NewEnv(t)
-	gone := acctCoachWithPassword(t, env, "gone@example.com", models.RoleCoach)
-	_, adminToken := env.Coach(t, "admin@example.com", models.RoleAdmin)
+	gone := acctCoachWithPassword(t, env, "gone@example.com", people.RoleCoach)
+	_, adminToken := env.Coach(t, "admin@example.com", people.RoleAdmin)
 	env.Do(t, "DELETE", "/v1/admin/coaches/"+gone.ID.String(), nil, apitest.Token(adminToken)).Expect(t, 204)
 
 	var bodies []string
@@ -272,7 +273,7 @@ func TestPasswordResetUnknownEmailRevealsNothing(t *testing.T) {
 
 func TestPasswordResetFlow(t *testing.T) {
 	env := apitest.NewEnv(t)
-	acctCoachWithPassword(t, env, "grace@example.com", models.RoleAdmin)
+	acctCoachWithPassword(t, env, "grace@example.com", people.RoleAdmin)
 	stolen := acctToken(t, env, "grace@example.com", acctPassword)
 
 	env.Do(t, "POST", "/v1/auth/password-resets", map[string]string{"email": "Grace@Example.com"}).Expect(t, 202)
@@ -295,11 +296,11 @@ func TestPasswordResetFlow(t *testing.T) {
 
 func TestPasswordResetTokenExpiresAfterAnHour(t *testing.T) {
 	env := apitest.NewEnv(t)
-	acctCoachWithPassword(t, env, "grace@example.com", models.RoleAdmin)
+	acctCoachWithPassword(t, env, "grace@example.com", people.RoleAdmin)
 	env.Do(t, "POST", "/v1/auth/password-resets", map[string]string{"email": "grace@example.com"}).Expect(t, 202)
 	_, token := acctOnlyEmail(t, env, models.TemplatePasswordReset, "grace@example.com")
 
-	env.Clock.Advance(models.PasswordResetTTL + time.Second)
+	env.Clock.Advance(people.PasswordResetTTL + time.Second)
 	env.Do(t, "POST", "/v1/auth/password-resets/confirm", map[string]string{"token": token, "password": "too late for this"}).
 		ExpectProblem(t, 422, "invalid_token")
 	acctLoginAs(t, env, "grace@example.com", acctPassword).Expect(t, 200)
@@ -307,7 +308,7 @@ func TestPasswordResetTokenExpiresAfterAnHour(t *testing.T) {
 
 func TestPasswordResetRateLimit(t *testing.T) {
 	env := apitest.NewEnv(t)
-	acctCoachWithPassword(t, env, "grace@example.com", models.RoleAdmin)
+	acctCoachWithPassword(t, env, "grace@example.com", people.RoleAdmin)
 	limit := models.DefaultLimits().ResetPerEmail.Max
 	for i := range limit {
 		env.Do(t, "POST", "/v1/auth/password-resets", map[string]string{"email": "grace@example.com"}, apitest.FromIP(fmt.Sprintf("203.0.113.%d", i))).Expect(t, 202)
@@ -325,7 +326,7 @@ func TestPasswordResetRateLimit(t *testing.T) {
 
 func TestPasswordConfirmRace(t *testing.T) {
 	env := apitest.NewEnv(t)
-	acctCoachWithPassword(t, env, "grace@example.com", models.RoleAdmin)
+	acctCoachWithPassword(t, env, "grace@example.com", people.RoleAdmin)
 	env.Do(t, "POST", "/v1/auth/password-resets", map[string]string{"email": "grace@example.com"}).Expect(t, 202)
 	_, token := acctOnlyEmail(t, env, models.TemplatePasswordReset, "grace@example.com")
 
@@ -363,7 +364,7 @@ func TestPasswordConfirmRace(t *testing.T) {
 
 func TestAuthBadInputWritesNothing(t *testing.T) {
 	env := apitest.NewEnv(t)
-	acctCoachWithPassword(t, env, "grace@example.com", models.RoleAdmin)
+	acctCoachWithPassword(t, env, "grace@example.com", people.RoleAdmin)
 	env.Do(t, "POST", "/v1/auth/password-resets", map[string]string{"email": "grace@example.com"}).Expect(t, 202)
 	_, token := acctOnlyEmail(t, env, models.TemplatePasswordReset, "grace@example.com")
 

@@ -11,7 +11,9 @@ import (
 	ics "github.com/arran4/golang-ical"
 
 	"github.com/grace-coaching/grace/api/apitest"
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/enroll"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 type calToken struct {
@@ -58,8 +60,8 @@ func calProp(e *ics.VEvent, p ics.ComponentProperty) string {
 
 func TestCalendarFeedListsHerActiveSessions(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, coachTok := env.Coach(t, "lead@example.com", models.RoleCoach)
-	prog := env.Program(t, "say-no", models.ProgramPublished, false)
+	_, coachTok := env.Coach(t, "lead@example.com", people.RoleCoach)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, false)
 	active := cohCreate(t, env, coachTok, cohBody(env, prog.ID, map[string]any{"status": "open", "name": "Spring; circle, evenings", "timezone": "America/New_York"}))
 	pending := cohCreate(t, env, coachTok, cohBody(env, prog.ID, map[string]any{"status": "open", "name": "Pending circle"}))
 	start := cohStart(env)
@@ -72,10 +74,10 @@ func TestCalendarFeedListsHerActiveSessions(t *testing.T) {
 		"duration_minutes": 60, "meeting_url": "https://meet.example.com/pending"})
 
 	ana, anaTok := env.Participant(t, "ana@example.com")
-	cohEnroll(t, env, active.ID, ana.ID, models.EnrollmentActive)
-	cohEnroll(t, env, pending.ID, ana.ID, models.EnrollmentPending)
+	cohEnroll(t, env, active.ID, ana.ID, enroll.EnrollmentActive)
+	cohEnroll(t, env, pending.ID, ana.ID, enroll.EnrollmentPending)
 	bea, beaTok := env.Participant(t, "bea@example.com")
-	cohEnroll(t, env, pending.ID, bea.ID, models.EnrollmentActive)
+	cohEnroll(t, env, pending.ID, bea.ID, enroll.EnrollmentActive)
 
 	ct := calRotate(t, env, anaTok)
 	cal, first := calFetch(t, env, ct.Path)

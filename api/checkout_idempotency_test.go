@@ -14,17 +14,18 @@ import (
 	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/api/stripe"
 	"github.com/grace-coaching/grace/api/stripe/stripetest"
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/enroll"
 )
 
 // countingGateway counts checkout sessions created, so a test can tell a
 // replayed answer from a second checkout.
 type countingGateway struct {
-	models.PaymentGateway
+	enroll.PaymentGateway
 	creates atomic.Int64
 }
 
-func (g *countingGateway) CreateCheckoutSession(ctx context.Context, req models.CheckoutRequest) (models.CheckoutSession, error) {
+func (g *countingGateway) CreateCheckoutSession(ctx context.Context, req enroll.CheckoutRequest) (enroll.CheckoutSession, error) {
 	g.creates.Add(1)
 	return g.PaymentGateway.CreateCheckoutSession(ctx, req)
 }
@@ -37,10 +38,10 @@ func idemCheckoutEnv(t *testing.T) (*apitest.Env, *countingGateway, string) {
 	}
 	gw := &countingGateway{PaymentGateway: client}
 	env := apitest.NewEnv(t, apitest.WithPayments(gw, nil))
-	prog := env.Program(t, "say-no-with-grace", models.ProgramPublished, false)
+	prog := env.Program(t, "say-no-with-grace", catalog.ProgramPublished, false)
 	start := env.Clock.Now().Add(14 * 24 * time.Hour)
-	cohort := models.Cohort{ProgramID: prog.ID, Name: "Spring circle", StartsAt: start, EndsAt: start.Add(42 * 24 * time.Hour),
-		Timezone: "Europe/London", Capacity: 12, PriceCents: 49700, Currency: "EUR", Status: models.CohortOpen}
+	cohort := enroll.Cohort{ProgramID: prog.ID, Name: "Spring circle", StartsAt: start, EndsAt: start.Add(42 * 24 * time.Hour),
+		Timezone: "Europe/London", Capacity: 12, PriceCents: 49700, Currency: "EUR", Status: enroll.CohortOpen}
 	if err := env.DB.Create(&cohort).Error; err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,11 @@ import (
 	"github.com/grace-coaching/grace/api/stripe"
 	"github.com/grace-coaching/grace/api/stripe/stripetest"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/domain"
+	"github.com/grace-coaching/grace/models/enroll"
 	"github.com/grace-coaching/grace/models/modelstest"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 // enrGateway sends every call to the Stripe adapter talking to stripe-mock
@@ -24,28 +28,28 @@ import (
 // asked, and can fail or stand in for Stripe's state, which the stateless
 // mock cannot keep.
 type enrGateway struct {
-	inner models.PaymentGateway
+	inner enroll.PaymentGateway
 
 	mu         sync.Mutex
-	creates    []models.CheckoutRequest
-	refunds    []models.RefundRequest
+	creates    []enroll.CheckoutRequest
+	refunds    []enroll.RefundRequest
 	failCreate error
 	// sessions overrides what GetCheckoutSession reports, by session id.
-	sessions map[string]models.CheckoutSession
+	sessions map[string]enroll.CheckoutSession
 }
 
-func (g *enrGateway) CreateCheckoutSession(ctx context.Context, req models.CheckoutRequest) (models.CheckoutSession, error) {
+func (g *enrGateway) CreateCheckoutSession(ctx context.Context, req enroll.CheckoutRequest) (enroll.CheckoutSession, error) {
 	g.mu.Lock()
 	g.creates = append(g.creates, req)
 	fail := g.failCreate
 	g.mu.Unlock()
 	if fail != nil {
-		return models.CheckoutSession{}, fail
+		return enroll.CheckoutSession{}, fail
 	}
 	return g.inner.CreateCheckoutSession(ctx, req)
 }
 
-func (g *enrGateway) GetCheckoutSession(ctx context.Context, id string) (models.CheckoutSession, error) {
+func (g *enrGateway) GetCheckoutSession(ctx context.Context, id string) (enroll.CheckoutSession, error) {
 	g.mu.Lock()
 	s, ok := g.sessions[id]
 	g.mu.Unlock()
@@ -55,11 +59,11 @@ func (g *enrGateway) GetCheckoutSession(ctx context.Context, id string) (models.
 	return g.inner.GetCheckoutSession(ctx, id)
 }
 
-func (g *enrGateway) ExpireCheckoutSession(ctx context.Context, id string) (models.CheckoutSession, error) {
+func (g *enrGateway) ExpireCheckoutSession(ctx context.Context, id string) (enroll.CheckoutSession, error) {
 	return g.inner.ExpireCheckoutSession(ctx, id)
 }
 
-func (g *enrGateway) Refund(ctx context.Context, req models.RefundRequest) (string, error) {
+func (g *enrGateway) Refund(ctx context.Context, req enroll.RefundRequest) (string, error) {
 	g.mu.Lock()
 	g.refunds = append(g.refunds, req)
 	g.mu.Unlock()
@@ -79,10 +83,10 @@ func enrEnv(t *testing.T) (*apitest.Env, *enrGateway) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := &enrGateway{inner: client, sessions: map[string]models.CheckoutSession{}}
+	gw := &enrGateway{inner: client, sessions: map[string]enroll.CheckoutSession{}}
 	db := modelstest.NewDB(t)
 	clock := models.NewFakeClock(modelstest.Start)
-	svc := models.NewService(models.Deps{DB: db, Clock: clock, Payments: gw, AppBaseURL: "https://grace.test"})
+	svc := domain.New(domain.Deps{DB: db, Clock: clock, Payments: gw, AppBaseURL: "https://grace.test"})
 	enrSpecOnce.Do(func() { enrSpec, enrSpecErr = apitest.NewSpecChecker(api.OpenAPISpec()) })
 	if enrSpecErr != nil {
 		t.Fatalf("load api/openapi.yaml: %v", enrSpecErr)
@@ -91,12 +95,12 @@ func enrEnv(t *testing.T) (*apitest.Env, *enrGateway) {
 }
 
 // enrCohort inserts an open cohort (cohort CRUD is tested elsewhere).
-func enrCohort(t *testing.T, env *apitest.Env, capacity int, mod ...func(*models.Cohort)) *models.Cohort {
+func enrCohort(t *testing.T, env *apitest.Env, capacity int, mod ...func(*enroll.Cohort)) *enroll.Cohort {
 	t.Helper()
-	p := env.Program(t, "p-"+uuid.NewString()[:8], models.ProgramPublished, false)
+	p := env.Program(t, "p-"+uuid.NewString()[:8], catalog.ProgramPublished, false)
 	now := env.Clock.Now()
-	c := &models.Cohort{ProgramID: p.ID, Name: "Spring circle", StartsAt: now.Add(30 * 24 * time.Hour), EndsAt: now.Add(60 * 24 * time.Hour),
-		Timezone: "Europe/Berlin", Capacity: capacity, PriceCents: 49700, Currency: "EUR", Status: models.CohortOpen}
+	c := &enroll.Cohort{ProgramID: p.ID, Name: "Spring circle", StartsAt: now.Add(30 * 24 * time.Hour), EndsAt: now.Add(60 * 24 * time.Hour),
+		Timezone: "Europe/Berlin", Capacity: capacity, PriceCents: 49700, Currency: "EUR", Status: enroll.CohortOpen}
 	for _, m := range mod {
 		m(c)
 	}
@@ -108,7 +112,7 @@ func enrCohort(t *testing.T, env *apitest.Env, capacity int, mod ...func(*models
 
 func enrSeats(t *testing.T, env *apitest.Env, cohortID uuid.UUID) (paid, held int) {
 	t.Helper()
-	var c models.Cohort
+	var c enroll.Cohort
 	if err := env.DB.Where("id = ?", cohortID).Take(&c).Error; err != nil {
 		t.Fatal(err)
 	}
@@ -193,11 +197,11 @@ func TestCheckoutHoldsOneSeatAndRetriesFindIt(t *testing.T) {
 	if first.CheckoutURL == "" || !first.ExpiresAt.Equal(env.Clock.Now().Add(31*time.Minute)) {
 		t.Fatalf("checkout = %+v", first)
 	}
-	var en models.Enrollment
+	var en enroll.Enrollment
 	if err := env.DB.Where("id = ?", first.EnrollmentID).Take(&en).Error; err != nil {
 		t.Fatal(err)
 	}
-	if en.Status != models.EnrollmentPending || en.Seat != models.SeatHeld || en.CheckoutSessionID == nil || !strings.HasPrefix(*en.CheckoutSessionID, "cs_") {
+	if en.Status != enroll.EnrollmentPending || en.Seat != enroll.SeatHeld || en.CheckoutSessionID == nil || !strings.HasPrefix(*en.CheckoutSessionID, "cs_") {
 		t.Fatalf("enrollment = %+v", en)
 	}
 	var consents []models.Consent
@@ -230,11 +234,11 @@ func TestCheckoutRefusals(t *testing.T) {
 	full := enrCohort(t, env, 1)
 	env.Do(t, "POST", "/v1/cohorts/"+full.ID.String()+"/checkout", enrBuyer("first@example.com"), apitest.FromIP("198.51.100.1")).Expect(t, 201)
 	past := env.Clock.Now().Add(-time.Hour)
-	closed := enrCohort(t, env, 5, func(c *models.Cohort) { c.EnrollmentClosesAt = &past })
-	draft := enrCohort(t, env, 5, func(c *models.Cohort) { c.Status = models.CohortDraft })
+	closed := enrCohort(t, env, 5, func(c *enroll.Cohort) { c.EnrollmentClosesAt = &past })
+	draft := enrCohort(t, env, 5, func(c *enroll.Cohort) { c.Status = enroll.CohortDraft })
 	enrolled := enrCohort(t, env, 5)
-	admin, _ := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	if _, err := env.Svc.AddComplimentary(context.Background(), admin, enrolled.ID, "ada@example.com", "Ada"); err != nil {
+	admin, _ := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	if _, err := env.Svc.Enroll.AddComplimentary(context.Background(), admin, enrolled.ID, "ada@example.com", "Ada"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -305,15 +309,15 @@ func TestCheckoutWithoutPaymentsIsUnavailable(t *testing.T) {
 // answers like a checkout: checkout_url is where a paid one returns.
 func TestCheckoutOfAFreeCohortEnrolsHer(t *testing.T) {
 	env := apitest.NewEnv(t)
-	c := enrCohort(t, env, 5, func(c *models.Cohort) { c.PriceCents = 0 })
+	c := enrCohort(t, env, 5, func(c *enroll.Cohort) { c.PriceCents = 0 })
 	path := "/v1/cohorts/" + c.ID.String() + "/checkout"
 	var got enrCheckoutBody
 	env.Do(t, "POST", path, enrBuyer("ada@example.com")).Expect(t, 201).JSON(t, &got)
-	var en models.Enrollment
+	var en enroll.Enrollment
 	if err := env.DB.Where("id = ?", got.EnrollmentID).Take(&en).Error; err != nil {
 		t.Fatal(err)
 	}
-	if en.Status != models.EnrollmentActive || en.Seat != models.SeatPaid ||
+	if en.Status != enroll.EnrollmentActive || en.Seat != enroll.SeatPaid ||
 		!strings.HasSuffix(got.CheckoutURL, "/checkout/success?enrollment="+en.ID.String()) || !got.ExpiresAt.Equal(c.EndsAt) {
 		t.Fatalf("free checkout = %+v, enrollment %+v", got, en)
 	}
@@ -326,7 +330,7 @@ func TestCheckoutOfAFreeCohortEnrolsHer(t *testing.T) {
 func TestCheckoutProviderFailureReleasesTheHold(t *testing.T) {
 	env, gw := enrEnv(t)
 	c := enrCohort(t, env, 1)
-	gw.failCreate = fmt.Errorf("create checkout session: %w", models.ErrPaymentProvider)
+	gw.failCreate = fmt.Errorf("create checkout session: %w", enroll.ErrPaymentProvider)
 	env.Do(t, "POST", "/v1/cohorts/"+c.ID.String()+"/checkout", enrBuyer("ada@example.com")).ExpectProblem(t, 502, "payment_provider_error")
 	if _, held := enrSeats(t, env, c.ID); held != 0 {
 		t.Fatalf("seats held = %d, want the hold released", held)
@@ -404,9 +408,9 @@ func TestWaitlistJoin(t *testing.T) {
 		t.Fatalf("enrollments = %d, want the hold and one waitlist place", n)
 	}
 
-	draft := enrCohort(t, env, 1, func(c *models.Cohort) { c.Status = models.CohortDraft })
+	draft := enrCohort(t, env, 1, func(c *enroll.Cohort) { c.Status = enroll.CohortDraft })
 	env.Do(t, "POST", "/v1/cohorts/"+draft.ID.String()+"/waitlist", map[string]any{"email": "bea@example.com", "name": "Bea"}).ExpectProblem(t, 404, "not_found")
-	cancelled := enrCohort(t, env, 1, func(c *models.Cohort) { c.Status = models.CohortCancelled })
+	cancelled := enrCohort(t, env, 1, func(c *enroll.Cohort) { c.Status = enroll.CohortCancelled })
 	env.Do(t, "POST", "/v1/cohorts/"+cancelled.ID.String()+"/waitlist", map[string]any{"email": "bea@example.com", "name": "Bea"}).ExpectProblem(t, 409, "enrollment_closed")
 
 	enrCheckRefusals(t, env, path, enrBadInputs(
@@ -420,19 +424,19 @@ func TestWaitlistJoin(t *testing.T) {
 // session paid (the webhook path is tested with the webhooks).
 func enrPay(t *testing.T, env *apitest.Env, gw *enrGateway, enrollmentID string) {
 	t.Helper()
-	var en models.Enrollment
+	var en enroll.Enrollment
 	if err := env.DB.Where("id = ?", enrollmentID).Take(&en).Error; err != nil {
 		t.Fatal(err)
 	}
 	gw.mu.Lock()
-	gw.sessions[*en.CheckoutSessionID] = models.CheckoutSession{ID: *en.CheckoutSessionID, Status: models.SessionComplete, PaymentStatus: "paid",
+	gw.sessions[*en.CheckoutSessionID] = enroll.CheckoutSession{ID: *en.CheckoutSessionID, Status: enroll.SessionComplete, PaymentStatus: "paid",
 		PaymentIntentID: "pi_" + strings.ReplaceAll(enrollmentID, "-", ""), AmountTotal: 49700, Currency: "EUR", EnrollmentID: enrollmentID}
 	gw.mu.Unlock()
-	env.Clock.Advance(models.CheckoutHoldTTL + models.HoldSweepGrace + time.Second)
-	if _, err := env.Svc.SweepHolds(context.Background()); err != nil {
+	env.Clock.Advance(enroll.CheckoutHoldTTL + enroll.HoldSweepGrace + time.Second)
+	if _, err := env.Svc.Enroll.SweepHolds(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := env.DB.Where("id = ?", enrollmentID).Take(&en).Error; err != nil || en.Status != models.EnrollmentActive {
+	if err := env.DB.Where("id = ?", enrollmentID).Take(&en).Error; err != nil || en.Status != enroll.EnrollmentActive {
 		t.Fatalf("after payment: %+v, %v", en, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 type acctCoachList struct {
@@ -19,8 +20,8 @@ type acctCoachList struct {
 
 func TestCoachAdminRoutesAreForAdminsOnly(t *testing.T) {
 	env := apitest.NewEnv(t)
-	admin, _ := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	_, coachToken := env.Coach(t, "coach@example.com", models.RoleCoach)
+	admin, _ := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	_, coachToken := env.Coach(t, "coach@example.com", people.RoleCoach)
 	_, portalToken := env.Participant(t, "p@example.com")
 
 	path := "/v1/admin/coaches/" + admin.ID.String()
@@ -48,7 +49,7 @@ func TestCoachAdminRoutesAreForAdminsOnly(t *testing.T) {
 
 func TestCoachInvite(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, adminToken := env.Coach(t, "admin@example.com", models.RoleAdmin)
+	_, adminToken := env.Coach(t, "admin@example.com", people.RoleAdmin)
 
 	var created acctCoach
 	env.Do(t, "POST", "/v1/admin/coaches", map[string]string{"email": "Maya@Example.com", "name": "  Maya Brooks ", "role": "coach"}, apitest.Token(adminToken)).
@@ -80,11 +81,11 @@ func TestCoachInvite(t *testing.T) {
 
 func TestCoachInviteExpiresAfterSevenDays(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, adminToken := env.Coach(t, "admin@example.com", models.RoleAdmin)
+	_, adminToken := env.Coach(t, "admin@example.com", people.RoleAdmin)
 	env.Do(t, "POST", "/v1/admin/coaches", map[string]string{"email": "maya@example.com", "name": "Maya", "role": "coach"}, apitest.Token(adminToken)).Expect(t, 201)
 	_, token := acctOnlyEmail(t, env, models.TemplateCoachInvite, "maya@example.com")
 
-	env.Clock.Advance(models.InviteTTL + time.Second)
+	env.Clock.Advance(people.InviteTTL + time.Second)
 	env.Do(t, "POST", "/v1/auth/password-resets/confirm", map[string]string{"token": token, "password": "maya's own password"}).
 		ExpectProblem(t, 422, "invalid_token")
 	acctLoginAs(t, env, "maya@example.com", "maya's own password").ExpectProblem(t, 401, "invalid_credentials")
@@ -92,7 +93,7 @@ func TestCoachInviteExpiresAfterSevenDays(t *testing.T) {
 
 func TestCoachInviteDuplicateEmailLeavesNoEmail(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, adminToken := env.Coach(t, "admin@example.com", models.RoleAdmin)
+	_, adminToken := env.Coach(t, "admin@example.com", people.RoleAdmin)
 	before := acctSnapshot(t, env)
 	env.Do(t, "POST", "/v1/admin/coaches", map[string]string{"email": "ADMIN@example.com", "name": "Twin", "role": "coach"}, apitest.Token(adminToken)).
 		ExpectProblem(t, 409, "email_taken")
@@ -106,7 +107,7 @@ func TestCoachInviteDuplicateEmailLeavesNoEmail(t *testing.T) {
 
 func TestCoachList(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, adminToken := env.Coach(t, "admin@example.com", models.RoleAdmin)
+	_, adminToken := env.Coach(t, "admin@example.com", people.RoleAdmin)
 	var invited []string
 	for _, email := range []string{"a@example.com", "b@example.com", "c@example.com"} {
 		env.Clock.Advance(time.Second)
@@ -151,8 +152,8 @@ func TestCoachList(t *testing.T) {
 
 func TestCoachUpdate(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, adminToken := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	maya := acctCoachWithPassword(t, env, "maya@example.com", models.RoleCoach)
+	_, adminToken := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	maya := acctCoachWithPassword(t, env, "maya@example.com", people.RoleCoach)
 	path := "/v1/admin/coaches/" + maya.ID.String()
 	auth := apitest.Token(adminToken)
 
@@ -178,10 +179,10 @@ func TestCoachUpdate(t *testing.T) {
 
 func TestCoachLastAdminCannotLeave(t *testing.T) {
 	env := apitest.NewEnv(t)
-	admin, adminToken := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	env.Coach(t, "coach@example.com", models.RoleCoach)
+	admin, adminToken := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	env.Coach(t, "coach@example.com", people.RoleCoach)
 	// A deactivated admin does not count.
-	old, _ := env.Coach(t, "old@example.com", models.RoleAdmin)
+	old, _ := env.Coach(t, "old@example.com", people.RoleAdmin)
 	env.Do(t, "DELETE", "/v1/admin/coaches/"+old.ID.String(), nil, apitest.Token(adminToken)).Expect(t, 204)
 
 	self := "/v1/admin/coaches/" + admin.ID.String()
@@ -202,8 +203,8 @@ func TestCoachLastAdminCannotLeave(t *testing.T) {
 
 func TestCoachLastAdminRace(t *testing.T) {
 	env := apitest.NewEnv(t)
-	a, aToken := env.Coach(t, "a@example.com", models.RoleAdmin)
-	b, bToken := env.Coach(t, "b@example.com", models.RoleAdmin)
+	a, aToken := env.Coach(t, "a@example.com", people.RoleAdmin)
+	b, bToken := env.Coach(t, "b@example.com", people.RoleAdmin)
 
 	// Each admin removes the other at the same moment.
 	statuses := make([]int, 2)
@@ -229,7 +230,7 @@ func TestCoachLastAdminRace(t *testing.T) {
 		}
 	}
 	var admins int64
-	env.DB.Model(&models.Coach{}).Where("role = 'admin' AND active").Count(&admins)
+	env.DB.Model(&people.Coach{}).Where("role = 'admin' AND active").Count(&admins)
 	if ok != 1 || admins != 1 {
 		t.Fatalf("statuses %v left %d active admins; want one 204 and 1 admin", statuses, admins)
 	}
@@ -237,8 +238,8 @@ func TestCoachLastAdminRace(t *testing.T) {
 
 func TestCoachDeleteRevokesHerTokens(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, adminToken := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	maya := acctCoachWithPassword(t, env, "maya@example.com", models.RoleCoach)
+	_, adminToken := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	maya := acctCoachWithPassword(t, env, "maya@example.com", people.RoleCoach)
 	laptop := acctToken(t, env, "maya@example.com", acctPassword)
 	phone := acctToken(t, env, "maya@example.com", acctPassword)
 	env.Do(t, "POST", "/v1/auth/password-resets", map[string]string{"email": "maya@example.com"}).Expect(t, 202)
@@ -270,8 +271,8 @@ func TestCoachDeleteRevokesHerTokens(t *testing.T) {
 
 func TestCoachBadInputWritesNothing(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, adminToken := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	maya := acctCoachWithPassword(t, env, "maya@example.com", models.RoleCoach)
+	_, adminToken := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	maya := acctCoachWithPassword(t, env, "maya@example.com", people.RoleCoach)
 	auth := apitest.Token(adminToken)
 
 	routes := []struct {

@@ -9,7 +9,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/grace-coaching/grace/api/apitest"
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/enroll"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 // Helpers of the cohort tests carry a coh prefix: other features' tests
@@ -95,14 +97,14 @@ func cohEnroll(t *testing.T, env *apitest.Env, cohortID string, participantID uu
 	t.Helper()
 	cid := uuid.MustParse(cohortID)
 	now := env.Clock.Now()
-	e := &models.Enrollment{CohortID: cid, ParticipantID: participantID, Status: status, Seat: models.SeatNone, Currency: "EUR", DisputeStatus: models.DisputeNone}
+	e := &enroll.Enrollment{CohortID: cid, ParticipantID: participantID, Status: status, Seat: enroll.SeatNone, Currency: "EUR", DisputeStatus: enroll.DisputeNone}
 	counter := ""
 	switch status {
-	case models.EnrollmentActive:
-		e.Seat, e.PaidAt, e.AmountPaidCents, counter = models.SeatPaid, &now, 49000, "seats_paid"
-	case models.EnrollmentPending:
+	case enroll.EnrollmentActive:
+		e.Seat, e.PaidAt, e.AmountPaidCents, counter = enroll.SeatPaid, &now, 49000, "seats_paid"
+	case enroll.EnrollmentPending:
 		hold := now.Add(31 * time.Minute)
-		e.Seat, e.HoldExpiresAt, counter = models.SeatHeld, &hold, "seats_held"
+		e.Seat, e.HoldExpiresAt, counter = enroll.SeatHeld, &hold, "seats_held"
 	}
 	if err := env.DB.Create(e).Error; err != nil {
 		t.Fatalf("create enrollment: %v", err)
@@ -112,7 +114,7 @@ func cohEnroll(t *testing.T, env *apitest.Env, cohortID string, participantID uu
 			t.Fatalf("take seat: %v", err)
 		}
 	}
-	if status == models.EnrollmentActive {
+	if status == enroll.EnrollmentActive {
 		err := env.DB.Exec(`INSERT INTO access_grants (participant_id, program_id, source, starts_at, enrollment_id)
 			SELECT ?, program_id, 'enrollment', starts_at, ? FROM cohorts WHERE id = ?`, participantID, e.ID, cid).Error
 		if err != nil {
@@ -186,8 +188,8 @@ func cohCheckRefusals(t *testing.T, env *apitest.Env, method, path, tok string, 
 
 func TestCohortCreateReadUpdateDelete(t *testing.T) {
 	env := apitest.NewEnv(t)
-	coach, tok := env.Coach(t, "lead@example.com", models.RoleCoach)
-	prog := env.Program(t, "say-no", models.ProgramPublished, false)
+	coach, tok := env.Coach(t, "lead@example.com", people.RoleCoach)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, false)
 
 	start := cohStart(env)
 	c := cohCreate(t, env, tok, cohBody(env, prog.ID, map[string]any{
@@ -228,11 +230,11 @@ func TestCohortCreateReadUpdateDelete(t *testing.T) {
 
 func TestCohortDeleteRefusedOnceAnyoneEnrolled(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, tok := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	prog := env.Program(t, "say-no", models.ProgramPublished, false)
+	_, tok := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, false)
 	c := cohCreate(t, env, tok, cohBody(env, prog.ID, nil))
 	p, _ := env.Participant(t, "ana@example.com")
-	cohEnroll(t, env, c.ID, p.ID, models.EnrollmentWaitlisted)
+	cohEnroll(t, env, c.ID, p.ID, enroll.EnrollmentWaitlisted)
 
 	env.Do(t, "DELETE", "/v1/admin/cohorts/"+c.ID, nil, apitest.Token(tok)).ExpectProblem(t, 409, "cohort_in_use")
 	// Nor can a cohort anyone enrolled in go back into hiding as a draft.
@@ -250,11 +252,11 @@ func TestCohortDeleteRefusedOnceAnyoneEnrolled(t *testing.T) {
 
 func TestCohortCreateRefusesBadInput(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, tok := env.Coach(t, "lead@example.com", models.RoleCoach)
-	other, _ := env.Coach(t, "other@example.com", models.RoleCoach)
-	gone, _ := env.Coach(t, "gone@example.com", models.RoleCoach)
-	env.DB.Model(&models.Coach{}).Where("id = ?", gone.ID).Update("active", false)
-	prog := env.Program(t, "say-no", models.ProgramPublished, false)
+	_, tok := env.Coach(t, "lead@example.com", people.RoleCoach)
+	other, _ := env.Coach(t, "other@example.com", people.RoleCoach)
+	gone, _ := env.Coach(t, "gone@example.com", people.RoleCoach)
+	env.DB.Model(&people.Coach{}).Where("id = ?", gone.ID).Update("active", false)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, false)
 	start := cohStart(env)
 	b := func(extra map[string]any) map[string]any { return cohBody(env, prog.ID, extra) }
 
@@ -291,10 +293,10 @@ func TestCohortCreateRefusesBadInput(t *testing.T) {
 
 func TestCohortCoachListPutsLeadFirst(t *testing.T) {
 	env := apitest.NewEnv(t)
-	admin, tok := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	co1, _ := env.Coach(t, "co1@example.com", models.RoleCoach)
-	co2, _ := env.Coach(t, "co2@example.com", models.RoleCoach)
-	prog := env.Program(t, "say-no", models.ProgramPublished, false)
+	admin, tok := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	co1, _ := env.Coach(t, "co1@example.com", people.RoleCoach)
+	co2, _ := env.Coach(t, "co2@example.com", people.RoleCoach)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, false)
 
 	ids := []string{co2.ID.String(), admin.ID.String(), co1.ID.String()}
 	c := cohCreate(t, env, tok, cohBody(env, prog.ID, map[string]any{"coach_ids": ids}))
@@ -322,10 +324,10 @@ func TestCohortCoachListPutsLeadFirst(t *testing.T) {
 
 func TestCohortScopedToItsCoaches(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, adminTok := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	_, aliceTok := env.Coach(t, "alice@example.com", models.RoleCoach)
-	bea, beaTok := env.Coach(t, "bea@example.com", models.RoleCoach)
-	prog := env.Program(t, "say-no", models.ProgramPublished, false)
+	_, adminTok := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	_, aliceTok := env.Coach(t, "alice@example.com", people.RoleCoach)
+	bea, beaTok := env.Coach(t, "bea@example.com", people.RoleCoach)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, false)
 	start := cohStart(env)
 
 	alices := cohCreate(t, env, aliceTok, cohBody(env, prog.ID, map[string]any{"name": "Alice's circle"}))
@@ -390,8 +392,8 @@ func TestCohortScopedToItsCoaches(t *testing.T) {
 
 func TestCohortUpdateRefusesBadInput(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, tok := env.Coach(t, "lead@example.com", models.RoleCoach)
-	prog := env.Program(t, "say-no", models.ProgramPublished, false)
+	_, tok := env.Coach(t, "lead@example.com", people.RoleCoach)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, false)
 	c := cohCreate(t, env, tok, cohBody(env, prog.ID, nil))
 	cohCheckRefusals(t, env, "PATCH", "/v1/admin/cohorts/"+c.ID, tok, cohBadInputs(
 		cohBadInput{name: "null name", body: map[string]any{"name": nil}, field: "name"},
@@ -408,15 +410,15 @@ func TestCohortUpdateRefusesBadInput(t *testing.T) {
 
 func TestCohortCapacityCannotFallBelowPaidSeats(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, tok := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	prog := env.Program(t, "say-no", models.ProgramPublished, false)
+	_, tok := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, false)
 	c := cohCreate(t, env, tok, cohBody(env, prog.ID, map[string]any{"status": "open"}))
 	for i := range 3 {
 		p, _ := env.Participant(t, "p"+string(rune('a'+i))+"@example.com")
-		cohEnroll(t, env, c.ID, p.ID, models.EnrollmentActive)
+		cohEnroll(t, env, c.ID, p.ID, enroll.EnrollmentActive)
 	}
 	p, _ := env.Participant(t, "holder@example.com")
-	cohEnroll(t, env, c.ID, p.ID, models.EnrollmentPending)
+	cohEnroll(t, env, c.ID, p.ID, enroll.EnrollmentPending)
 
 	before := cohSnapshot(t, env)
 	env.Do(t, "PATCH", "/v1/admin/cohorts/"+c.ID, map[string]any{"capacity": 2, "name": "Smaller"}, apitest.Token(tok)).ExpectProblem(t, 409, "capacity_below_paid")
@@ -432,15 +434,15 @@ func TestCohortCapacityCannotFallBelowPaidSeats(t *testing.T) {
 
 func TestCohortNewStartMovesEnrolledAccess(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, tok := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	prog := env.Program(t, "say-no", models.ProgramPublished, false)
+	_, tok := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, false)
 	c := cohCreate(t, env, tok, cohBody(env, prog.ID, map[string]any{"status": "open"}))
 	other := cohCreate(t, env, tok, cohBody(env, prog.ID, map[string]any{"name": "Other run"}))
 	ana, _ := env.Participant(t, "ana@example.com")
 	bea, _ := env.Participant(t, "bea@example.com")
-	anaEnrollment := cohEnroll(t, env, c.ID, ana.ID, models.EnrollmentActive)
-	beaEnrollment := cohEnroll(t, env, other.ID, bea.ID, models.EnrollmentActive)
-	free := env.Grant(t, ana.ID, prog.ID, models.GrantFreeAccess, env.Clock.Now())
+	anaEnrollment := cohEnroll(t, env, c.ID, ana.ID, enroll.EnrollmentActive)
+	beaEnrollment := cohEnroll(t, env, other.ID, bea.ID, enroll.EnrollmentActive)
+	free := env.Grant(t, ana.ID, prog.ID, people.GrantFreeAccess, env.Clock.Now())
 
 	grantStart := func(where string, arg any) time.Time {
 		var ts time.Time
@@ -467,9 +469,9 @@ func TestCohortNewStartMovesEnrolledAccess(t *testing.T) {
 
 func TestCohortCloneShiftsEverySession(t *testing.T) {
 	env := apitest.NewEnv(t)
-	lead, tok := env.Coach(t, "lead@example.com", models.RoleCoach)
-	co, _ := env.Coach(t, "co@example.com", models.RoleCoach)
-	prog := env.Program(t, "say-no", models.ProgramPublished, false)
+	lead, tok := env.Coach(t, "lead@example.com", people.RoleCoach)
+	co, _ := env.Coach(t, "co@example.com", people.RoleCoach)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, false)
 	start := cohStart(env)
 	opens, closes := start.Add(-14*24*time.Hour), start.Add(-24*time.Hour)
 	old := cohCreate(t, env, tok, cohBody(env, prog.ID, map[string]any{
@@ -484,7 +486,7 @@ func TestCohortCloneShiftsEverySession(t *testing.T) {
 			"duration_minutes": 60}),
 	}
 	p, _ := env.Participant(t, "ana@example.com")
-	cohEnroll(t, env, old.ID, p.ID, models.EnrollmentActive)
+	cohEnroll(t, env, old.ID, p.ID, enroll.EnrollmentActive)
 
 	// Not a whole number of days: the shift must be exact, not rounded.
 	delta := 91*24*time.Hour + 30*time.Minute
@@ -536,8 +538,8 @@ func equalPtr[T comparable](a, b *T) bool {
 
 func TestLiveSessionsCRUDAndValidation(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, tok := env.Coach(t, "lead@example.com", models.RoleCoach)
-	prog := env.Program(t, "say-no", models.ProgramPublished, false)
+	_, tok := env.Coach(t, "lead@example.com", people.RoleCoach)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, false)
 	c := cohCreate(t, env, tok, cohBody(env, prog.ID, nil))
 	start := cohStart(env)
 
@@ -607,8 +609,8 @@ func TestLiveSessionsCRUDAndValidation(t *testing.T) {
 
 func TestPublicCohortHidesDraftsAndLinks(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, tok := env.Coach(t, "lead@example.com", models.RoleCoach)
-	prog := env.Program(t, "say-no", models.ProgramPublished, false)
+	_, tok := env.Coach(t, "lead@example.com", people.RoleCoach)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, false)
 	draft := cohCreate(t, env, tok, cohBody(env, prog.ID, nil))
 	open := cohCreate(t, env, tok, cohBody(env, prog.ID, map[string]any{"status": "open", "capacity": 5, "name": "Open circle"}))
 	start := cohStart(env)
@@ -617,7 +619,7 @@ func TestPublicCohortHidesDraftsAndLinks(t *testing.T) {
 			"meeting_url": "https://meet.example.com/secret-room", "recording_url": "https://video.example.com/secret-rec"})
 	}
 	p, _ := env.Participant(t, "ana@example.com")
-	cohEnroll(t, env, open.ID, p.ID, models.EnrollmentActive)
+	cohEnroll(t, env, open.ID, p.ID, enroll.EnrollmentActive)
 
 	env.Do(t, "GET", "/v1/cohorts/"+draft.ID, nil).ExpectProblem(t, 404, "not_found")
 	env.Do(t, "GET", "/v1/cohorts/"+uuid.NewString(), nil).ExpectProblem(t, 404, "not_found")
@@ -663,8 +665,8 @@ type cohPortalEnrollment struct {
 
 func TestPortalEnrollmentsShowLinksOnlyWhenActive(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, tok := env.Coach(t, "lead@example.com", models.RoleCoach)
-	prog := env.Program(t, "say-no", models.ProgramPublished, false)
+	_, tok := env.Coach(t, "lead@example.com", people.RoleCoach)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, false)
 	first := cohCreate(t, env, tok, cohBody(env, prog.ID, map[string]any{"status": "open", "name": "First"}))
 	second := cohCreate(t, env, tok, cohBody(env, prog.ID, map[string]any{"status": "open", "name": "Second"}))
 	start := cohStart(env)
@@ -674,10 +676,10 @@ func TestPortalEnrollmentsShowLinksOnlyWhenActive(t *testing.T) {
 	}
 	ana, anaTok := env.Participant(t, "ana@example.com")
 	bea, beaTok := env.Participant(t, "bea@example.com")
-	anaActive := cohEnroll(t, env, first.ID, ana.ID, models.EnrollmentActive)
+	anaActive := cohEnroll(t, env, first.ID, ana.ID, enroll.EnrollmentActive)
 	env.Clock.Advance(time.Minute)
-	anaPending := cohEnroll(t, env, second.ID, ana.ID, models.EnrollmentPending)
-	beaActive := cohEnroll(t, env, second.ID, bea.ID, models.EnrollmentActive)
+	anaPending := cohEnroll(t, env, second.ID, ana.ID, enroll.EnrollmentPending)
+	beaActive := cohEnroll(t, env, second.ID, bea.ID, enroll.EnrollmentActive)
 
 	var l cohList[cohPortalEnrollment]
 	env.Do(t, "GET", "/v1/portal/enrollments", nil, apitest.Token(anaTok)).Expect(t, 200).JSON(t, &l)

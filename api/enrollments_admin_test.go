@@ -10,6 +10,8 @@ import (
 
 	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/enroll"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 type enrEnrollment struct {
@@ -30,11 +32,11 @@ type enrEnrollment struct {
 // enrLead makes a coach leading the cohort, and a coach of another cohort.
 func enrLead(t *testing.T, env *apitest.Env, cohortID uuid.UUID) (lead, stranger string) {
 	t.Helper()
-	l, lt := env.Coach(t, "lead-"+cohortID.String()[:8]+"@example.com", models.RoleCoach)
-	if err := env.DB.Create(&models.CohortCoach{CohortID: cohortID, CoachID: l.ID, Lead: true}).Error; err != nil {
+	l, lt := env.Coach(t, "lead-"+cohortID.String()[:8]+"@example.com", people.RoleCoach)
+	if err := env.DB.Create(&enroll.CohortCoach{CohortID: cohortID, CoachID: l.ID, Lead: true}).Error; err != nil {
 		t.Fatal(err)
 	}
-	_, st := env.Coach(t, "stranger-"+cohortID.String()[:8]+"@example.com", models.RoleCoach)
+	_, st := env.Coach(t, "stranger-"+cohortID.String()[:8]+"@example.com", people.RoleCoach)
 	return lt, st
 }
 
@@ -137,13 +139,13 @@ func TestCancelEnrollmentOffersTheSeat(t *testing.T) {
 	}
 	// Bea is offered the seat for 24 hours.
 	var offers []models.OutboxMessage
-	env.DB.Where("template = ? AND to_email = ?", models.TemplateWaitlistOffer, "bea@example.com").Find(&offers)
+	env.DB.Where("template = ? AND to_email = ?", enroll.TemplateWaitlistOffer, "bea@example.com").Find(&offers)
 	if len(offers) != 1 {
 		t.Fatalf("offers to Bea = %d, want 1", len(offers))
 	}
-	var bea models.Enrollment
+	var bea enroll.Enrollment
 	env.DB.Where("id = ?", offers[0].Data["enrollment_id"]).Take(&bea)
-	if bea.Status != models.EnrollmentPending || !bea.HoldExpiresAt.Equal(env.Clock.Now().Add(24*time.Hour)) {
+	if bea.Status != enroll.EnrollmentPending || !bea.HoldExpiresAt.Equal(env.Clock.Now().Add(24*time.Hour)) {
 		t.Fatalf("offer = %+v", bea)
 	}
 	// Her link leads to checkout, which opens a session for the offer: 200.
@@ -202,9 +204,9 @@ func TestRefundEnrollment(t *testing.T) {
 		t.Fatalf("full refund amount = %d", last.AmountCents)
 	}
 	// The enrollment changes only when Stripe's event arrives.
-	var en models.Enrollment
+	var en enroll.Enrollment
 	env.DB.Where("id = ?", co.EnrollmentID).Take(&en)
-	if en.Status != models.EnrollmentActive {
+	if en.Status != enroll.EnrollmentActive {
 		t.Fatalf("status = %s, want active until the webhook", en.Status)
 	}
 }

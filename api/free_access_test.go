@@ -10,6 +10,8 @@ import (
 
 	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 func freeAccessBody(email string, marketing bool) map[string]any {
@@ -37,23 +39,23 @@ func freeAccessConsents(t *testing.T, env *apitest.Env) []models.Consent {
 
 func TestFreeAccessClaimCreatesParticipantGrantConsentsAndEmail(t *testing.T) {
 	env := apitest.NewEnv(t)
-	prog := env.Program(t, "say-no-with-grace", models.ProgramPublished, true)
+	prog := env.Program(t, "say-no-with-grace", catalog.ProgramPublished, true)
 
 	env.Do(t, http.MethodPost, "/v1/programs/say-no-with-grace/free-access", freeAccessBody("Jane@Example.com", true),
 		apitest.FromIP("203.0.113.5"), apitest.Header("User-Agent", "TestBrowser/1.0")).
 		Expect(t, http.StatusAccepted)
 
-	var p models.Participant
+	var p people.Participant
 	if err := env.DB.Take(&p).Error; err != nil {
 		t.Fatalf("read participant: %v", err)
 	}
 	if p.Email != "jane@example.com" || p.Name != "Jane Doe" || p.Timezone != "UTC" {
 		t.Errorf("participant = %+v", p)
 	}
-	var grants []models.AccessGrant
+	var grants []people.AccessGrant
 	env.DB.Find(&grants)
 	if len(grants) != 1 || grants[0].ParticipantID != p.ID || grants[0].ProgramID != prog.ID ||
-		grants[0].Source != models.GrantFreeAccess || !grants[0].StartsAt.Equal(env.Clock.Now()) || grants[0].RevokedAt != nil {
+		grants[0].Source != people.GrantFreeAccess || !grants[0].StartsAt.Equal(env.Clock.Now()) || grants[0].RevokedAt != nil {
 		t.Errorf("grants = %+v, want one free_access grant starting now", grants)
 	}
 
@@ -102,11 +104,11 @@ func TestFreeAccessClaimCreatesParticipantGrantConsentsAndEmail(t *testing.T) {
 
 func TestFreeAccessSecondClaimOnlyResendsTheEmail(t *testing.T) {
 	env := apitest.NewEnv(t)
-	env.Program(t, "say-no-with-grace", models.ProgramPublished, true)
+	env.Program(t, "say-no-with-grace", catalog.ProgramPublished, true)
 	const path = "/v1/programs/say-no-with-grace/free-access"
 	first := env.Do(t, http.MethodPost, path, freeAccessBody("jane@example.com", false)).Expect(t, http.StatusAccepted)
 	before := freeAccessRows(t, env)
-	var grant models.AccessGrant
+	var grant people.AccessGrant
 	env.DB.Take(&grant)
 
 	env.Clock.Advance(time.Hour)
@@ -124,7 +126,7 @@ func TestFreeAccessSecondClaimOnlyResendsTheEmail(t *testing.T) {
 		t.Errorf("outbox %d -> %d, login_links %d -> %d, want one more of each",
 			before["outbox"], after["outbox"], before["login_links"], after["login_links"])
 	}
-	var again models.AccessGrant
+	var again people.AccessGrant
 	env.DB.Take(&again)
 	if !again.StartsAt.Equal(grant.StartsAt) {
 		t.Errorf("grant start moved %v -> %v; her drip schedule must not restart", grant.StartsAt, again.StartsAt)
@@ -149,13 +151,13 @@ func TestFreeAccessSecondClaimOnlyResendsTheEmail(t *testing.T) {
 
 func TestFreeAccessExistingParticipantKeepsHerName(t *testing.T) {
 	env := apitest.NewEnv(t)
-	env.Program(t, "say-no-with-grace", models.ProgramPublished, true)
+	env.Program(t, "say-no-with-grace", catalog.ProgramPublished, true)
 	p, _ := env.Participant(t, "jane@example.com")
 	body := freeAccessBody("jane@example.com", false)
 	body["name"] = "Someone Else"
 	env.Do(t, http.MethodPost, "/v1/programs/say-no-with-grace/free-access", body).Expect(t, http.StatusAccepted)
 
-	var stored models.Participant
+	var stored people.Participant
 	env.DB.Take(&stored, "id = ?", p.ID)
 	if stored.Name != p.Name {
 		t.Errorf("name = %q, want %q: an anonymous form must not rename her", stored.Name, p.Name)
@@ -181,17 +183,17 @@ func TestFreeAccessRefused(t *testing.T) {
 		field   string
 		message string
 	}
-	open := func(t *testing.T, env *apitest.Env) { env.Program(t, slug, models.ProgramPublished, true) }
+	open := func(t *testing.T, env *apitest.Env) { env.Program(t, slug, catalog.ProgramPublished, true) }
 	cases := []refusal{
-		{name: "no free-access window", setup: func(t *testing.T, env *apitest.Env) { env.Program(t, slug, models.ProgramPublished, false) },
+		{name: "no free-access window", setup: func(t *testing.T, env *apitest.Env) { env.Program(t, slug, catalog.ProgramPublished, false) },
 			body: valid, status: http.StatusGone, code: "free_access_closed"},
 		{name: "window ended", setup: func(t *testing.T, env *apitest.Env) {
-			env.Program(t, slug, models.ProgramPublished, true)
+			env.Program(t, slug, catalog.ProgramPublished, true)
 			env.Clock.Advance(30 * 24 * time.Hour)
 		}, body: valid, status: http.StatusGone, code: "free_access_closed"},
-		{name: "draft program", setup: func(t *testing.T, env *apitest.Env) { env.Program(t, slug, models.ProgramDraft, true) },
+		{name: "draft program", setup: func(t *testing.T, env *apitest.Env) { env.Program(t, slug, catalog.ProgramDraft, true) },
 			body: valid, status: http.StatusNotFound, code: "not_found"},
-		{name: "archived program", setup: func(t *testing.T, env *apitest.Env) { env.Program(t, slug, models.ProgramArchived, true) },
+		{name: "archived program", setup: func(t *testing.T, env *apitest.Env) { env.Program(t, slug, catalog.ProgramArchived, true) },
 			body: valid, status: http.StatusNotFound, code: "not_found"},
 		{name: "unknown program", setup: open, slug: "no-such-program", body: valid, status: http.StatusNotFound, code: "not_found"},
 		{name: "disclaimer not accepted", setup: open,
@@ -244,7 +246,7 @@ func TestFreeAccessRefused(t *testing.T) {
 
 func TestFreeAccessRateLimitedPerEmail(t *testing.T) {
 	env := apitest.NewEnv(t)
-	env.Program(t, "say-no-with-grace", models.ProgramPublished, true)
+	env.Program(t, "say-no-with-grace", catalog.ProgramPublished, true)
 	limit := models.DefaultLimits().PortalLinkPerKey.Max
 	for i := range limit {
 		env.Do(t, http.MethodPost, "/v1/programs/say-no-with-grace/free-access", freeAccessBody("jane@example.com", false),
@@ -259,7 +261,7 @@ func TestFreeAccessRateLimitedPerEmail(t *testing.T) {
 
 func TestFreeAccessConcurrentClaims(t *testing.T) {
 	env := portalEnvWithoutLimits(t)
-	env.Program(t, "say-no-with-grace", models.ProgramPublished, true)
+	env.Program(t, "say-no-with-grace", catalog.ProgramPublished, true)
 
 	const n = 10
 	statuses := make([]int, n)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 // gateWorld is one published program with a lesson of every kind, a draft
@@ -17,31 +19,31 @@ import (
 // had any, and one whose access was revoked.
 type gateWorld struct {
 	env                                  *apitest.Env
-	prog, draft                          *models.Program
-	preview, day0, day3, hidden, drafted *models.Lesson
+	prog, draft                          *catalog.Program
+	preview, day0, day3, hidden, drafted *catalog.Lesson
 	granted, stranger, revoked           string // session tokens
-	grantedP                             *models.Participant
+	grantedP                             *people.Participant
 }
 
 func newGateWorld(t *testing.T) *gateWorld {
 	t.Helper()
 	env := apitest.NewEnv(t)
 	w := &gateWorld{env: env}
-	w.prog = env.Program(t, "say-no-with-grace", models.ProgramPublished, true)
+	w.prog = env.Program(t, "say-no-with-grace", catalog.ProgramPublished, true)
 	w.preview = env.Lesson(t, w.prog.ID, "Why no contact", true, true, 0)
 	w.day0 = env.Lesson(t, w.prog.ID, "Setting boundaries", true, false, 0)
 	w.day3 = env.Lesson(t, w.prog.ID, "Recognising hoovering", true, false, 3)
 	w.hidden = env.Lesson(t, w.prog.ID, "Work in progress", false, false, 0)
-	w.draft = env.Program(t, "next-program", models.ProgramDraft, false)
+	w.draft = env.Program(t, "next-program", catalog.ProgramDraft, false)
 	w.drafted = env.Lesson(t, w.draft.ID, "Not out yet", true, true, 0)
 
 	w.grantedP, w.granted = env.Participant(t, "granted@example.com")
-	env.Grant(t, w.grantedP.ID, w.prog.ID, models.GrantFreeAccess, env.Clock.Now())
-	env.Grant(t, w.grantedP.ID, w.draft.ID, models.GrantComplimentary, env.Clock.Now())
+	env.Grant(t, w.grantedP.ID, w.prog.ID, people.GrantFreeAccess, env.Clock.Now())
+	env.Grant(t, w.grantedP.ID, w.draft.ID, people.GrantComplimentary, env.Clock.Now())
 	_, w.stranger = env.Participant(t, "stranger@example.com")
 	rp, revoked := env.Participant(t, "revoked@example.com")
 	w.revoked = revoked
-	g := env.Grant(t, rp.ID, w.prog.ID, models.GrantComplimentary, env.Clock.Now().Add(-24*time.Hour))
+	g := env.Grant(t, rp.ID, w.prog.ID, people.GrantComplimentary, env.Clock.Now().Add(-24*time.Hour))
 	env.DB.Model(g).Update("revoked_at", env.Clock.Now())
 	return w
 }
@@ -176,11 +178,11 @@ func TestGateUnlockCountsDaysInHerTimeZone(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			env := apitest.NewEnv(t)
 			env.Clock.Set(tc.start)
-			prog := env.Program(t, "say-no-with-grace", models.ProgramPublished, false)
+			prog := env.Program(t, "say-no-with-grace", catalog.ProgramPublished, false)
 			lesson := env.Lesson(t, prog.ID, "Later", true, false, tc.days)
 			p, token := env.Participant(t, "jane@example.com")
 			env.DB.Model(p).Update("timezone", tc.timezone)
-			env.Grant(t, p.ID, prog.ID, models.GrantComplimentary, tc.start)
+			env.Grant(t, p.ID, prog.ID, people.GrantComplimentary, tc.start)
 
 			prob := env.Do(t, http.MethodGet, lessonPath(lesson.ID), nil, apitest.Token(token)).ExpectProblem(t, 403, "lesson_locked")
 			if prob.UnlockAt != tc.unlockAt {
@@ -201,12 +203,12 @@ func TestGateUnlockCountsDaysInHerTimeZone(t *testing.T) {
 func TestGateUsesEarliestActiveGrant(t *testing.T) {
 	env := apitest.NewEnv(t)
 	now := env.Clock.Now()
-	prog := env.Program(t, "say-no-with-grace", models.ProgramPublished, true)
+	prog := env.Program(t, "say-no-with-grace", catalog.ProgramPublished, true)
 	lesson := env.Lesson(t, prog.ID, "Day 2", true, false, 2)
 	p, token := env.Participant(t, "jane@example.com")
 	env.DB.Model(p).Update("timezone", "UTC")
-	env.Grant(t, p.ID, prog.ID, models.GrantFreeAccess, now)
-	revoked := env.Grant(t, p.ID, prog.ID, models.GrantComplimentary, now.AddDate(0, 0, -10))
+	env.Grant(t, p.ID, prog.ID, people.GrantFreeAccess, now)
+	revoked := env.Grant(t, p.ID, prog.ID, people.GrantComplimentary, now.AddDate(0, 0, -10))
 	env.DB.Model(revoked).Update("revoked_at", now)
 
 	// The revoked, older grant does not count: she is on day 0.
@@ -215,17 +217,17 @@ func TestGateUsesEarliestActiveGrant(t *testing.T) {
 		t.Errorf("unlock_at = %s, want %s", prob.UnlockAt, want)
 	}
 	// An enrolment that started earlier moves her schedule forward.
-	env.Grant(t, p.ID, prog.ID, models.GrantComplimentary, now.AddDate(0, 0, -5))
+	env.Grant(t, p.ID, prog.ID, people.GrantComplimentary, now.AddDate(0, 0, -5))
 	env.Do(t, http.MethodGet, lessonPath(lesson.ID), nil, apitest.Token(token)).Expect(t, http.StatusOK)
 }
 
 func TestGateGrantStartingLater(t *testing.T) {
 	env := apitest.NewEnv(t)
 	start := env.Clock.Now().Add(48 * time.Hour)
-	prog := env.Program(t, "say-no-with-grace", models.ProgramPublished, false)
+	prog := env.Program(t, "say-no-with-grace", catalog.ProgramPublished, false)
 	lesson := env.Lesson(t, prog.ID, "Welcome", true, false, 0)
 	p, token := env.Participant(t, "jane@example.com")
-	env.Grant(t, p.ID, prog.ID, models.GrantComplimentary, start)
+	env.Grant(t, p.ID, prog.ID, people.GrantComplimentary, start)
 
 	prob := env.Do(t, http.MethodGet, lessonPath(lesson.ID), nil, apitest.Token(token)).ExpectProblem(t, 403, "lesson_locked")
 	if prob.UnlockAt != start.Format(time.RFC3339) {
@@ -235,10 +237,10 @@ func TestGateGrantStartingLater(t *testing.T) {
 
 func TestGateArchivedProgramKeepsAccess(t *testing.T) {
 	env := apitest.NewEnv(t)
-	prog := env.Program(t, "say-no-with-grace", models.ProgramArchived, false)
+	prog := env.Program(t, "say-no-with-grace", catalog.ProgramArchived, false)
 	lesson := env.Lesson(t, prog.ID, "Welcome", true, false, 0)
 	p, token := env.Participant(t, "jane@example.com")
-	env.Grant(t, p.ID, prog.ID, models.GrantComplimentary, env.Clock.Now())
+	env.Grant(t, p.ID, prog.ID, people.GrantComplimentary, env.Clock.Now())
 	env.Do(t, http.MethodGet, lessonPath(lesson.ID), nil, apitest.Token(token)).Expect(t, http.StatusOK)
 
 	var progs gateProgramList
@@ -250,7 +252,7 @@ func TestGateArchivedProgramKeepsAccess(t *testing.T) {
 
 func TestGateLessonBodyIsSanitised(t *testing.T) {
 	env := apitest.NewEnv(t)
-	prog := env.Program(t, "say-no-with-grace", models.ProgramPublished, true)
+	prog := env.Program(t, "say-no-with-grace", catalog.ProgramPublished, true)
 	lesson := env.Lesson(t, prog.ID, "Boundaries", true, true, 0)
 	body := "# Boundaries\n\nSay no.<script>alert('x')</script>\n\n<img src=x onerror=alert(1)>\n\n[click](javascript:alert(1))"
 	env.DB.Model(lesson).Updates(map[string]any{"body": body, "body_html": models.RenderMarkdown(body)})
@@ -276,9 +278,9 @@ func TestGateLessonBodyIsSanitised(t *testing.T) {
 func TestGateCompletion(t *testing.T) {
 	w := newGateWorld(t)
 	env := w.env
-	completion := func(l *models.Lesson) string { return lessonPath(l.ID) + "/completion" }
-	completions := func() []models.LessonCompletion {
-		var cs []models.LessonCompletion
+	completion := func(l *catalog.Lesson) string { return lessonPath(l.ID) + "/completion" }
+	completions := func() []people.LessonCompletion {
+		var cs []people.LessonCompletion
 		env.DB.Find(&cs)
 		return cs
 	}
@@ -345,7 +347,7 @@ func TestGateParticipantsSeeOnlyTheirOwnProgress(t *testing.T) {
 	w := newGateWorld(t)
 	env := w.env
 	b, tokenB := env.Participant(t, "b@example.com")
-	env.Grant(t, b.ID, w.prog.ID, models.GrantFreeAccess, env.Clock.Now())
+	env.Grant(t, b.ID, w.prog.ID, people.GrantFreeAccess, env.Clock.Now())
 
 	env.Do(t, http.MethodPut, lessonPath(w.day0.ID)+"/completion", nil, apitest.Token(w.granted)).Expect(t, http.StatusNoContent)
 	env.Do(t, http.MethodPut, lessonPath(w.preview.ID)+"/completion", nil, apitest.Token(w.granted)).Expect(t, http.StatusNoContent)
@@ -391,13 +393,13 @@ func TestGateListPrograms(t *testing.T) {
 	w := newGateWorld(t)
 	env := w.env
 	start := env.Clock.Now()
-	second := env.Program(t, "second-program", models.ProgramPublished, false)
+	second := env.Program(t, "second-program", catalog.ProgramPublished, false)
 	env.Lesson(t, second.ID, "One", true, false, 0)
 	env.Lesson(t, second.ID, "Hidden", false, false, 0)
-	env.Grant(t, w.grantedP.ID, second.ID, models.GrantComplimentary, start.Add(time.Hour))
-	env.Grant(t, w.grantedP.ID, second.ID, models.GrantComplimentary, start.Add(2*time.Hour))
-	other := env.Program(t, "other-program", models.ProgramPublished, false)
-	g := env.Grant(t, w.grantedP.ID, other.ID, models.GrantComplimentary, start)
+	env.Grant(t, w.grantedP.ID, second.ID, people.GrantComplimentary, start.Add(time.Hour))
+	env.Grant(t, w.grantedP.ID, second.ID, people.GrantComplimentary, start.Add(2*time.Hour))
+	other := env.Program(t, "other-program", catalog.ProgramPublished, false)
+	g := env.Grant(t, w.grantedP.ID, other.ID, people.GrantComplimentary, start)
 	env.DB.Model(g).Update("revoked_at", start)
 
 	var all gateProgramList
@@ -483,7 +485,7 @@ func TestGateListLessons(t *testing.T) {
 	}
 
 	// A program with no free preview is closed to a woman without access.
-	closed := env.Program(t, "closed-program", models.ProgramPublished, false)
+	closed := env.Program(t, "closed-program", catalog.ProgramPublished, false)
 	env.Lesson(t, closed.ID, "Members only", true, false, 0)
 	env.Lesson(t, closed.ID, "Unpublished preview", false, true, 0)
 	env.Do(t, http.MethodGet, "/v1/portal/programs/closed-program/lessons", nil, apitest.Token(w.stranger)).ExpectProblem(t, 403, "no_access")

@@ -35,7 +35,7 @@ func (h *handlers) login(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	token, session, coach, err := h.svc.Login(c.Request().Context(), req.Email, req.Password, clientInfo(c))
+	token, session, coach, err := h.svc.People.Login(c.Request().Context(), req.Email, req.Password, clientInfo(c))
 	if err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func (h *handlers) login(c echo.Context) error {
 
 // logout: POST /v1/auth/logout
 func (h *handlers) logout(c echo.Context) error {
-	if err := h.svc.Logout(c.Request().Context(), currentCoachSession(c).ID); err != nil {
+	if err := h.svc.People.Logout(c.Request().Context(), currentCoachSession(c).ID); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -61,7 +61,7 @@ func (h *handlers) requestPasswordReset(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	if err := h.svc.RequestPasswordReset(c.Request().Context(), req.Email, clientInfo(c)); err != nil {
+	if err := h.svc.People.RequestPasswordReset(c.Request().Context(), req.Email, clientInfo(c)); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusAccepted, accepted)
@@ -73,7 +73,7 @@ func (h *handlers) confirmPasswordReset(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	if err := h.svc.ConfirmPasswordToken(c.Request().Context(), req.Token, req.Password); err != nil {
+	if err := h.svc.People.ConfirmPasswordToken(c.Request().Context(), req.Token, req.Password); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

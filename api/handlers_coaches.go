@@ -7,18 +7,19 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 type coachResponse struct {
 	ID        uuidValue   `json:"id"`
 	Email     string      `json:"email"`
 	Name      string      `json:"name"`
-	Role      models.Role `json:"role"`
+	Role      people.Role `json:"role"`
 	Active    bool        `json:"active"`
 	CreatedAt time.Time   `json:"created_at"`
 }
 
-func toCoachResponse(c models.Coach) coachResponse {
+func toCoachResponse(c people.Coach) coachResponse {
 	return coachResponse{ID: c.ID, Email: c.Email, Name: c.Name, Role: c.Role, Active: c.Active, CreatedAt: c.CreatedAt.UTC()}
 }
 
@@ -32,7 +33,7 @@ type createCoachRequest struct {
 // absent field from a null one, which tags cannot.
 type updateCoachRequest struct {
 	Name   models.Optional[string]      `json:"name"`
-	Role   models.Optional[models.Role] `json:"role"`
+	Role   models.Optional[people.Role] `json:"role"`
 	Active models.Optional[bool]        `json:"active"`
 }
 
@@ -42,7 +43,7 @@ func (h *handlers) listCoaches(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.svc.ListCoaches(c.Request().Context(), p)
+	page, err := h.svc.People.ListCoaches(c.Request().Context(), p)
 	if err != nil {
 		return err
 	}
@@ -55,8 +56,8 @@ func (h *handlers) createCoach(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	coach, err := h.svc.InviteCoach(c.Request().Context(), currentCoach(c), models.InviteCoachInput{
-		Email: req.Email, Name: req.Name, Role: models.Role(req.Role),
+	coach, err := h.svc.People.InviteCoach(c.Request().Context(), currentCoach(c), people.InviteCoachInput{
+		Email: req.Email, Name: req.Name, Role: people.Role(req.Role),
 	})
 	if err != nil {
 		return err
@@ -74,7 +75,7 @@ func (h *handlers) updateCoach(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	coach, err := h.svc.UpdateCoach(c.Request().Context(), currentCoach(c), id, models.UpdateCoachInput{
+	coach, err := h.svc.People.UpdateCoach(c.Request().Context(), currentCoach(c), id, people.UpdateCoachInput{
 		Name: req.Name, Role: req.Role, Active: req.Active,
 	})
 	if err != nil {
@@ -90,7 +91,7 @@ func (h *handlers) deleteCoach(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.svc.DeactivateCoach(c.Request().Context(), currentCoach(c), id); err != nil {
+	if err := h.svc.People.DeactivateCoach(c.Request().Context(), currentCoach(c), id); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

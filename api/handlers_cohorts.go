@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/enroll"
 )
 
 // Cohorts, their live sessions, the public cohort page, her enrollments in
@@ -73,7 +74,7 @@ type cohortResponse struct {
 	UpdatedAt          time.Time   `json:"updated_at"`
 }
 
-func toCohortResponse(v models.CohortView) cohortResponse {
+func toCohortResponse(v enroll.CohortView) cohortResponse {
 	coachIDs := v.CoachIDs
 	if coachIDs == nil {
 		coachIDs = []uuid.UUID{}
@@ -102,7 +103,7 @@ func (h *handlers) listCohorts(c echo.Context) error {
 		}
 		programID = &id
 	}
-	page, err := h.svc.ListCohorts(c.Request().Context(), currentCoach(c), programID, pp)
+	page, err := h.svc.Enroll.ListCohorts(c.Request().Context(), currentCoach(c), programID, pp)
 	if err != nil {
 		return err
 	}
@@ -114,7 +115,7 @@ func (h *handlers) createCohort(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	v, err := h.svc.CreateCohort(c.Request().Context(), currentCoach(c), models.CohortInput{
+	v, err := h.svc.Enroll.CreateCohort(c.Request().Context(), currentCoach(c), enroll.CohortInput{
 		ProgramID: req.ProgramID, Name: req.Name, StartsAt: req.StartsAt, EndsAt: req.EndsAt, Timezone: req.Timezone,
 		Capacity: req.Capacity, PriceCents: *req.PriceCents, Currency: req.Currency,
 		EnrollmentOpensAt: req.EnrollmentOpensAt, EnrollmentClosesAt: req.EnrollmentClosesAt,
@@ -131,7 +132,7 @@ func (h *handlers) getCohort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := h.svc.GetCohort(c.Request().Context(), currentCoach(c), id)
+	v, err := h.svc.Enroll.GetCohort(c.Request().Context(), currentCoach(c), id)
 	if err != nil {
 		return err
 	}
@@ -147,7 +148,7 @@ func (h *handlers) updateCohort(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	v, err := h.svc.UpdateCohort(c.Request().Context(), currentCoach(c), id, models.CohortPatch{
+	v, err := h.svc.Enroll.UpdateCohort(c.Request().Context(), currentCoach(c), id, enroll.CohortPatch{
 		Name: req.Name, StartsAt: req.StartsAt, EndsAt: req.EndsAt, Timezone: req.Timezone, Capacity: req.Capacity,
 		PriceCents: req.PriceCents, Currency: req.Currency, EnrollmentOpensAt: req.EnrollmentOpensAt,
 		EnrollmentClosesAt: req.EnrollmentClosesAt, Status: req.Status, CoachIDs: req.CoachIDs,
@@ -163,7 +164,7 @@ func (h *handlers) deleteCohort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.svc.DeleteCohort(c.Request().Context(), currentCoach(c), id); err != nil {
+	if err := h.svc.Enroll.DeleteCohort(c.Request().Context(), currentCoach(c), id); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -178,7 +179,7 @@ func (h *handlers) cloneCohort(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	v, err := h.svc.CloneCohort(c.Request().Context(), currentCoach(c), id, req.Name, req.StartsAt)
+	v, err := h.svc.Enroll.CloneCohort(c.Request().Context(), currentCoach(c), id, req.Name, req.StartsAt)
 	if err != nil {
 		return err
 	}
@@ -214,7 +215,7 @@ type liveSessionResponse struct {
 	UpdatedAt       time.Time `json:"updated_at"`
 }
 
-func toLiveSessionResponse(l models.LiveSession) liveSessionResponse {
+func toLiveSessionResponse(l enroll.LiveSession) liveSessionResponse {
 	return liveSessionResponse{
 		ID: l.ID, CohortID: l.CohortID, Title: l.Title, StartsAt: l.StartsAt.UTC(), DurationMinutes: l.DurationMinutes,
 		MeetingURL: l.MeetingURL, RecordingURL: l.RecordingURL, CreatedAt: l.CreatedAt.UTC(), UpdatedAt: l.UpdatedAt.UTC(),
@@ -230,7 +231,7 @@ func (h *handlers) listLiveSessions(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.svc.ListLiveSessions(c.Request().Context(), currentCoach(c), id, pp)
+	page, err := h.svc.Enroll.ListLiveSessions(c.Request().Context(), currentCoach(c), id, pp)
 	if err != nil {
 		return err
 	}
@@ -246,7 +247,7 @@ func (h *handlers) createLiveSession(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	l, err := h.svc.CreateLiveSession(c.Request().Context(), currentCoach(c), id, models.LiveSessionInput{
+	l, err := h.svc.Enroll.CreateLiveSession(c.Request().Context(), currentCoach(c), id, enroll.LiveSessionInput{
 		Title: req.Title, StartsAt: req.StartsAt, DurationMinutes: req.DurationMinutes,
 		MeetingURL: req.MeetingURL, RecordingURL: req.RecordingURL,
 	})
@@ -265,7 +266,7 @@ func (h *handlers) updateLiveSession(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	l, err := h.svc.UpdateLiveSession(c.Request().Context(), currentCoach(c), id, models.LiveSessionPatch{
+	l, err := h.svc.Enroll.UpdateLiveSession(c.Request().Context(), currentCoach(c), id, enroll.LiveSessionPatch{
 		Title: req.Title, StartsAt: req.StartsAt, DurationMinutes: req.DurationMinutes,
 		MeetingURL: req.MeetingURL, RecordingURL: req.RecordingURL,
 	})
@@ -280,7 +281,7 @@ func (h *handlers) deleteLiveSession(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.svc.DeleteLiveSession(c.Request().Context(), currentCoach(c), id); err != nil {
+	if err := h.svc.Enroll.DeleteLiveSession(c.Request().Context(), currentCoach(c), id); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -312,7 +313,7 @@ type publicCohortResponse struct {
 	Sessions       []publicLiveSessionResponse `json:"sessions"`
 }
 
-func toPublicCohortResponse(p *models.PublicCohort) publicCohortResponse {
+func toPublicCohortResponse(p *enroll.PublicCohort) publicCohortResponse {
 	sessions := make([]publicLiveSessionResponse, len(p.Sessions))
 	for i, l := range p.Sessions {
 		sessions[i] = publicLiveSessionResponse{ID: l.ID, Title: l.Title, StartsAt: l.StartsAt.UTC(), DurationMinutes: l.DurationMinutes}
@@ -329,7 +330,7 @@ func (h *handlers) getPublicCohort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := h.svc.GetPublicCohort(c.Request().Context(), id)
+	p, err := h.svc.Enroll.GetPublicCohort(c.Request().Context(), id)
 	if err != nil {
 		return err
 	}
@@ -367,7 +368,7 @@ type portalEnrollmentResponse struct {
 	Sessions []portalLiveSessionResponse `json:"sessions"`
 }
 
-func toPortalEnrollmentResponse(e models.PortalEnrollment) portalEnrollmentResponse {
+func toPortalEnrollmentResponse(e enroll.PortalEnrollment) portalEnrollmentResponse {
 	sessions := make([]portalLiveSessionResponse, len(e.Sessions))
 	for i, l := range e.Sessions {
 		sessions[i] = portalLiveSessionResponse{ID: l.ID, Title: l.Title, StartsAt: l.StartsAt.UTC(),
@@ -387,7 +388,7 @@ func (h *handlers) listPortalEnrollments(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.svc.ListPortalEnrollments(c.Request().Context(), currentParticipant(c), pp)
+	page, err := h.svc.Enroll.ListPortalEnrollments(c.Request().Context(), currentParticipant(c), pp)
 	if err != nil {
 		return err
 	}
@@ -401,11 +402,11 @@ type calendarTokenResponse struct {
 }
 
 func (h *handlers) rotateCalendarToken(c echo.Context) error {
-	token, err := h.svc.RotateCalendarToken(c.Request().Context(), currentParticipant(c))
+	token, err := h.svc.Enroll.RotateCalendarToken(c.Request().Context(), currentParticipant(c))
 	if err != nil {
 		return err
 	}
-	path := models.CalendarFeedPath + "?" + url.Values{"token": {token}}.Encode()
+	path := enroll.CalendarFeedPath + "?" + url.Values{"token": {token}}.Encode()
 	// The feed is served by this API, so the address she reached it at is
 	// the one her calendar app should poll (Scheme honours X-Forwarded-Proto).
 	feedURL := c.Scheme() + "://" + c.Request().Host + path
@@ -413,7 +414,7 @@ func (h *handlers) rotateCalendarToken(c echo.Context) error {
 }
 
 func (h *handlers) calendarFeed(c echo.Context) error {
-	body, err := h.svc.CalendarFeed(c.Request().Context(), c.QueryParam("token"))
+	body, err := h.svc.Enroll.CalendarFeed(c.Request().Context(), c.QueryParam("token"))
 	if err != nil {
 		return err
 	}

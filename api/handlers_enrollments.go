@@ -7,7 +7,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/enroll"
 )
 
 // Checkout, the waitlist and the coach's enrollment actions.
@@ -51,14 +51,14 @@ type enrollmentResponse struct {
 	CreatedAt           time.Time  `json:"created_at"`
 }
 
-func toEnrollmentResponse(d models.EnrollmentDetail) enrollmentResponse {
+func toEnrollmentResponse(d enroll.EnrollmentDetail) enrollmentResponse {
 	r := enrollmentResponse{
 		ID: d.ID, CohortID: d.CohortID, ParticipantID: d.ParticipantID, Email: d.Email, Name: d.Name,
 		Status: d.Status, AmountPaidCents: d.AmountPaidCents, AmountRefundedCents: d.AmountRefundedCents,
 		Currency: d.Currency, Complimentary: d.Complimentary, Seat: d.Seat, CreatedAt: d.CreatedAt.UTC(),
 	}
 	// The hold only means something while it can still lapse.
-	if d.Status == models.EnrollmentPending {
+	if d.Status == enroll.EnrollmentPending {
 		r.HoldExpiresAt = utcPtr(d.HoldExpiresAt)
 	}
 	return r
@@ -73,9 +73,9 @@ func (h *handlers) startCheckout(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	in := models.CheckoutInput{Email: req.Email, Name: req.Name,
+	in := enroll.CheckoutInput{Email: req.Email, Name: req.Name,
 		DisclaimerAccepted: *req.DisclaimerAccepted, MarketingConsent: *req.MarketingConsent}
-	res, err := h.svc.StartCheckout(c.Request().Context(), id, in, clientInfo(c))
+	res, err := h.svc.Enroll.StartCheckout(c.Request().Context(), id, in, clientInfo(c))
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func (h *handlers) joinWaitlist(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	if err := h.svc.JoinWaitlist(c.Request().Context(), id, req.Email, req.Name, clientInfo(c)); err != nil {
+	if err := h.svc.Enroll.JoinWaitlist(c.Request().Context(), id, req.Email, req.Name, clientInfo(c)); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusAccepted, accepted)
@@ -110,7 +110,7 @@ func (h *handlers) listCohortEnrollments(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.svc.ListCohortEnrollments(c.Request().Context(), currentCoach(c), id, pp)
+	page, err := h.svc.Enroll.ListCohortEnrollments(c.Request().Context(), currentCoach(c), id, pp)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func (h *handlers) addComplimentaryEnrollment(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	d, err := h.svc.AddComplimentary(c.Request().Context(), currentCoach(c), id, req.Email, req.Name)
+	d, err := h.svc.Enroll.AddComplimentary(c.Request().Context(), currentCoach(c), id, req.Email, req.Name)
 	if err != nil {
 		return err
 	}
@@ -146,7 +146,7 @@ func (h *handlers) refundEnrollment(c echo.Context) error {
 	if req.AmountCents != nil {
 		amount = *req.AmountCents
 	}
-	if err := h.svc.RequestRefund(c.Request().Context(), currentCoach(c), id, amount); err != nil {
+	if err := h.svc.Enroll.RequestRefund(c.Request().Context(), currentCoach(c), id, amount); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusAccepted, accepted)
@@ -157,7 +157,7 @@ func (h *handlers) cancelEnrollment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := h.svc.CancelEnrollment(c.Request().Context(), currentCoach(c), id)
+	d, err := h.svc.Enroll.CancelEnrollment(c.Request().Context(), currentCoach(c), id)
 	if err != nil {
 		return err
 	}

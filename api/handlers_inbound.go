@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/drip"
 )
 
 var errEmailWebhooksUnavailable = models.E(models.KindUnavailable, "webhooks_unavailable", "Email webhooks are not configured.")
@@ -30,7 +31,7 @@ type unsubscribeResponse struct {
 // virus scanners and link previews fetch URLs, and none of them may
 // unsubscribe her. A browser gets a page whose button POSTs.
 func (h *handlers) getUnsubscribe(c echo.Context) error {
-	st, err := h.svc.UnsubscribeInfo(c.Request().Context(), c.Param("token"))
+	st, err := h.svc.Drip.UnsubscribeInfo(c.Request().Context(), c.Param("token"))
 	if err != nil {
 		return err
 	}
@@ -51,14 +52,14 @@ func (h *handlers) postUnsubscribe(c echo.Context) error {
 		}
 		return models.E(models.KindBadRequest, "unreadable_body", "The request body could not be read.")
 	}
-	st, err := h.svc.Unsubscribe(c.Request().Context(), c.Param("token"), clientInfo(c))
+	st, err := h.svc.Drip.Unsubscribe(c.Request().Context(), c.Param("token"), clientInfo(c))
 	if err != nil {
 		return err
 	}
 	return renderUnsubscribe(c, st)
 }
 
-func renderUnsubscribe(c echo.Context, st *models.UnsubscribeStatus) error {
+func renderUnsubscribe(c echo.Context, st *drip.UnsubscribeStatus) error {
 	hdr := c.Response().Header()
 	// The answer changes once she unsubscribes, and the URL holds her token.
 	hdr.Set("Cache-Control", "no-store")
@@ -151,7 +152,7 @@ func (h *handlers) resendWebhook(c echo.Context) error {
 		h.log.WarnContext(c.Request().Context(), "resend webhook refused", "reason", err.Error())
 		return errInvalidSignature
 	}
-	if err := h.svc.ApplyEmailEvent(c.Request().Context(), ev); err != nil {
+	if err := h.svc.Drip.ApplyEmailEvent(c.Request().Context(), ev); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, webhookResponse{Received: true})
@@ -179,7 +180,7 @@ type deliveryResponse struct {
 	Events        []deliveryEventResponse `json:"events"`
 }
 
-func toDeliveryResponse(d models.DeliveryLogEntry) deliveryResponse {
+func toDeliveryResponse(d drip.DeliveryLogEntry) deliveryResponse {
 	events := make([]deliveryEventResponse, 0, len(d.Events))
 	for _, e := range d.Events {
 		events = append(events, deliveryEventResponse{Type: e.Type, OccurredAt: e.OccurredAt.UTC()})
@@ -211,14 +212,14 @@ func (h *handlers) listEmailDeliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	f := models.DeliveryFilter{Status: c.QueryParam("status")}
+	f := drip.DeliveryFilter{Status: c.QueryParam("status")}
 	if f.ParticipantID, err = queryUUID(c, "participant_id"); err != nil {
 		return err
 	}
 	if f.SequenceID, err = queryUUID(c, "sequence_id"); err != nil {
 		return err
 	}
-	page, err := h.svc.ListDeliveries(c.Request().Context(), currentCoach(c), f, pp)
+	page, err := h.svc.Drip.ListDeliveries(c.Request().Context(), currentCoach(c), f, pp)
 	if err != nil {
 		return err
 	}
@@ -232,7 +233,7 @@ type suppressionResponse struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-func toSuppressionResponse(s models.EmailSuppression) suppressionResponse {
+func toSuppressionResponse(s drip.EmailSuppression) suppressionResponse {
 	return suppressionResponse{Email: s.Email, Reason: s.Reason, Detail: s.Detail, CreatedAt: s.CreatedAt.UTC()}
 }
 
@@ -241,7 +242,7 @@ func (h *handlers) listSuppressions(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.svc.ListSuppressions(c.Request().Context(), currentCoach(c), pp)
+	page, err := h.svc.Drip.ListSuppressions(c.Request().Context(), currentCoach(c), pp)
 	if err != nil {
 		return err
 	}
@@ -254,7 +255,7 @@ func (h *handlers) deleteSuppression(c echo.Context) error {
 	if err != nil {
 		return models.NotFound("suppression")
 	}
-	if err := h.svc.DeleteSuppression(c.Request().Context(), currentCoach(c), email); err != nil {
+	if err := h.svc.Drip.DeleteSuppression(c.Request().Context(), currentCoach(c), email); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

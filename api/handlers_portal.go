@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 type freeAccessRequest struct {
@@ -40,7 +41,7 @@ type participantResponse struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-func toParticipantResponse(p *models.Participant) participantResponse {
+func toParticipantResponse(p *people.Participant) participantResponse {
 	return participantResponse{ID: p.ID, Email: p.Email, Name: p.Name, Timezone: p.Timezone, CreatedAt: p.CreatedAt.UTC()}
 }
 
@@ -60,7 +61,7 @@ type portalProgramResponse struct {
 	LessonsCompleted int       `json:"lessons_completed"`
 }
 
-func toPortalProgramResponse(p models.PortalProgram) portalProgramResponse {
+func toPortalProgramResponse(p people.PortalProgram) portalProgramResponse {
 	return portalProgramResponse{ID: p.ID, Slug: p.Slug, Title: p.Title, Summary: p.Summary,
 		AccessStartsAt: p.AccessStartsAt.UTC(), LessonsTotal: p.LessonsTotal, LessonsCompleted: p.LessonsCompleted}
 }
@@ -76,7 +77,7 @@ type portalLessonSummaryResponse struct {
 	DurationSeconds *int       `json:"duration_seconds"`
 }
 
-func toPortalLessonSummaryResponse(l models.PortalLessonSummary) portalLessonSummaryResponse {
+func toPortalLessonSummaryResponse(l people.PortalLessonSummary) portalLessonSummaryResponse {
 	return portalLessonSummaryResponse{ID: l.ID, Title: l.Title, Position: l.Position, FreePreview: l.FreePreview,
 		Locked: l.Locked, UnlockAt: utcPtr(l.UnlockAt), Completed: l.Completed, DurationSeconds: l.DurationSeconds}
 }
@@ -100,7 +101,7 @@ type portalLessonResponse struct {
 	UpdatedAt        time.Time  `json:"updated_at"`
 }
 
-func toPortalLessonResponse(l *models.PortalLesson) portalLessonResponse {
+func toPortalLessonResponse(l *people.PortalLesson) portalLessonResponse {
 	return portalLessonResponse{ID: l.ID, ProgramID: l.ProgramID, Position: l.Position, Title: l.Title,
 		Body: l.Body, BodyHTML: l.BodyHTML, MediaURL: l.MediaURL, DurationSeconds: l.DurationSeconds,
 		FreePreview: l.FreePreview, UnlockOffsetDays: l.UnlockOffsetDays, Published: l.Published,
@@ -120,9 +121,9 @@ func (h *handlers) claimFreeAccess(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	in := models.FreeAccessInput{Email: req.Email, Name: req.Name,
+	in := people.FreeAccessInput{Email: req.Email, Name: req.Name,
 		MarketingConsent: *req.MarketingConsent, DisclaimerAccepted: *req.DisclaimerAccepted}
-	if err := h.svc.ClaimFreeAccess(c.Request().Context(), c.Param("slug"), in, clientInfo(c)); err != nil {
+	if err := h.svc.People.ClaimFreeAccess(c.Request().Context(), c.Param("slug"), in, clientInfo(c)); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusAccepted, accepted)
@@ -133,7 +134,7 @@ func (h *handlers) createLoginLink(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	if err := h.svc.RequestLoginLink(c.Request().Context(), req.Email, clientInfo(c)); err != nil {
+	if err := h.svc.People.RequestLoginLink(c.Request().Context(), req.Email, clientInfo(c)); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusAccepted, accepted)
@@ -146,8 +147,8 @@ func (h *handlers) createPortalSession(c echo.Context) error {
 	}
 	var (
 		token   string
-		session *models.ParticipantSession
-		p       *models.Participant
+		session *people.ParticipantSession
+		p       *people.Participant
 		err     error
 	)
 	ctx, client := c.Request().Context(), clientInfo(c)
@@ -156,9 +157,9 @@ func (h *handlers) createPortalSession(c echo.Context) error {
 		if *req.Token == "" {
 			return models.Invalid(models.FieldError{Field: "token", Message: "must not be empty"})
 		}
-		token, session, p, err = h.svc.ExchangeLoginToken(ctx, *req.Token, client)
+		token, session, p, err = h.svc.People.ExchangeLoginToken(ctx, *req.Token, client)
 	case req.Token == nil && req.Email != nil && req.Code != nil:
-		token, session, p, err = h.svc.ExchangeLoginCode(ctx, *req.Email, *req.Code, client)
+		token, session, p, err = h.svc.People.ExchangeLoginCode(ctx, *req.Email, *req.Code, client)
 	default:
 		return sessionFormError(req)
 	}
@@ -190,7 +191,7 @@ func sessionFormError(req portalSessionRequest) error {
 }
 
 func (h *handlers) deletePortalSession(c echo.Context) error {
-	if err := h.svc.EndParticipantSession(c.Request().Context(), currentParticipantSession(c).ID); err != nil {
+	if err := h.svc.People.EndParticipantSession(c.Request().Context(), currentParticipantSession(c).ID); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -205,8 +206,8 @@ func (h *handlers) updateMe(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	p, err := h.svc.UpdateParticipant(c.Request().Context(), currentParticipant(c).ID,
-		models.ParticipantPatch{Name: req.Name, Timezone: req.Timezone})
+	p, err := h.svc.People.UpdateParticipant(c.Request().Context(), currentParticipant(c).ID,
+		people.ParticipantPatch{Name: req.Name, Timezone: req.Timezone})
 	if err != nil {
 		return err
 	}
@@ -218,7 +219,7 @@ func (h *handlers) listPortalPrograms(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.svc.ListPortalPrograms(c.Request().Context(), currentParticipant(c), pp)
+	page, err := h.svc.People.ListPortalPrograms(c.Request().Context(), currentParticipant(c), pp)
 	if err != nil {
 		return err
 	}
@@ -230,7 +231,7 @@ func (h *handlers) listPortalLessons(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.svc.ListPortalLessons(c.Request().Context(), currentParticipant(c), c.Param("slug"), pp)
+	page, err := h.svc.People.ListPortalLessons(c.Request().Context(), currentParticipant(c), c.Param("slug"), pp)
 	if err != nil {
 		return err
 	}
@@ -242,22 +243,22 @@ func (h *handlers) listPortalLessons(c echo.Context) error {
 // authenticates the token and gates the lesson in a single query.
 func (h *handlers) getPortalLesson(c echo.Context) error {
 	ctx := c.Request().Context()
-	p, authenticated := c.Get(ctxParticipant).(*models.Participant)
+	p, authenticated := c.Get(ctxParticipant).(*people.Participant)
 	token := bearerToken(c)
 	if !authenticated && token == "" {
 		return errNoToken
 	}
 	id, err := pathUUID(c, "id", "lesson")
-	var l *models.PortalLesson
+	var l *people.PortalLesson
 	switch {
 	case authenticated && err != nil:
 		return err
 	case authenticated:
-		l, err = h.svc.ReadLesson(ctx, p, id)
+		l, err = h.svc.People.ReadLesson(ctx, p, id)
 	default:
 		// A malformed id is looked up as the nil uuid, which no lesson has,
 		// so a bad token is still 401 before the id is 404.
-		l, err = h.svc.ReadLessonWithToken(ctx, token, id)
+		l, err = h.svc.People.ReadLessonWithToken(ctx, token, id)
 	}
 	if err != nil {
 		return err
@@ -270,7 +271,7 @@ func (h *handlers) completeLesson(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.svc.CompleteLesson(c.Request().Context(), currentParticipant(c), id); err != nil {
+	if err := h.svc.People.CompleteLesson(c.Request().Context(), currentParticipant(c), id); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -281,7 +282,7 @@ func (h *handlers) uncompleteLesson(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.svc.UncompleteLesson(c.Request().Context(), currentParticipant(c), id); err != nil {
+	if err := h.svc.People.UncompleteLesson(c.Request().Context(), currentParticipant(c), id); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

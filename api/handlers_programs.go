@@ -8,6 +8,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 // Programs, lessons, the public catalogue and the admin participant views.
@@ -58,7 +60,7 @@ func catalogUTC(t *time.Time) *time.Time {
 	return &u
 }
 
-func toProgramResponseAdmin(p models.Program) programResponseAdmin {
+func toProgramResponseAdmin(p catalog.Program) programResponseAdmin {
 	return programResponseAdmin{
 		ID: p.ID, Slug: p.Slug, Title: p.Title, Summary: p.Summary, Description: p.Description,
 		Status: string(p.Status), FreeAccessUntil: catalogUTC(p.FreeAccessUntil), PriceCents: p.PriceCents,
@@ -71,7 +73,7 @@ func (h *handlers) listPrograms(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.svc.ListPrograms(c.Request().Context(), c.QueryParam("status"), pp)
+	page, err := h.svc.Catalog.ListPrograms(c.Request().Context(), c.QueryParam("status"), pp)
 	if err != nil {
 		return err
 	}
@@ -83,9 +85,9 @@ func (h *handlers) createProgram(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	p, err := h.svc.CreateProgram(c.Request().Context(), models.ProgramInput{
+	p, err := h.svc.Catalog.CreateProgram(c.Request().Context(), catalog.ProgramInput{
 		Slug: req.Slug, Title: req.Title, Summary: req.Summary, Description: req.Description,
-		Status: models.ProgramStatus(req.Status), FreeAccessUntil: req.FreeAccessUntil,
+		Status: catalog.ProgramStatus(req.Status), FreeAccessUntil: req.FreeAccessUntil,
 		PriceCents: req.PriceCents, Currency: req.Currency,
 	})
 	if err != nil {
@@ -99,7 +101,7 @@ func (h *handlers) getProgram(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := h.svc.GetProgram(c.Request().Context(), id)
+	p, err := h.svc.Catalog.GetProgram(c.Request().Context(), id)
 	if err != nil {
 		return err
 	}
@@ -115,8 +117,8 @@ func (h *handlers) updateProgram(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	status := models.Optional[models.ProgramStatus]{Set: req.Status.Set, Null: req.Status.Null, Value: models.ProgramStatus(req.Status.Value)}
-	p, err := h.svc.UpdateProgram(c.Request().Context(), id, models.ProgramPatch{
+	status := models.Optional[catalog.ProgramStatus]{Set: req.Status.Set, Null: req.Status.Null, Value: catalog.ProgramStatus(req.Status.Value)}
+	p, err := h.svc.Catalog.UpdateProgram(c.Request().Context(), id, catalog.ProgramPatch{
 		Slug: req.Slug, Title: req.Title, Summary: req.Summary, Description: req.Description, Status: status,
 		FreeAccessUntil: req.FreeAccessUntil, PriceCents: req.PriceCents, Currency: req.Currency,
 	})
@@ -131,7 +133,7 @@ func (h *handlers) deleteProgram(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.svc.DeleteProgram(c.Request().Context(), id); err != nil {
+	if err := h.svc.Catalog.DeleteProgram(c.Request().Context(), id); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -179,7 +181,7 @@ type lessonResponseAdmin struct {
 	UpdatedAt        time.Time `json:"updated_at"`
 }
 
-func toLessonResponseAdmin(l models.Lesson) lessonResponseAdmin {
+func toLessonResponseAdmin(l catalog.Lesson) lessonResponseAdmin {
 	return lessonResponseAdmin{
 		ID: l.ID, ProgramID: l.ProgramID, Position: l.Position, Title: l.Title, Body: l.Body,
 		MediaURL: l.MediaURL, DurationSeconds: l.DurationSeconds, FreePreview: l.FreePreview,
@@ -197,7 +199,7 @@ func (h *handlers) listLessons(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.svc.ListLessons(c.Request().Context(), programID, pp)
+	page, err := h.svc.Catalog.ListLessons(c.Request().Context(), programID, pp)
 	if err != nil {
 		return err
 	}
@@ -213,14 +215,14 @@ func (h *handlers) createLesson(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	in := models.LessonInput{
+	in := catalog.LessonInput{
 		Title: req.Title, Body: req.Body, MediaURL: req.MediaURL, DurationSeconds: req.DurationSeconds,
 		FreePreview: req.FreePreview, UnlockOffsetDays: req.UnlockOffsetDays, Published: req.Published,
 	}
 	if req.Position != nil {
 		in.Position = *req.Position
 	}
-	l, err := h.svc.CreateLesson(c.Request().Context(), programID, in)
+	l, err := h.svc.Catalog.CreateLesson(c.Request().Context(), programID, in)
 	if err != nil {
 		return err
 	}
@@ -236,11 +238,11 @@ func (h *handlers) reorderLessons(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	lessons, err := h.svc.ReorderLessons(c.Request().Context(), programID, req.LessonIDs)
+	lessons, err := h.svc.Catalog.ReorderLessons(c.Request().Context(), programID, req.LessonIDs)
 	if err != nil {
 		return err
 	}
-	return renderPage(c, models.Page[models.Lesson]{Items: lessons}, toLessonResponseAdmin)
+	return renderPage(c, models.Page[catalog.Lesson]{Items: lessons}, toLessonResponseAdmin)
 }
 
 func (h *handlers) getLesson(c echo.Context) error {
@@ -248,7 +250,7 @@ func (h *handlers) getLesson(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	l, err := h.svc.GetLesson(c.Request().Context(), id)
+	l, err := h.svc.Catalog.GetLesson(c.Request().Context(), id)
 	if err != nil {
 		return err
 	}
@@ -264,7 +266,7 @@ func (h *handlers) updateLesson(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	l, err := h.svc.UpdateLesson(c.Request().Context(), id, models.LessonPatch{
+	l, err := h.svc.Catalog.UpdateLesson(c.Request().Context(), id, catalog.LessonPatch{
 		Title: req.Title, Body: req.Body, MediaURL: req.MediaURL, DurationSeconds: req.DurationSeconds,
 		FreePreview: req.FreePreview, UnlockOffsetDays: req.UnlockOffsetDays, Published: req.Published,
 	})
@@ -279,7 +281,7 @@ func (h *handlers) deleteLesson(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.svc.DeleteLesson(c.Request().Context(), id); err != nil {
+	if err := h.svc.Catalog.DeleteLesson(c.Request().Context(), id); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -293,7 +295,7 @@ type participantResponseAdmin struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-func toParticipantResponseAdmin(p models.Participant) participantResponseAdmin {
+func toParticipantResponseAdmin(p people.Participant) participantResponseAdmin {
 	return participantResponseAdmin{ID: p.ID, Email: p.Email, Name: p.Name, Timezone: p.Timezone, CreatedAt: p.CreatedAt.UTC()}
 }
 
@@ -332,7 +334,7 @@ type participantDetailResponse struct {
 	Progress []lessonProgressResponse `json:"progress"`
 }
 
-func toParticipantDetailResponse(d *models.ParticipantDetail) participantDetailResponse {
+func toParticipantDetailResponse(d *people.ParticipantDetail) participantDetailResponse {
 	out := participantDetailResponse{
 		participantResponseAdmin: toParticipantResponseAdmin(d.Participant),
 		Grants:                   make([]grantResponseAdmin, 0, len(d.Grants)),
@@ -362,7 +364,7 @@ func (h *handlers) listParticipants(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.svc.ListParticipants(c.Request().Context(), c.QueryParam("q"), pp)
+	page, err := h.svc.People.ListParticipants(c.Request().Context(), c.QueryParam("q"), pp)
 	if err != nil {
 		return err
 	}
@@ -374,7 +376,7 @@ func (h *handlers) getParticipant(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := h.svc.GetParticipantDetail(c.Request().Context(), id)
+	d, err := h.svc.People.GetParticipantDetail(c.Request().Context(), id)
 	if err != nil {
 		return err
 	}
@@ -421,11 +423,11 @@ func (h *handlers) listPublicPrograms(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.svc.ListPublishedPrograms(c.Request().Context(), pp)
+	page, err := h.svc.Catalog.ListPublishedPrograms(c.Request().Context(), pp)
 	if err != nil {
 		return err
 	}
-	return renderPage(c, page, func(p models.CatalogProgram) publicProgramResponse {
+	return renderPage(c, page, func(p catalog.CatalogProgram) publicProgramResponse {
 		return publicProgramResponse{
 			ID: p.ID, Slug: p.Slug, Title: p.Title, Summary: p.Summary, PriceCents: p.PriceCents, Currency: p.Currency,
 			FreeAccessUntil: catalogUTC(p.FreeAccessUntil), FreeAccessOpen: p.FreeAccessOpen,
@@ -434,7 +436,7 @@ func (h *handlers) listPublicPrograms(c echo.Context) error {
 }
 
 func (h *handlers) getPublicProgram(c echo.Context) error {
-	pp, err := h.svc.GetPublishedProgram(c.Request().Context(), c.Param("slug"))
+	pp, err := h.svc.Catalog.GetPublishedProgram(c.Request().Context(), c.Param("slug"))
 	if err != nil {
 		return err
 	}

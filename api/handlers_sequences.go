@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/drip"
 )
 
 // Drip email sequences, their steps, previews and test sends. The domain
@@ -49,7 +50,7 @@ type sequenceResponse struct {
 	UpdatedAt        time.Time  `json:"updated_at"`
 }
 
-func toSequenceResponse(s models.EmailSequence) sequenceResponse {
+func toSequenceResponse(s drip.EmailSequence) sequenceResponse {
 	return sequenceResponse{
 		ID: s.ID, Name: s.Name, Trigger: s.Trigger, ProgramID: s.ProgramID, CohortID: s.CohortID, Kind: s.Kind,
 		Active: s.Active, ExitOnEnrollment: s.ExitOnEnrollment, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
@@ -88,7 +89,7 @@ type stepResponse struct {
 	UpdatedAt     time.Time `json:"updated_at"`
 }
 
-func toStepResponse(s models.EmailStep) stepResponse {
+func toStepResponse(s drip.EmailStep) stepResponse {
 	return stepResponse{
 		ID: s.ID, SequenceID: s.SequenceID, Position: s.Position, OffsetMinutes: s.OffsetMinutes, OffsetDays: s.OffsetDays,
 		SendAtLocal: s.SendAtLocal, Subject: s.Subject, Body: s.Body, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
@@ -114,7 +115,7 @@ func (h *handlers) listSequences(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.svc.ListSequences(c.Request().Context(), currentCoach(c), pp)
+	page, err := h.svc.Drip.ListSequences(c.Request().Context(), currentCoach(c), pp)
 	if err != nil {
 		return err
 	}
@@ -126,7 +127,7 @@ func (h *handlers) createSequence(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	s, err := h.svc.CreateSequence(c.Request().Context(), currentCoach(c), models.SequenceInput{
+	s, err := h.svc.Drip.CreateSequence(c.Request().Context(), currentCoach(c), drip.SequenceInput{
 		Name: req.Name, Trigger: req.Trigger, ProgramID: req.ProgramID, CohortID: req.CohortID, Kind: req.Kind,
 		Active: req.Active, ExitOnEnrollment: req.ExitOnEnrollment,
 	})
@@ -141,7 +142,7 @@ func (h *handlers) getSequence(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := h.svc.GetSequence(c.Request().Context(), currentCoach(c), id)
+	s, err := h.svc.Drip.GetSequence(c.Request().Context(), currentCoach(c), id)
 	if err != nil {
 		return err
 	}
@@ -157,7 +158,7 @@ func (h *handlers) updateSequence(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	s, err := h.svc.UpdateSequence(c.Request().Context(), currentCoach(c), id, models.SequencePatch{
+	s, err := h.svc.Drip.UpdateSequence(c.Request().Context(), currentCoach(c), id, drip.SequencePatch{
 		Name: req.Name, Trigger: req.Trigger, ProgramID: req.ProgramID, CohortID: req.CohortID, Kind: req.Kind,
 		Active: req.Active, ExitOnEnrollment: req.ExitOnEnrollment,
 	})
@@ -172,7 +173,7 @@ func (h *handlers) deleteSequence(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.svc.DeleteSequence(c.Request().Context(), currentCoach(c), id); err != nil {
+	if err := h.svc.Drip.DeleteSequence(c.Request().Context(), currentCoach(c), id); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -187,7 +188,7 @@ func (h *handlers) listSteps(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.svc.ListSteps(c.Request().Context(), currentCoach(c), id, pp)
+	page, err := h.svc.Drip.ListSteps(c.Request().Context(), currentCoach(c), id, pp)
 	if err != nil {
 		return err
 	}
@@ -203,12 +204,12 @@ func (h *handlers) createStep(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	in := models.StepInput{OffsetMinutes: req.OffsetMinutes, OffsetDays: req.OffsetDays, SendAtLocal: req.SendAtLocal,
+	in := drip.StepInput{OffsetMinutes: req.OffsetMinutes, OffsetDays: req.OffsetDays, SendAtLocal: req.SendAtLocal,
 		Subject: req.Subject, Body: req.Body}
 	if req.Position != nil {
 		in.Position = *req.Position
 	}
-	s, err := h.svc.CreateStep(c.Request().Context(), currentCoach(c), id, in)
+	s, err := h.svc.Drip.CreateStep(c.Request().Context(), currentCoach(c), id, in)
 	if err != nil {
 		return err
 	}
@@ -224,7 +225,7 @@ func (h *handlers) updateStep(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	s, err := h.svc.UpdateStep(c.Request().Context(), currentCoach(c), id, models.StepPatch{
+	s, err := h.svc.Drip.UpdateStep(c.Request().Context(), currentCoach(c), id, drip.StepPatch{
 		Position: req.Position, OffsetMinutes: req.OffsetMinutes, OffsetDays: req.OffsetDays, SendAtLocal: req.SendAtLocal,
 		Subject: req.Subject, Body: req.Body,
 	})
@@ -239,7 +240,7 @@ func (h *handlers) deleteStep(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.svc.DeleteStep(c.Request().Context(), currentCoach(c), id); err != nil {
+	if err := h.svc.Drip.DeleteStep(c.Request().Context(), currentCoach(c), id); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -254,7 +255,7 @@ func (h *handlers) previewStep(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	out, err := h.svc.PreviewStep(c.Request().Context(), currentCoach(c), id, req.ParticipantID)
+	out, err := h.svc.Drip.PreviewStep(c.Request().Context(), currentCoach(c), id, req.ParticipantID)
 	if err != nil {
 		return err
 	}
@@ -270,7 +271,7 @@ func (h *handlers) testSendStep(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	if err := h.svc.TestSendStep(c.Request().Context(), currentCoach(c), id, req.To); err != nil {
+	if err := h.svc.Drip.TestSendStep(c.Request().Context(), currentCoach(c), id, req.To); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusAccepted, accepted)

@@ -38,7 +38,7 @@ func (h *handlers) stripeWebhook(c echo.Context) error {
 		h.log.WarnContext(c.Request().Context(), "stripe webhook refused", "reason", err.Error())
 		return errInvalidSignature
 	}
-	if err := h.svc.ApplyPaymentEvent(c.Request().Context(), ev); err != nil {
+	if err := h.svc.Enroll.ApplyPaymentEvent(c.Request().Context(), ev); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, webhookResponse{Received: true})

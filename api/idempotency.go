@@ -46,7 +46,7 @@ func (h *handlers) idempotent(scope string) echo.MiddlewareFunc {
 			}
 			req.Body = io.NopCloser(bytes.NewReader(body))
 
-			claim, stored, err := h.svc.BeginIdempotent(req.Context(), scope, key, requestHash(req, body))
+			claim, stored, err := h.svc.Kernel.BeginIdempotent(req.Context(), scope, key, requestHash(req, body))
 			if err != nil {
 				return err
 			}
@@ -67,7 +67,7 @@ func (h *handlers) runClaimed(c echo.Context, next echo.HandlerFunc, claim *mode
 	settled := false
 	defer func() {
 		if !settled {
-			if err := h.svc.AbandonIdempotent(ctx, claim); err != nil {
+			if err := h.svc.Kernel.AbandonIdempotent(ctx, claim); err != nil {
 				h.log.ErrorContext(ctx, "idempotency: abandon after panic", "err", err)
 			}
 		}
@@ -89,9 +89,9 @@ func (h *handlers) runClaimed(c echo.Context, next echo.HandlerFunc, claim *mode
 		status = http.StatusOK
 	}
 	if status >= 500 || status == http.StatusTooManyRequests || capture.overflow {
-		err = h.svc.AbandonIdempotent(ctx, claim)
+		err = h.svc.Kernel.AbandonIdempotent(ctx, claim)
 	} else {
-		err = h.svc.FinishIdempotent(ctx, claim, models.StoredResponse{StatusCode: status, Body: capture.buf.Bytes()})
+		err = h.svc.Kernel.FinishIdempotent(ctx, claim, models.StoredResponse{StatusCode: status, Body: capture.buf.Bytes()})
 	}
 	settled = true
 	if err != nil {

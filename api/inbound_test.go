@@ -15,6 +15,10 @@ import (
 	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/emails"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/drip"
+	"github.com/grace-coaching/grace/models/enroll"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 // mailWorld is the API with Resend webhooks verified by the real verifier,
@@ -26,11 +30,11 @@ type mailWorld struct {
 	secret               string
 	admin, lead          string // tokens
 	stranger             string // a coach of no cohort
-	cohort               models.Cohort
-	marketing, reminders models.EmailStep
-	jane                 models.Participant
-	sent                 models.EmailDelivery
-	scheduled, reminder  models.EmailDelivery
+	cohort               enroll.Cohort
+	marketing, reminders drip.EmailStep
+	jane                 people.Participant
+	sent                 drip.EmailDelivery
+	scheduled, reminder  drip.EmailDelivery
 }
 
 func newMailWorld(t *testing.T) *mailWorld {
@@ -42,22 +46,22 @@ func newMailWorld(t *testing.T) *mailWorld {
 	}
 	w.env = apitest.NewEnv(t, apitest.WithEmailWebhook(verifier))
 	env := w.env
-	_, w.admin = env.Coach(t, "admin@coach.test", models.RoleAdmin)
-	lead, leadToken := env.Coach(t, "lead@coach.test", models.RoleCoach)
+	_, w.admin = env.Coach(t, "admin@coach.test", people.RoleAdmin)
+	lead, leadToken := env.Coach(t, "lead@coach.test", people.RoleCoach)
 	w.lead = leadToken
-	_, w.stranger = env.Coach(t, "stranger@coach.test", models.RoleCoach)
-	prog := env.Program(t, "say-no-with-grace", models.ProgramPublished, true)
+	_, w.stranger = env.Coach(t, "stranger@coach.test", people.RoleCoach)
+	prog := env.Program(t, "say-no-with-grace", catalog.ProgramPublished, true)
 	start := env.Clock.Now().Add(7 * 24 * time.Hour)
-	w.cohort = models.Cohort{ProgramID: prog.ID, Name: "Spring circle", StartsAt: start, EndsAt: start.Add(42 * 24 * time.Hour),
-		Timezone: "Europe/London", Capacity: 10, PriceCents: 9700, Currency: "EUR", Status: models.CohortOpen}
+	w.cohort = enroll.Cohort{ProgramID: prog.ID, Name: "Spring circle", StartsAt: start, EndsAt: start.Add(42 * 24 * time.Hour),
+		Timezone: "Europe/London", Capacity: 10, PriceCents: 9700, Currency: "EUR", Status: enroll.CohortOpen}
 	ok(t, env.DB.Create(&w.cohort).Error)
-	ok(t, env.DB.Create(&models.CohortCoach{CohortID: w.cohort.ID, CoachID: lead.ID, Lead: true}).Error)
-	w.marketing = w.step(t, "Welcome", models.TriggerFreeAccessClaimed, models.SequenceMarketing)
-	w.reminders = w.step(t, "Reminders", models.TriggerSessionReminder, models.SequenceTransactional)
+	ok(t, env.DB.Create(&enroll.CohortCoach{CohortID: w.cohort.ID, CoachID: lead.ID, Lead: true}).Error)
+	w.marketing = w.step(t, "Welcome", drip.TriggerFreeAccessClaimed, drip.SequenceMarketing)
+	w.reminders = w.step(t, "Reminders", drip.TriggerSessionReminder, drip.SequenceTransactional)
 	w.jane = w.participant(t, "jane@example.com")
-	w.sent = w.delivery(t, w.jane, w.marketing, models.DeliverySent, false)
-	w.scheduled = w.delivery(t, w.jane, w.marketing, models.DeliveryScheduled, false)
-	w.reminder = w.delivery(t, w.jane, w.reminders, models.DeliveryScheduled, true)
+	w.sent = w.delivery(t, w.jane, w.marketing, drip.DeliverySent, false)
+	w.scheduled = w.delivery(t, w.jane, w.marketing, drip.DeliveryScheduled, false)
+	w.reminder = w.delivery(t, w.jane, w.reminders, drip.DeliveryScheduled, true)
 	return w
 }
 
@@ -68,37 +72,37 @@ func ok(t testing.TB, err error) {
 	}
 }
 
-func (w *mailWorld) step(t *testing.T, name, trigger, kind string) models.EmailStep {
+func (w *mailWorld) step(t *testing.T, name, trigger, kind string) drip.EmailStep {
 	t.Helper()
-	seq := models.EmailSequence{Name: name, Trigger: trigger, Kind: kind, Active: true}
+	seq := drip.EmailSequence{Name: name, Trigger: trigger, Kind: kind, Active: true}
 	ok(t, w.env.DB.Create(&seq).Error)
 	minutes := 60
-	step := models.EmailStep{SequenceID: seq.ID, Position: 1, OffsetMinutes: &minutes, Subject: "Hello", Body: "Hi {{first_name}}"}
+	step := drip.EmailStep{SequenceID: seq.ID, Position: 1, OffsetMinutes: &minutes, Subject: "Hello", Body: "Hi {{first_name}}"}
 	ok(t, w.env.DB.Create(&step).Error)
 	return step
 }
 
 // participant creates her and reads back the token the database generated.
-func (w *mailWorld) participant(t *testing.T, email string) models.Participant {
+func (w *mailWorld) participant(t *testing.T, email string) people.Participant {
 	t.Helper()
 	p, _ := w.env.Participant(t, email)
-	var out models.Participant
+	var out people.Participant
 	ok(t, w.env.DB.Take(&out, "id = ?", p.ID).Error)
 	return out
 }
 
 // delivery writes a row as the scheduler (and, for sent, the worker) would;
 // one clock minute apart, so the log's order is known.
-func (w *mailWorld) delivery(t *testing.T, p models.Participant, step models.EmailStep, status string, inCohort bool) models.EmailDelivery {
+func (w *mailWorld) delivery(t *testing.T, p people.Participant, step drip.EmailStep, status string, inCohort bool) drip.EmailDelivery {
 	t.Helper()
 	w.env.Clock.Advance(time.Minute)
 	now := w.env.Clock.Now()
-	d := models.EmailDelivery{ParticipantID: p.ID, Email: p.Email, SequenceID: &step.SequenceID, StepID: &step.ID,
+	d := drip.EmailDelivery{ParticipantID: p.ID, Email: p.Email, SequenceID: &step.SequenceID, StepID: &step.ID,
 		SubjectKey: "test:" + uuid.NewString(), AnchorAt: now, Timezone: "UTC", Status: status, SendAt: now.Add(time.Hour), CreatedAt: now}
 	if inCohort {
 		d.CohortID = &w.cohort.ID
 	}
-	if status == models.DeliverySent {
+	if status == drip.DeliverySent {
 		id := uuid.NewString()
 		d.SentAt, d.ResendID, d.Attempts, d.SendAt = &now, &id, 1, now
 	}
@@ -106,9 +110,9 @@ func (w *mailWorld) delivery(t *testing.T, p models.Participant, step models.Ema
 	return d
 }
 
-func (w *mailWorld) status(t *testing.T, d models.EmailDelivery) (string, string) {
+func (w *mailWorld) status(t *testing.T, d drip.EmailDelivery) (string, string) {
 	t.Helper()
-	var got models.EmailDelivery
+	var got drip.EmailDelivery
 	ok(t, w.env.DB.Take(&got, "id = ?", d.ID).Error)
 	reason := ""
 	if got.LastError != nil {
@@ -161,10 +165,10 @@ func TestUnsubscribeOneClickPOST(t *testing.T) {
 			if !got.Unsubscribed || got.UnsubscribedAt == nil || got.Email != "j***@example.com" {
 				t.Fatalf("response = %+v", got)
 			}
-			if st, reason := w.status(t, w.scheduled); st != models.DeliveryCancelled || !strings.HasPrefix(reason, "unsubscribed: ") {
+			if st, reason := w.status(t, w.scheduled); st != drip.DeliveryCancelled || !strings.HasPrefix(reason, "unsubscribed: ") {
 				t.Errorf("scheduled marketing email = %s %q, want cancelled: unsubscribed", st, reason)
 			}
-			if st, _ := w.status(t, w.reminder); st != models.DeliveryScheduled {
+			if st, _ := w.status(t, w.reminder); st != drip.DeliveryScheduled {
 				t.Errorf("the transactional reminder became %s", st)
 			}
 			var consent models.Consent
@@ -208,10 +212,10 @@ func TestUnsubscribeGETDoesNotUnsubscribe(t *testing.T) {
 		!strings.Contains(page, "j***@example.com") || strings.Contains(page, "jane@example.com") {
 		t.Errorf("page = %s", page)
 	}
-	if st, _ := w.status(t, w.scheduled); st != models.DeliveryScheduled {
+	if st, _ := w.status(t, w.scheduled); st != drip.DeliveryScheduled {
 		t.Errorf("a GET changed the marketing email to %s", st)
 	}
-	var p models.Participant
+	var p people.Participant
 	ok(t, w.env.DB.Take(&p, "id = ?", w.jane.ID).Error)
 	if p.MarketingUnsubscribedAt != nil || w.env.Count(t, "consents") != 0 {
 		t.Fatal("a GET unsubscribed her")
@@ -278,9 +282,9 @@ func TestResendWebhookSuppressesHardBouncesAndComplaints(t *testing.T) {
 		name, typ, bounceType string
 		reason                string // "" means not suppressed
 	}{
-		{"hard bounce", models.EmailEventBounced, "Permanent", models.SuppressionBounced},
-		{"complaint", models.EmailEventComplained, "", models.SuppressionComplained},
-		{"soft bounce", models.EmailEventBounced, "Transient", ""},
+		{"hard bounce", drip.EmailEventBounced, "Permanent", drip.SuppressionBounced},
+		{"complaint", drip.EmailEventComplained, "", drip.SuppressionComplained},
+		{"soft bounce", drip.EmailEventBounced, "Transient", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -291,12 +295,12 @@ func TestResendWebhookSuppressesHardBouncesAndComplaints(t *testing.T) {
 			}
 			var list suppressionList
 			w.env.Do(t, http.MethodGet, "/v1/admin/suppressions", nil, apitest.Token(w.lead)).Expect(t, http.StatusOK).JSON(t, &list)
-			for _, d := range []models.EmailDelivery{w.scheduled, w.reminder} {
+			for _, d := range []drip.EmailDelivery{w.scheduled, w.reminder} {
 				st, reason := w.status(t, d)
-				if tt.reason == "" && st != models.DeliveryScheduled {
+				if tt.reason == "" && st != drip.DeliveryScheduled {
 					t.Errorf("a %s cancelled a delivery: %s %q", tt.name, st, reason)
 				}
-				if tt.reason != "" && (st != models.DeliveryCancelled || reason != "suppressed: "+tt.reason) {
+				if tt.reason != "" && (st != drip.DeliveryCancelled || reason != "suppressed: "+tt.reason) {
 					t.Errorf("delivery = %s %q, want cancelled: suppressed: %s", st, reason, tt.reason)
 				}
 			}
@@ -315,7 +319,7 @@ func TestResendWebhookSuppressesHardBouncesAndComplaints(t *testing.T) {
 
 func TestResendWebhookSignatures(t *testing.T) {
 	w := newMailWorld(t)
-	body := resendEvent(models.EmailEventComplained, *w.sent.ResendID, w.jane.Email, "")
+	body := resendEvent(drip.EmailEventComplained, *w.sent.ResendID, w.jane.Email, "")
 	now := time.Now()
 	tampered := bytes.Replace(body, []byte("email.complained"), []byte("email.delivered"), 1)
 	tests := []struct {
@@ -361,7 +365,7 @@ func TestResendWebhookSignatures(t *testing.T) {
 
 func TestResendWebhookNotConfiguredIs503(t *testing.T) {
 	env := apitest.NewEnv(t)
-	body := resendEvent(models.EmailEventDelivered, "e1", "jane@example.com", "")
+	body := resendEvent(drip.EmailEventDelivered, "e1", "jane@example.com", "")
 	h := emails.SignTestWebhook(emails.NewTestWebhookSecret("x"), "msg_1", time.Now(), body)
 	env.Do(t, http.MethodPost, "/v1/webhooks/resend", body, apitest.Header("svix-id", h.Get("svix-id")),
 		apitest.Header("svix-timestamp", h.Get("svix-timestamp")), apitest.Header("svix-signature", h.Get("svix-signature"))).
@@ -372,7 +376,7 @@ func TestResendWebhookNotConfiguredIs503(t *testing.T) {
 // the retry is then applied.
 func TestResendWebhookDatabaseFailureAsksForARetry(t *testing.T) {
 	w := newMailWorld(t)
-	body := resendEvent(models.EmailEventBounced, *w.sent.ResendID, w.jane.Email, "Permanent")
+	body := resendEvent(drip.EmailEventBounced, *w.sent.ResendID, w.jane.Email, "Permanent")
 	ok(t, w.env.DB.Exec(`ALTER TABLE email_suppressions RENAME TO email_suppressions_away`).Error)
 	res := w.deliver(t, "msg_retry", body)
 	if res.Status < 500 {
@@ -413,7 +417,7 @@ func (l deliveryList) ids() []uuid.UUID {
 
 func TestDeliveryLogShowsEventsAndReasons(t *testing.T) {
 	w := newMailWorld(t)
-	for i, typ := range []string{models.EmailEventSent, models.EmailEventDelivered, models.EmailEventOpened, models.EmailEventClicked} {
+	for i, typ := range []string{drip.EmailEventSent, drip.EmailEventDelivered, drip.EmailEventOpened, drip.EmailEventClicked} {
 		w.deliver(t, fmt.Sprintf("msg_%d", i), resendEvent(typ, *w.sent.ResendID, w.jane.Email, "")).Expect(t, http.StatusOK)
 		time.Sleep(2 * time.Millisecond) // created_at is the wall clock here
 	}
@@ -433,7 +437,7 @@ func TestDeliveryLogShowsEventsAndReasons(t *testing.T) {
 	if want := "[email.sent email.delivered email.opened email.clicked]"; fmt.Sprint(types) != want || sent.ResendID == nil || sent.Attempts != 1 {
 		t.Errorf("sent delivery = %+v, events %v, want %s", sent, types, want)
 	}
-	if c := list.Data[1]; c.Status != models.DeliveryCancelled || c.LastError == nil || !strings.HasPrefix(*c.LastError, "unsubscribed: ") {
+	if c := list.Data[1]; c.Status != drip.DeliveryCancelled || c.LastError == nil || !strings.HasPrefix(*c.LastError, "unsubscribed: ") {
 		t.Errorf("unsubscribed delivery = %+v", c)
 	}
 
@@ -487,7 +491,7 @@ func TestDeliveryLogIsScopedToHerCohorts(t *testing.T) {
 
 func TestSuppressionDelete(t *testing.T) {
 	w := newMailWorld(t)
-	w.deliver(t, "msg_c", resendEvent(models.EmailEventComplained, "", "Mia+drip@Example.com", "")).Expect(t, http.StatusOK)
+	w.deliver(t, "msg_c", resendEvent(drip.EmailEventComplained, "", "Mia+drip@Example.com", "")).Expect(t, http.StatusOK)
 	var list suppressionList
 	w.env.Do(t, http.MethodGet, "/v1/admin/suppressions", nil, apitest.Token(w.admin)).Expect(t, http.StatusOK).JSON(t, &list)
 	if len(list.Data) != 1 || list.Data[0].Email != "mia+drip@example.com" {

@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/grace-coaching/grace/api/apitest"
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
 )
 
 type catLesson struct {
@@ -56,7 +56,7 @@ func catLessonOrder(t *testing.T, env *apitest.Env, tok, programID string) []str
 func TestLessonCRUD(t *testing.T) {
 	env := apitest.NewEnv(t)
 	tok := catCoach(t, env)
-	p := env.Program(t, "p", models.ProgramDraft, false)
+	p := env.Program(t, "p", catalog.ProgramDraft, false)
 	pid := p.ID.String()
 
 	minimal := catCreateLesson(t, env, tok, pid, map[string]any{"title": "Why no contact"})
@@ -106,7 +106,7 @@ func TestLessonInsertAtPosition(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			env := apitest.NewEnv(t)
 			tok := catCoach(t, env)
-			pid := env.Program(t, "p", models.ProgramDraft, false).ID.String()
+			pid := env.Program(t, "p", catalog.ProgramDraft, false).ID.String()
 			for _, title := range []string{"a", "b", "c"} {
 				catCreateLesson(t, env, tok, pid, map[string]any{"title": title})
 			}
@@ -129,7 +129,7 @@ func TestLessonInsertAtPosition(t *testing.T) {
 func TestLessonConcurrentCreates(t *testing.T) {
 	env := apitest.NewEnv(t)
 	tok := catCoach(t, env)
-	pid := env.Program(t, "p", models.ProgramDraft, false).ID.String()
+	pid := env.Program(t, "p", catalog.ProgramDraft, false).ID.String()
 
 	const n = 20
 	statuses := make([]int, n)
@@ -159,7 +159,7 @@ func TestLessonConcurrentCreates(t *testing.T) {
 func TestLessonCreateRefusesBadInput(t *testing.T) {
 	env := apitest.NewEnv(t)
 	tok := catCoach(t, env)
-	pid := env.Program(t, "p", models.ProgramDraft, false).ID.String()
+	pid := env.Program(t, "p", catalog.ProgramDraft, false).ID.String()
 	catCreateLesson(t, env, tok, pid, map[string]any{"title": "existing"})
 
 	cases := catBadInputs(
@@ -208,7 +208,7 @@ func TestLessonPatchChangesOnlySentFields(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			env := apitest.NewEnv(t)
 			tok := catCoach(t, env)
-			pid := env.Program(t, "p", models.ProgramDraft, false).ID.String()
+			pid := env.Program(t, "p", catalog.ProgramDraft, false).ID.String()
 			created := catCreateLesson(t, env, tok, pid, base)
 			env.Clock.Advance(time.Hour)
 			var got, stored catLesson
@@ -239,7 +239,7 @@ func catSameLesson(a, b catLesson) bool {
 func TestLessonPatchRefusesBadInput(t *testing.T) {
 	env := apitest.NewEnv(t)
 	tok := catCoach(t, env)
-	pid := env.Program(t, "p", models.ProgramDraft, false).ID.String()
+	pid := env.Program(t, "p", catalog.ProgramDraft, false).ID.String()
 	l := catCreateLesson(t, env, tok, pid, map[string]any{"title": "T"})
 
 	cases := catBadInputs(
@@ -261,7 +261,7 @@ func TestLessonPatchRefusesBadInput(t *testing.T) {
 func TestLessonBodyScriptNeverReachesBodyHTML(t *testing.T) {
 	env := apitest.NewEnv(t)
 	tok := catCoach(t, env)
-	pid := env.Program(t, "p", models.ProgramDraft, false).ID.String()
+	pid := env.Program(t, "p", catalog.ProgramDraft, false).ID.String()
 	stored := func(id string) string {
 		var html string
 		if err := env.DB.Raw(`SELECT body_html FROM lessons WHERE id = ?`, id).Scan(&html).Error; err != nil {
@@ -285,8 +285,8 @@ func TestLessonBodyScriptNeverReachesBodyHTML(t *testing.T) {
 func TestLessonReorder(t *testing.T) {
 	env := apitest.NewEnv(t)
 	tok := catCoach(t, env)
-	pid := env.Program(t, "p", models.ProgramDraft, false).ID.String()
-	otherID := env.Program(t, "other", models.ProgramDraft, false).ID.String()
+	pid := env.Program(t, "p", catalog.ProgramDraft, false).ID.String()
+	otherID := env.Program(t, "other", catalog.ProgramDraft, false).ID.String()
 	var ids []string
 	for _, title := range []string{"a", "b", "c"} {
 		ids = append(ids, catCreateLesson(t, env, tok, pid, map[string]any{"title": title}).ID)
@@ -330,7 +330,7 @@ func TestLessonReorder(t *testing.T) {
 func TestLessonDeleteCompactsPositions(t *testing.T) {
 	env := apitest.NewEnv(t)
 	tok := catCoach(t, env)
-	pid := env.Program(t, "p", models.ProgramDraft, false).ID.String()
+	pid := env.Program(t, "p", catalog.ProgramDraft, false).ID.String()
 	ids := map[string]string{}
 	for _, title := range []string{"a", "b", "c", "d", "e"} {
 		ids[title] = catCreateLesson(t, env, tok, pid, map[string]any{"title": title}).ID
@@ -357,7 +357,7 @@ func TestLessonDeleteCompactsPositions(t *testing.T) {
 func TestLessonListPagination(t *testing.T) {
 	env := apitest.NewEnv(t)
 	tok := catCoach(t, env)
-	pid := env.Program(t, "p", models.ProgramDraft, false).ID.String()
+	pid := env.Program(t, "p", catalog.ProgramDraft, false).ID.String()
 	var want []string
 	for i := range 5 {
 		title := fmt.Sprintf("l%d", i)

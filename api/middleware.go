@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 const (
@@ -81,7 +82,7 @@ func (h *handlers) requireCoach(next echo.HandlerFunc) echo.HandlerFunc {
 		if token == "" {
 			return errNoToken
 		}
-		coach, session, err := h.svc.AuthenticateCoach(c.Request().Context(), token)
+		coach, session, err := h.svc.People.AuthenticateCoach(c.Request().Context(), token)
 		if err != nil {
 			return err
 		}
@@ -94,7 +95,7 @@ func (h *handlers) requireCoach(next echo.HandlerFunc) echo.HandlerFunc {
 // requireAdmin runs after requireCoach: managing coaches is for admins only.
 func (h *handlers) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if currentCoach(c).Role != models.RoleAdmin {
+		if currentCoach(c).Role != people.RoleAdmin {
 			return models.E(models.KindForbidden, "forbidden", "Only an admin may do this.")
 		}
 		return next(c)
@@ -108,7 +109,7 @@ func (h *handlers) requireParticipant(next echo.HandlerFunc) echo.HandlerFunc {
 		if token == "" {
 			return errNoToken
 		}
-		p, session, err := h.svc.AuthenticateParticipant(c.Request().Context(), token)
+		p, session, err := h.svc.People.AuthenticateParticipant(c.Request().Context(), token)
 		if err != nil {
 			return err
 		}
@@ -118,18 +119,18 @@ func (h *handlers) requireParticipant(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-func currentCoach(c echo.Context) *models.Coach { return c.Get(ctxCoach).(*models.Coach) }
+func currentCoach(c echo.Context) *people.Coach { return c.Get(ctxCoach).(*people.Coach) }
 
-func currentCoachSession(c echo.Context) *models.CoachSession {
-	return c.Get(ctxCoachSession).(*models.CoachSession)
+func currentCoachSession(c echo.Context) *people.CoachSession {
+	return c.Get(ctxCoachSession).(*people.CoachSession)
 }
 
-func currentParticipant(c echo.Context) *models.Participant {
-	return c.Get(ctxParticipant).(*models.Participant)
+func currentParticipant(c echo.Context) *people.Participant {
+	return c.Get(ctxParticipant).(*people.Participant)
 }
 
-func currentParticipantSession(c echo.Context) *models.ParticipantSession {
-	return c.Get(ctxParticipantSession).(*models.ParticipantSession)
+func currentParticipantSession(c echo.Context) *people.ParticipantSession {
+	return c.Get(ctxParticipantSession).(*people.ParticipantSession)
 }
 
 // clientInfo is the evidence recorded with a consent: where and with what.

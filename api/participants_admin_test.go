@@ -11,6 +11,8 @@ import (
 
 	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 type catParticipant struct {
@@ -48,9 +50,9 @@ type catParticipantDetail struct {
 }
 
 // catNamedParticipant writes a participant with exactly this email and name.
-func catNamedParticipant(t *testing.T, env *apitest.Env, email, name string, createdAt time.Time) *models.Participant {
+func catNamedParticipant(t *testing.T, env *apitest.Env, email, name string, createdAt time.Time) *people.Participant {
 	t.Helper()
-	p := &models.Participant{Email: email, Name: name, Timezone: "Europe/Berlin", CreatedAt: createdAt, UpdatedAt: createdAt}
+	p := &people.Participant{Email: email, Name: name, Timezone: "Europe/Berlin", CreatedAt: createdAt, UpdatedAt: createdAt}
 	if err := env.DB.Create(p).Error; err != nil {
 		t.Fatalf("create participant: %v", err)
 	}
@@ -148,16 +150,16 @@ func TestParticipantsAdminDetail(t *testing.T) {
 	now := env.Clock.Now()
 	jane, _ := env.Participant(t, "jane@example.com")
 	other, _ := env.Participant(t, "other@example.com")
-	prog := env.Program(t, "say-no", models.ProgramPublished, true)
-	paid := env.Program(t, "deep-dive", models.ProgramPublished, false)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, true)
+	paid := env.Program(t, "deep-dive", catalog.ProgramPublished, false)
 	l1 := env.Lesson(t, prog.ID, "One", true, false, 0)
 	l2 := env.Lesson(t, prog.ID, "Two", true, false, 0)
 
-	env.Grant(t, jane.ID, prog.ID, models.GrantFreeAccess, now)
+	env.Grant(t, jane.ID, prog.ID, people.GrantFreeAccess, now)
 	env.Clock.Advance(time.Minute) // fixtures stamp created_at from the clock
-	revoked := env.Grant(t, jane.ID, paid.ID, models.GrantComplimentary, now.Add(time.Hour))
+	revoked := env.Grant(t, jane.ID, paid.ID, people.GrantComplimentary, now.Add(time.Hour))
 	env.DB.Model(revoked).Update("revoked_at", now.Add(2*time.Hour))
-	env.Grant(t, other.ID, paid.ID, models.GrantComplimentary, now)
+	env.Grant(t, other.ID, paid.ID, people.GrantComplimentary, now)
 
 	ip, ua := "203.0.113.7", "Mozilla/5.0"
 	for _, c := range []*models.Consent{
@@ -169,7 +171,7 @@ func TestParticipantsAdminDetail(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, c := range []models.LessonCompletion{
+	for _, c := range []people.LessonCompletion{
 		{ParticipantID: jane.ID, LessonID: l2.ID, CompletedAt: now.Add(2 * time.Hour)},
 		{ParticipantID: jane.ID, LessonID: l1.ID, CompletedAt: now.Add(time.Hour)},
 		{ParticipantID: other.ID, LessonID: l1.ID, CompletedAt: now},

@@ -13,6 +13,9 @@ import (
 	"github.com/grace-coaching/grace/api"
 	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/domain"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 // portalEnvWithoutLimits is an Env whose rate limits are off, for racing
@@ -20,7 +23,7 @@ import (
 func portalEnvWithoutLimits(t *testing.T) *apitest.Env {
 	t.Helper()
 	env := apitest.NewEnv(t)
-	env.Svc = models.NewService(models.Deps{DB: env.DB, Clock: env.Clock, Limits: &models.Limits{}})
+	env.Svc = domain.New(domain.Deps{DB: env.DB, Clock: env.Clock, Limits: &models.Limits{}})
 	env.Echo = api.New(api.Config{Service: env.Svc})
 	return env
 }
@@ -40,9 +43,9 @@ func portalLoginEmails(t *testing.T, env *apitest.Env, addr string) []models.Out
 // emails sent in one test the same created_at, so time cannot tell.)
 func portalLastLogin(t *testing.T, env *apitest.Env, addr string) (token, code string) {
 	t.Helper()
-	var live models.LoginLink
+	var live people.LoginLink
 	err := env.DB.Where("participant_id = (SELECT id FROM participants WHERE email = ?) AND used_at IS NULL AND code_attempts < ?",
-		addr, models.MaxLoginCodeAttempts).Take(&live).Error
+		addr, people.MaxLoginCodeAttempts).Take(&live).Error
 	if err != nil {
 		t.Fatalf("find her live login link: %v", err)
 	}
@@ -119,7 +122,7 @@ func TestPortalLoginLinkForKnownEmail(t *testing.T) {
 	if !sixDigits.MatchString(code) {
 		t.Errorf("code = %q, want 6 digits", code)
 	}
-	var link models.LoginLink
+	var link people.LoginLink
 	if err := env.DB.Where("participant_id = ?", p.ID).Take(&link).Error; err != nil {
 		t.Fatalf("read login link: %v", err)
 	}
@@ -212,7 +215,7 @@ func TestPortalSessionFromLinkToken(t *testing.T) {
 	if s.Participant.ID != p.ID.String() || s.Participant.Email != "jane@example.com" {
 		t.Errorf("signed in as %+v, want %s", s.Participant, p.ID)
 	}
-	if want := env.Clock.Now().Add(models.ParticipantSessionTTL); !s.ExpiresAt.Equal(want) {
+	if want := env.Clock.Now().Add(people.ParticipantSessionTTL); !s.ExpiresAt.Equal(want) {
 		t.Errorf("expires_at = %v, want %v", s.ExpiresAt, want)
 	}
 	var me portalSession
@@ -450,13 +453,13 @@ func TestPortalLogoutRevokesOnlyThatSession(t *testing.T) {
 
 func TestPortalRoutesNeedAParticipantToken(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, coachToken := env.Coach(t, "coach@example.com", models.RoleAdmin)
-	prog := env.Program(t, "say-no-with-grace", models.ProgramPublished, true)
+	_, coachToken := env.Coach(t, "coach@example.com", people.RoleAdmin)
+	prog := env.Program(t, "say-no-with-grace", catalog.ProgramPublished, true)
 	lesson := env.Lesson(t, prog.ID, "Preview", true, true, 0)
 	p, liveToken := env.Participant(t, "jane@example.com")
-	env.DB.Model(&models.ParticipantSession{}).Where("participant_id = ?", p.ID).Update("revoked_at", env.Clock.Now())
+	env.DB.Model(&people.ParticipantSession{}).Where("participant_id = ?", p.ID).Update("revoked_at", env.Clock.Now())
 	expired, expiredToken := env.Participant(t, "expired@example.com")
-	env.DB.Model(&models.ParticipantSession{}).Where("participant_id = ?", expired.ID).Update("expires_at", env.Clock.Now())
+	env.DB.Model(&people.ParticipantSession{}).Where("participant_id = ?", expired.ID).Update("expires_at", env.Clock.Now())
 	for _, tc := range []struct {
 		name string
 		opts []apitest.Option
@@ -486,7 +489,7 @@ func TestPortalMeIsAlwaysTheCaller(t *testing.T) {
 	b, tokenB := env.Participant(t, "b@example.com")
 	for _, tc := range []struct {
 		token string
-		want  *models.Participant
+		want  *people.Participant
 	}{{tokenA, a}, {tokenB, b}} {
 		var me struct {
 			ID       string `json:"id"`
@@ -519,12 +522,12 @@ func TestPortalUpdateMe(t *testing.T) {
 	if me.Name != "Jane D." || me.Timezone != "Europe/Paris" {
 		t.Errorf("omitted name changed: %+v", me)
 	}
-	var stored models.Participant
+	var stored people.Participant
 	env.DB.Take(&stored, "id = ?", p.ID)
 	if stored.Name != "Jane D." || stored.Timezone != "Europe/Paris" {
 		t.Errorf("stored = %+v", stored)
 	}
-	var untouched models.Participant
+	var untouched people.Participant
 	env.DB.Take(&untouched, "id = ?", other.ID)
 	if untouched.Name != other.Name || untouched.Timezone != other.Timezone {
 		t.Errorf("another participant changed: %+v", untouched)
@@ -551,7 +554,7 @@ func TestPortalUpdateMe(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			env.Do(t, http.MethodPatch, "/v1/portal/me", tc.body, apitest.Token(token)).ExpectProblem(t, tc.status, tc.code)
-			var now models.Participant
+			var now people.Participant
 			env.DB.Take(&now, "id = ?", p.ID)
 			if now.Name != "Jane D." || now.Timezone != "Europe/Paris" || now.Email != "jane@example.com" {
 				t.Errorf("participant changed by a refused request: %+v", now)

@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/grace-coaching/grace/api/apitest"
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 // Helpers of the catalogue tests (programs, lessons, the public catalogue,
@@ -49,7 +50,7 @@ type catPublicProgram struct {
 // catCoach is a coach (role coach, not admin) with a live token.
 func catCoach(t *testing.T, env *apitest.Env) string {
 	t.Helper()
-	_, tok := env.Coach(t, "coach@example.com", models.RoleCoach)
+	_, tok := env.Coach(t, "coach@example.com", people.RoleCoach)
 	return tok
 }
 
@@ -190,7 +191,7 @@ func TestProgramCreateRefusesBadInput(t *testing.T) {
 		catBadInput{name: "description too long", body: map[string]any{"slug": "s", "title": "t", "description": strings.Repeat("a", 100001)}, fields: []string{"description"}},
 		catBadInput{name: "unknown status", body: map[string]any{"slug": "s", "title": "t", "status": "live"}, fields: []string{"status"}},
 		catBadInput{name: "negative price", body: map[string]any{"slug": "s", "title": "t", "price_cents": -1}, fields: []string{"price_cents"}},
-		catBadInput{name: "absurd price", body: map[string]any{"slug": "s", "title": "t", "price_cents": models.MaxPriceCents + 1}, fields: []string{"price_cents"}},
+		catBadInput{name: "absurd price", body: map[string]any{"slug": "s", "title": "t", "price_cents": catalog.MaxPriceCents + 1}, fields: []string{"price_cents"}},
 		catBadInput{name: "fractional price", body: map[string]any{"slug": "s", "title": "t", "price_cents": 49.5}, fields: []string{"price_cents"}},
 		catBadInput{name: "lowercase currency", body: map[string]any{"slug": "s", "title": "t", "currency": "eur"}, fields: []string{"currency"}},
 		catBadInput{name: "long currency", body: map[string]any{"slug": "s", "title": "t", "currency": "EURO"}, fields: []string{"currency"}},
@@ -332,7 +333,7 @@ func TestProgramFreeAccessWindowOnThePublicPage(t *testing.T) {
 func TestProgramDelete(t *testing.T) {
 	env := apitest.NewEnv(t)
 	tok := catCoach(t, env)
-	free := env.Program(t, "unused", models.ProgramDraft, false)
+	free := env.Program(t, "unused", catalog.ProgramDraft, false)
 	env.Lesson(t, free.ID, "One", true, false, 0)
 	env.Lesson(t, free.ID, "Two", false, false, 0)
 
@@ -346,10 +347,10 @@ func TestProgramDelete(t *testing.T) {
 	// Even a revoked grant keeps the program: her history refers to it.
 	for _, revoked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("granted, revoked=%v", revoked), func(t *testing.T) {
-			p := env.Program(t, fmt.Sprintf("granted-%v", revoked), models.ProgramPublished, true)
+			p := env.Program(t, fmt.Sprintf("granted-%v", revoked), catalog.ProgramPublished, true)
 			env.Lesson(t, p.ID, "One", true, false, 0)
 			who, _ := env.Participant(t, fmt.Sprintf("jane-%v@example.com", revoked))
-			g := env.Grant(t, who.ID, p.ID, models.GrantFreeAccess, env.Clock.Now())
+			g := env.Grant(t, who.ID, p.ID, people.GrantFreeAccess, env.Clock.Now())
 			if revoked {
 				env.DB.Model(g).Update("revoked_at", env.Clock.Now())
 			}
@@ -427,7 +428,7 @@ func TestProgramListPagination(t *testing.T) {
 }
 
 func TestProgramManagementForBothCoachRoles(t *testing.T) {
-	for _, role := range []models.Role{models.RoleAdmin, models.RoleCoach} {
+	for _, role := range []people.Role{people.RoleAdmin, people.RoleCoach} {
 		t.Run(string(role), func(t *testing.T) {
 			env := apitest.NewEnv(t)
 			_, tok := env.Coach(t, "c@example.com", role)
@@ -446,7 +447,7 @@ func TestProgramManagementForBothCoachRoles(t *testing.T) {
 
 func TestProgramAdminRoutesNeedACoachToken(t *testing.T) {
 	env := apitest.NewEnv(t)
-	p := env.Program(t, "p", models.ProgramPublished, false)
+	p := env.Program(t, "p", catalog.ProgramPublished, false)
 	l := env.Lesson(t, p.ID, "L", true, false, 0)
 	who, participantToken := env.Participant(t, "jane@example.com")
 	routes := []struct{ method, path string }{
@@ -478,10 +479,10 @@ func TestProgramAdminRoutesNeedACoachToken(t *testing.T) {
 
 func TestPublicCatalogueShowsOnlyPublished(t *testing.T) {
 	env := apitest.NewEnv(t)
-	pub := env.Program(t, "published-one", models.ProgramPublished, true)
-	env.Program(t, "a-draft", models.ProgramDraft, true)
-	env.Program(t, "archived-one", models.ProgramArchived, false)
-	closed := env.Program(t, "published-closed", models.ProgramPublished, false)
+	pub := env.Program(t, "published-one", catalog.ProgramPublished, true)
+	env.Program(t, "a-draft", catalog.ProgramDraft, true)
+	env.Program(t, "archived-one", catalog.ProgramArchived, false)
+	closed := env.Program(t, "published-closed", catalog.ProgramPublished, false)
 
 	var list catList[map[string]any]
 	env.Do(t, "GET", "/v1/programs", nil).Expect(t, 200).JSON(t, &list)
@@ -504,7 +505,7 @@ func TestPublicCatalogueShowsOnlyPublished(t *testing.T) {
 
 	// Cursor walk of the public list.
 	for i := range 3 {
-		env.Program(t, fmt.Sprintf("more-%d", i), models.ProgramPublished, false)
+		env.Program(t, fmt.Sprintf("more-%d", i), catalog.ProgramPublished, false)
 	}
 	seen := map[string]bool{}
 	cursor := ""
@@ -575,7 +576,7 @@ func TestPublicProgramPageOutlinesPublishedLessons(t *testing.T) {
 
 func TestPublicProgramPageOfAProgramWithoutLessons(t *testing.T) {
 	env := apitest.NewEnv(t)
-	env.Program(t, "empty", models.ProgramPublished, false)
+	env.Program(t, "empty", catalog.ProgramPublished, false)
 	res := env.Do(t, "GET", "/v1/programs/empty", nil).Expect(t, 200)
 	if !strings.Contains(string(res.Body), `"lessons":[]`) {
 		t.Errorf("lessons should be an empty array: %s", res.Body)

@@ -12,6 +12,10 @@ import (
 
 	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/drip"
+	"github.com/grace-coaching/grace/models/enroll"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 type sequenceJSON struct {
@@ -50,10 +54,10 @@ func createStepAPI(t *testing.T, env *apitest.Env, token, seqID string, body map
 	return s
 }
 
-func sequenceCohort(t *testing.T, env *apitest.Env, admin *models.Coach, programID uuid.UUID, lead *models.Coach) *models.CohortView {
+func sequenceCohort(t *testing.T, env *apitest.Env, admin *people.Coach, programID uuid.UUID, lead *people.Coach) *enroll.CohortView {
 	t.Helper()
 	start := env.Clock.Now().Add(14 * 24 * time.Hour)
-	co, err := env.Svc.CreateCohort(context.Background(), admin, models.CohortInput{
+	co, err := env.Svc.Enroll.CreateCohort(context.Background(), admin, enroll.CohortInput{
 		ProgramID: programID, Name: "Spring Circle", StartsAt: start, EndsAt: start.Add(30 * 24 * time.Hour),
 		Timezone: "Europe/London", Capacity: 10, PriceCents: 30000, Currency: "EUR", CoachIDs: []uuid.UUID{lead.ID},
 	})
@@ -65,8 +69,8 @@ func sequenceCohort(t *testing.T, env *apitest.Env, admin *models.Coach, program
 
 func TestSequenceAndStepCRUD(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, token := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	prog := env.Program(t, "say-no", models.ProgramPublished, true)
+	_, token := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, true)
 
 	seq := createSequenceAPI(t, env, token, map[string]any{
 		"name": "Welcome", "trigger": "free_access_claimed", "program_id": prog.ID, "kind": "marketing", "exit_on_enrollment": true,
@@ -134,10 +138,10 @@ func TestSequenceAndStepCRUD(t *testing.T) {
 // sequence is not found for her, and she cannot scope one to that cohort.
 func TestSequenceScopingCoachVersusAdmin(t *testing.T) {
 	env := apitest.NewEnv(t)
-	admin, adminToken := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	lead, leadToken := env.Coach(t, "lead@example.com", models.RoleCoach)
-	_, otherToken := env.Coach(t, "other@example.com", models.RoleCoach)
-	prog := env.Program(t, "say-no", models.ProgramPublished, false)
+	admin, adminToken := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	lead, leadToken := env.Coach(t, "lead@example.com", people.RoleCoach)
+	_, otherToken := env.Coach(t, "other@example.com", people.RoleCoach)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, false)
 	co := sequenceCohort(t, env, admin, prog.ID, lead)
 
 	cohortSeq := createSequenceAPI(t, env, leadToken, map[string]any{"name": "Onboarding", "trigger": "cohort_start", "cohort_id": co.ID, "kind": "transactional"})
@@ -188,8 +192,8 @@ func TestSequenceScopingCoachVersusAdmin(t *testing.T) {
 // Bad input is a 4xx problem naming the field, and writes nothing.
 func TestSequenceAndStepBadInput(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, token := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	prog := env.Program(t, "say-no", models.ProgramPublished, false)
+	_, token := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, false)
 
 	seqTests := []struct {
 		name   string
@@ -268,13 +272,13 @@ func TestSequenceAndStepBadInput(t *testing.T) {
 
 func TestPreviewRendersHerName(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, token := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	prog := env.Program(t, "say-no", models.ProgramPublished, true)
+	_, token := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, true)
 	p, _ := env.Participant(t, "ana@example.com")
-	if err := env.DB.Model(&models.Participant{}).Where("id = ?", p.ID).Update("name", "Ana Lopez").Error; err != nil {
+	if err := env.DB.Model(&people.Participant{}).Where("id = ?", p.ID).Update("name", "Ana Lopez").Error; err != nil {
 		t.Fatal(err)
 	}
-	env.Grant(t, p.ID, prog.ID, models.GrantFreeAccess, env.Clock.Now())
+	env.Grant(t, p.ID, prog.ID, people.GrantFreeAccess, env.Clock.Now())
 	seq := createSequenceAPI(t, env, token, map[string]any{"name": "Welcome", "trigger": "free_access_claimed", "program_id": prog.ID, "kind": "marketing"})
 	st := createStepAPI(t, env, token, seq.ID, map[string]any{"offset_minutes": 5,
 		"subject": "Welcome to {{program_title}}, {{first_name}}", "body": "Dear {{first_name}},\n\nYour first lesson is waiting at {{portal_url}}."})
@@ -305,8 +309,8 @@ func TestPreviewRendersHerName(t *testing.T) {
 
 func TestTestSendEnqueuesOneOutboxEmail(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, token := env.Coach(t, "coach@example.com", models.RoleCoach)
-	prog := env.Program(t, "say-no", models.ProgramPublished, true)
+	_, token := env.Coach(t, "coach@example.com", people.RoleCoach)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, true)
 	seq := createSequenceAPI(t, env, token, map[string]any{"name": "Welcome", "trigger": "free_access_claimed", "program_id": prog.ID, "kind": "marketing"})
 	st := createStepAPI(t, env, token, seq.ID, map[string]any{"offset_minutes": 5, "subject": "Welcome, {{first_name}}", "body": "Start {{program_title}} today."})
 
@@ -319,7 +323,7 @@ func TestTestSendEnqueuesOneOutboxEmail(t *testing.T) {
 		t.Fatalf("%d outbox rows, want 1", len(rows))
 	}
 	m := rows[0]
-	if m.Template != models.TemplateDripTest || m.ToEmail != "coach@example.com" || m.Status != models.OutboxPending {
+	if m.Template != drip.TemplateDripTest || m.ToEmail != "coach@example.com" || m.Status != models.OutboxPending {
 		t.Errorf("outbox row %+v", m)
 	}
 	subject, _ := m.Data["subject"].(string)
@@ -333,8 +337,8 @@ func TestTestSendEnqueuesOneOutboxEmail(t *testing.T) {
 // and keeps the log of what was sent.
 func TestSequenceDeletionCancelsScheduledDeliveries(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, token := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	prog := env.Program(t, "say-no", models.ProgramPublished, true)
+	_, token := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, true)
 	p, _ := env.Participant(t, "ana@example.com")
 	seq := createSequenceAPI(t, env, token, map[string]any{"name": "Welcome", "trigger": "free_access_claimed", "program_id": prog.ID, "kind": "marketing"})
 	a := createStepAPI(t, env, token, seq.ID, map[string]any{"offset_minutes": 5, "subject": "A", "body": "a"})
@@ -343,9 +347,9 @@ func TestSequenceDeletionCancelsScheduledDeliveries(t *testing.T) {
 	deliver := func(stepID, status string) uuid.UUID {
 		t.Helper()
 		seqID, sid := uuid.MustParse(seq.ID), uuid.MustParse(stepID)
-		d := &models.EmailDelivery{ParticipantID: p.ID, Email: p.Email, SequenceID: &seqID, StepID: &sid,
+		d := &drip.EmailDelivery{ParticipantID: p.ID, Email: p.Email, SequenceID: &seqID, StepID: &sid,
 			SubjectKey: "program:" + prog.ID.String() + "/" + status, ProgramID: &prog.ID, AnchorAt: now, Timezone: "UTC", Status: status, SendAt: now.Add(time.Hour)}
-		if status == models.DeliverySent {
+		if status == drip.DeliverySent {
 			d.SentAt = &now
 		}
 		if err := env.DB.Create(d).Error; err != nil {
@@ -353,10 +357,10 @@ func TestSequenceDeletionCancelsScheduledDeliveries(t *testing.T) {
 		}
 		return d.ID
 	}
-	aScheduled, aSent, bScheduled := deliver(a.ID, models.DeliveryScheduled), deliver(a.ID, models.DeliverySent), deliver(b.ID, models.DeliveryScheduled)
+	aScheduled, aSent, bScheduled := deliver(a.ID, drip.DeliveryScheduled), deliver(a.ID, drip.DeliverySent), deliver(b.ID, drip.DeliveryScheduled)
 	state := func(id uuid.UUID) string {
 		t.Helper()
-		var d models.EmailDelivery
+		var d drip.EmailDelivery
 		if err := env.DB.Where("id = ?", id).Take(&d).Error; err != nil {
 			t.Fatal(err)
 		}
@@ -388,14 +392,14 @@ func TestSequenceDeletionCancelsScheduledDeliveries(t *testing.T) {
 // Once emails went out, the trigger and scope stay: 409 sequence_in_use.
 func TestSequenceTriggerFrozenOnceUsed(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, token := env.Coach(t, "admin@example.com", models.RoleAdmin)
-	prog := env.Program(t, "say-no", models.ProgramPublished, true)
+	_, token := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, true)
 	p, _ := env.Participant(t, "ana@example.com")
 	seq := createSequenceAPI(t, env, token, map[string]any{"name": "Welcome", "trigger": "free_access_claimed", "program_id": prog.ID, "kind": "marketing"})
 	st := createStepAPI(t, env, token, seq.ID, map[string]any{"offset_minutes": 5, "subject": "A", "body": "a"})
 	seqID, stepID, now := uuid.MustParse(seq.ID), uuid.MustParse(st.ID), env.Clock.Now()
-	if err := env.DB.Create(&models.EmailDelivery{ParticipantID: p.ID, Email: p.Email, SequenceID: &seqID, StepID: &stepID,
-		SubjectKey: "program:" + prog.ID.String(), AnchorAt: now, Timezone: "UTC", Status: models.DeliverySent, SendAt: now, SentAt: &now}).Error; err != nil {
+	if err := env.DB.Create(&drip.EmailDelivery{ParticipantID: p.ID, Email: p.Email, SequenceID: &seqID, StepID: &stepID,
+		SubjectKey: "program:" + prog.ID.String(), AnchorAt: now, Timezone: "UTC", Status: drip.DeliverySent, SendAt: now, SentAt: &now}).Error; err != nil {
 		t.Fatal(err)
 	}
 	env.Do(t, http.MethodPatch, "/v1/admin/sequences/"+seq.ID, map[string]any{"program_id": nil}, apitest.Token(token)).ExpectProblem(t, 409, "sequence_in_use")

@@ -13,7 +13,9 @@ import (
 	"github.com/go-playground/validator/v10"
 	"github.com/labstack/echo/v4"
 
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/domain"
+	"github.com/grace-coaching/grace/models/drip"
+	"github.com/grace-coaching/grace/models/enroll"
 )
 
 //go:embed openapi.yaml
@@ -27,7 +29,7 @@ func OpenAPISpec() []byte { return openAPISpec }
 
 // Config is what the HTTP layer needs; cmd/grace builds it from the environment.
 type Config struct {
-	Service     *models.Service
+	Service     *domain.Services
 	Log         *slog.Logger
 	CORSOrigins []string
 	// TrustedProxies are the networks whose X-Forwarded-For is believed. Empty
@@ -47,18 +49,18 @@ type Config struct {
 // the request headers that carry the signature) and reduces it to a domain
 // event. A bad or stale signature is an error the handler answers with 400.
 type EmailWebhook interface {
-	ParseEmailEvent(payload []byte, header http.Header) (models.EmailEvent, error)
+	ParseEmailEvent(payload []byte, header http.Header) (drip.EmailEvent, error)
 }
 
 // PaymentWebhook verifies a provider's signed webhook payload and reduces it
 // to a domain event. A bad or stale signature is an error the handler
 // answers with 400.
 type PaymentWebhook interface {
-	ParseEvent(payload []byte, signatureHeader string) (models.PaymentEvent, error)
+	ParseEvent(payload []byte, signatureHeader string) (enroll.PaymentEvent, error)
 }
 
 type handlers struct {
-	svc       *models.Service
+	svc       *domain.Services
 	log       *slog.Logger
 	validator *validator.Validate
 	ready     func(ctx context.Context) (int64, error)

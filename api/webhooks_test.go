@@ -19,6 +19,9 @@ import (
 	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/api/stripe"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/enroll"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 const webhookSecret = "whsec_test_grace_webhooks"
@@ -28,9 +31,9 @@ const webhookSecret = "whsec_test_grace_webhooks"
 // active enrollment can read the lesson at once) led by a coach.
 type hookWorld struct {
 	env    *apitest.Env
-	coach  *models.Coach
-	lesson *models.Lesson
-	cohort models.Cohort
+	coach  *people.Coach
+	lesson *catalog.Lesson
+	cohort enroll.Cohort
 }
 
 func newHookWorld(t *testing.T, capacity int) *hookWorld {
@@ -42,14 +45,14 @@ func newHookWorld(t *testing.T, capacity int) *hookWorld {
 	}
 	env.Echo = api.New(api.Config{Service: env.Svc, StripeWebhook: client})
 	w := &hookWorld{env: env}
-	w.coach, _ = env.Coach(t, "grace@coach.test", models.RoleCoach)
-	prog := env.Program(t, "say-no-with-grace", models.ProgramPublished, false)
+	w.coach, _ = env.Coach(t, "grace@coach.test", people.RoleCoach)
+	prog := env.Program(t, "say-no-with-grace", catalog.ProgramPublished, false)
 	w.lesson = env.Lesson(t, prog.ID, "Your first no", true, false, 0)
 	start := env.Clock.Now().Add(-time.Hour)
-	w.cohort = models.Cohort{ProgramID: prog.ID, Name: "Spring circle", StartsAt: start, EndsAt: start.Add(42 * 24 * time.Hour),
-		Timezone: "Europe/London", Capacity: capacity, PriceCents: 9700, Currency: "EUR", Status: models.CohortOpen}
+	w.cohort = enroll.Cohort{ProgramID: prog.ID, Name: "Spring circle", StartsAt: start, EndsAt: start.Add(42 * 24 * time.Hour),
+		Timezone: "Europe/London", Capacity: capacity, PriceCents: 9700, Currency: "EUR", Status: enroll.CohortOpen}
 	must(t, env.DB.Create(&w.cohort).Error)
-	must(t, env.DB.Create(&models.CohortCoach{CohortID: w.cohort.ID, CoachID: w.coach.ID, Lead: true}).Error)
+	must(t, env.DB.Create(&enroll.CohortCoach{CohortID: w.cohort.ID, CoachID: w.coach.ID, Lead: true}).Error)
 	return w
 }
 
@@ -63,13 +66,13 @@ func must(t testing.TB, err error) {
 // hold writes what a checkout leaves behind: a pending enrollment holding a
 // seat counted on the cohort, with a Stripe session. It returns her portal
 // token.
-func (w *hookWorld) hold(t testing.TB, email string, id uuid.UUID) (models.Enrollment, string) {
+func (w *hookWorld) hold(t testing.TB, email string, id uuid.UUID) (enroll.Enrollment, string) {
 	t.Helper()
 	p, token := w.env.Participant(t, email)
-	exp := w.env.Clock.Now().Add(models.CheckoutHoldTTL)
+	exp := w.env.Clock.Now().Add(enroll.CheckoutHoldTTL)
 	sess := sessionID(id)
-	e := models.Enrollment{ID: id, CohortID: w.cohort.ID, ParticipantID: p.ID, Status: models.EnrollmentPending, Seat: models.SeatHeld,
-		HoldExpiresAt: &exp, CheckoutSessionID: &sess, Currency: "EUR", DisputeStatus: models.DisputeNone}
+	e := enroll.Enrollment{ID: id, CohortID: w.cohort.ID, ParticipantID: p.ID, Status: enroll.EnrollmentPending, Seat: enroll.SeatHeld,
+		HoldExpiresAt: &exp, CheckoutSessionID: &sess, Currency: "EUR", DisputeStatus: enroll.DisputeNone}
 	must(t, w.env.DB.Transaction(func(tx *gorm.DB) error {
 		if err := tx.Create(&e).Error; err != nil {
 			return err
@@ -93,16 +96,16 @@ func (w *hookWorld) deliver(t testing.TB, payload []byte) *apitest.Response {
 		apitest.Header("Stripe-Signature", stripe.SignTestPayload(payload, webhookSecret, time.Time{})))
 }
 
-func (w *hookWorld) enrollment(t testing.TB, id uuid.UUID) models.Enrollment {
+func (w *hookWorld) enrollment(t testing.TB, id uuid.UUID) enroll.Enrollment {
 	t.Helper()
-	var e models.Enrollment
+	var e enroll.Enrollment
 	must(t, w.env.DB.Where("id = ?", id).Take(&e).Error)
 	return e
 }
 
 func (w *hookWorld) seats(t testing.TB) (paid, held, overflow int) {
 	t.Helper()
-	var c models.Cohort
+	var c enroll.Cohort
 	must(t, w.env.DB.Where("id = ?", w.cohort.ID).Take(&c).Error)
 	return c.SeatsPaid, c.SeatsHeld, c.SeatsOverflow
 }
@@ -132,10 +135,10 @@ func at(t testing.TB, payload []byte, minute int) []byte {
 
 // Event payloads for enrollment id, as Stripe would send them.
 func checkoutPayload(t testing.TB, evID, typ string, id uuid.UUID, paymentStatus string, minute int) []byte {
-	s := models.CheckoutSession{ID: sessionID(id), Status: models.SessionComplete, PaymentStatus: paymentStatus,
+	s := enroll.CheckoutSession{ID: sessionID(id), Status: enroll.SessionComplete, PaymentStatus: paymentStatus,
 		PaymentIntentID: intentID(id), AmountTotal: 9700, Currency: "EUR", EnrollmentID: id.String()}
-	if typ == models.EventCheckoutExpired {
-		s.Status, s.PaymentStatus, s.PaymentIntentID, s.AmountTotal = models.SessionExpired, "unpaid", "", 0
+	if typ == enroll.EventCheckoutExpired {
+		s.Status, s.PaymentStatus, s.PaymentIntentID, s.AmountTotal = enroll.SessionExpired, "unpaid", "", 0
 	}
 	return at(t, stripe.CheckoutSessionEvent(evID, typ, s), minute)
 }
@@ -151,10 +154,10 @@ func disputePayload(t testing.TB, evID, typ string, id uuid.UUID, status string,
 type hookEvent func(t testing.TB, id uuid.UUID) []byte
 
 func paidEv(t testing.TB, id uuid.UUID) []byte {
-	return checkoutPayload(t, "evt_paid", models.EventCheckoutCompleted, id, "paid", 0)
+	return checkoutPayload(t, "evt_paid", enroll.EventCheckoutCompleted, id, "paid", 0)
 }
 func unpaidEv(t testing.TB, id uuid.UUID) []byte {
-	return checkoutPayload(t, "evt_unpaid", models.EventCheckoutCompleted, id, "unpaid", 0)
+	return checkoutPayload(t, "evt_unpaid", enroll.EventCheckoutCompleted, id, "unpaid", 0)
 }
 
 // TestStripeWebhookEventsConvergeInAnyOrder delivers each scenario's events
@@ -169,40 +172,40 @@ func TestStripeWebhookEventsConvergeInAnyOrder(t *testing.T) {
 		access []bool
 		status string
 	}{
-		{"paid", []hookEvent{paidEv}, []bool{true}, models.EnrollmentActive},
+		{"paid", []hookEvent{paidEv}, []bool{true}, enroll.EnrollmentActive},
 		{"async payment succeeds", []hookEvent{unpaidEv, func(t testing.TB, id uuid.UUID) []byte {
-			return checkoutPayload(t, "evt_async_ok", models.EventCheckoutAsyncSucceeded, id, "paid", 60)
-		}}, []bool{false, true}, models.EnrollmentActive},
+			return checkoutPayload(t, "evt_async_ok", enroll.EventCheckoutAsyncSucceeded, id, "paid", 60)
+		}}, []bool{false, true}, enroll.EnrollmentActive},
 		{"async payment fails", []hookEvent{unpaidEv, func(t testing.TB, id uuid.UUID) []byte {
-			return checkoutPayload(t, "evt_async_fail", models.EventCheckoutAsyncFailed, id, "unpaid", 60)
-		}}, []bool{false, false}, models.EnrollmentExpired},
+			return checkoutPayload(t, "evt_async_fail", enroll.EventCheckoutAsyncFailed, id, "unpaid", 60)
+		}}, []bool{false, false}, enroll.EnrollmentExpired},
 		{"session expires", []hookEvent{func(t testing.TB, id uuid.UUID) []byte {
-			return checkoutPayload(t, "evt_expired", models.EventCheckoutExpired, id, "", 31)
-		}}, []bool{false}, models.EnrollmentExpired},
+			return checkoutPayload(t, "evt_expired", enroll.EventCheckoutExpired, id, "", 31)
+		}}, []bool{false}, enroll.EnrollmentExpired},
 		{"full refund revokes access", []hookEvent{paidEv, func(t testing.TB, id uuid.UUID) []byte {
 			return refundPayload(t, "evt_refund", id, 9700, 90)
-		}}, []bool{true, false}, models.EnrollmentRefunded},
+		}}, []bool{true, false}, enroll.EnrollmentRefunded},
 		{"partial refund keeps access", []hookEvent{paidEv, func(t testing.TB, id uuid.UUID) []byte {
 			return refundPayload(t, "evt_refund", id, 2000, 90)
-		}}, []bool{true, true}, models.EnrollmentActive},
+		}}, []bool{true, true}, enroll.EnrollmentActive},
 		{"dispute suspends access", []hookEvent{paidEv, func(t testing.TB, id uuid.UUID) []byte {
-			return disputePayload(t, "evt_dp_created", models.EventDisputeCreated, id, "needs_response", 200)
-		}}, []bool{true, false}, models.EnrollmentDisputed},
+			return disputePayload(t, "evt_dp_created", enroll.EventDisputeCreated, id, "needs_response", 200)
+		}}, []bool{true, false}, enroll.EnrollmentDisputed},
 		{"dispute won restores access", []hookEvent{paidEv, func(t testing.TB, id uuid.UUID) []byte {
-			return disputePayload(t, "evt_dp_created", models.EventDisputeCreated, id, "needs_response", 200)
+			return disputePayload(t, "evt_dp_created", enroll.EventDisputeCreated, id, "needs_response", 200)
 		}, func(t testing.TB, id uuid.UUID) []byte {
-			return disputePayload(t, "evt_dp_closed", models.EventDisputeClosed, id, "won", 300)
-		}}, []bool{true, false, true}, models.EnrollmentActive},
+			return disputePayload(t, "evt_dp_closed", enroll.EventDisputeClosed, id, "won", 300)
+		}}, []bool{true, false, true}, enroll.EnrollmentActive},
 		{"dispute lost keeps access revoked", []hookEvent{paidEv, func(t testing.TB, id uuid.UUID) []byte {
-			return disputePayload(t, "evt_dp_created", models.EventDisputeCreated, id, "needs_response", 200)
+			return disputePayload(t, "evt_dp_created", enroll.EventDisputeCreated, id, "needs_response", 200)
 		}, func(t testing.TB, id uuid.UUID) []byte {
-			return disputePayload(t, "evt_dp_closed", models.EventDisputeClosed, id, "lost", 300)
-		}}, []bool{true, false, false}, models.EnrollmentDisputed},
+			return disputePayload(t, "evt_dp_closed", enroll.EventDisputeClosed, id, "lost", 300)
+		}}, []bool{true, false, false}, enroll.EnrollmentDisputed},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			id := uuid.New()
 			type final struct {
-				Enrollment                models.Enrollment
+				Enrollment                enroll.Enrollment
 				Paid, Held, Overflow      int
 				Access                    bool
 				Events, Enrollments, Live int64
@@ -285,7 +288,7 @@ func TestStripeWebhookRefusesUnverifiedPayloads(t *testing.T) {
 			if n := w.env.Count(t, "stripe_events"); n != 0 {
 				t.Errorf("%d events stored from an unverified payload", n)
 			}
-			if got := w.enrollment(t, e.ID); got.Status != models.EnrollmentPending || got.Seat != models.SeatHeld {
+			if got := w.enrollment(t, e.ID); got.Status != enroll.EnrollmentPending || got.Seat != enroll.SeatHeld {
 				t.Errorf("enrollment moved to %s/%s on an unverified payload", got.Status, got.Seat)
 			}
 		})
@@ -321,7 +324,7 @@ func TestStripeWebhookAcknowledgesWhatItCannotApply(t *testing.T) {
 	} {
 		w.deliver(t, payload).Expect(t, http.StatusOK)
 	}
-	if got := w.enrollment(t, e.ID); got.Status != models.EnrollmentPending || got.Seat != models.SeatHeld || got.PaidAt != nil {
+	if got := w.enrollment(t, e.ID); got.Status != enroll.EnrollmentPending || got.Seat != enroll.SeatHeld || got.PaidAt != nil {
 		t.Errorf("her enrollment moved to %s/%s", got.Status, got.Seat)
 	}
 	if paid, held, _ := w.seats(t); paid != 0 || held != 1 {
@@ -344,9 +347,9 @@ func TestStripeWebhookPaymentWithoutSeatIsHonoured(t *testing.T) {
 	b, tokenB := w.hold(t, "beatriz@example.test", uuid.New())
 	w.deliver(t, paidEv(t, a.ID)).Expect(t, http.StatusOK)
 	must(t, w.env.DB.Exec(`UPDATE cohorts SET capacity = seats_paid WHERE id = ?`, w.cohort.ID).Error)
-	w.deliver(t, checkoutPayload(t, "evt_paid_b", models.EventCheckoutCompleted, b.ID, "paid", 1)).Expect(t, http.StatusOK)
+	w.deliver(t, checkoutPayload(t, "evt_paid_b", enroll.EventCheckoutCompleted, b.ID, "paid", 1)).Expect(t, http.StatusOK)
 
-	if got := w.enrollment(t, b.ID); got.Status != models.EnrollmentActive || got.Seat != models.SeatOverflow {
+	if got := w.enrollment(t, b.ID); got.Status != enroll.EnrollmentActive || got.Seat != enroll.SeatOverflow {
 		t.Errorf("status/seat = %s/%s, want active/overflow", got.Status, got.Seat)
 	}
 	if !w.canRead(t, tokenB) {
@@ -356,7 +359,7 @@ func TestStripeWebhookPaymentWithoutSeatIsHonoured(t *testing.T) {
 		t.Errorf("seats paid/held/overflow = %d/%d/%d, want 1/0/1", paid, held, overflow)
 	}
 	var flags []models.OutboxMessage
-	must(t, w.env.DB.Where("template = ?", models.TemplateCohortOverbooked).Find(&flags).Error)
+	must(t, w.env.DB.Where("template = ?", enroll.TemplateCohortOverbooked).Find(&flags).Error)
 	if len(flags) != 1 || flags[0].ToEmail != w.coach.Email || flags[0].Data["participant_email"] != "beatriz@example.test" {
 		t.Errorf("overbooked flags = %+v, want one to %s about beatriz", flags, w.coach.Email)
 	}
@@ -374,10 +377,10 @@ func TestStripeWebhookRace(t *testing.T) {
 		ids[i] = uuid.New()
 		w.hold(t, fmt.Sprintf("woman%02d@example.test", i), ids[i])
 		if i < paying {
-			p := checkoutPayload(t, fmt.Sprintf("evt_paid_%02d", i), models.EventCheckoutCompleted, ids[i], "paid", i)
+			p := checkoutPayload(t, fmt.Sprintf("evt_paid_%02d", i), enroll.EventCheckoutCompleted, ids[i], "paid", i)
 			deliveries = append(deliveries, p, p, p)
 		} else {
-			p := checkoutPayload(t, fmt.Sprintf("evt_expired_%02d", i), models.EventCheckoutExpired, ids[i], "", 31)
+			p := checkoutPayload(t, fmt.Sprintf("evt_expired_%02d", i), enroll.EventCheckoutExpired, ids[i], "", 31)
 			deliveries = append(deliveries, p, p)
 		}
 	}
@@ -409,9 +412,9 @@ func TestStripeWebhookRace(t *testing.T) {
 	}
 	for i, id := range ids {
 		e := w.enrollment(t, id)
-		want, seat := models.EnrollmentActive, models.SeatPaid
+		want, seat := enroll.EnrollmentActive, enroll.SeatPaid
 		if i >= paying {
-			want, seat = models.EnrollmentExpired, models.SeatNone
+			want, seat = enroll.EnrollmentExpired, enroll.SeatNone
 		}
 		if e.Status != want || e.Seat != seat {
 			t.Errorf("enrollment %d: %s/%s, want %s/%s", i, e.Status, e.Seat, want, seat)
@@ -419,7 +422,7 @@ func TestStripeWebhookRace(t *testing.T) {
 	}
 	var grants, welcomes int64
 	must(t, w.env.DB.Table("access_grants").Where("enrollment_id IS NOT NULL AND revoked_at IS NULL").Count(&grants).Error)
-	must(t, w.env.DB.Table("outbox").Where("template = ?", models.TemplateEnrollmentWelcome).Count(&welcomes).Error)
+	must(t, w.env.DB.Table("outbox").Where("template = ?", enroll.TemplateEnrollmentWelcome).Count(&welcomes).Error)
 	if grants != paying || welcomes != paying {
 		t.Errorf("%d live grants, %d welcome emails; want %d each", grants, welcomes, paying)
 	}

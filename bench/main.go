@@ -35,6 +35,7 @@ import (
 	"github.com/grace-coaching/grace/api"
 	"github.com/grace-coaching/grace/migrations"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/domain"
 )
 
 type config struct {
@@ -95,7 +96,7 @@ func main() {
 // Echo that baselines add their one route to.
 type bench struct {
 	db    *gorm.DB // Grace's pool, also for fixtures
-	svc   *models.Service
+	svc   *domain.Services
 	grace *echo.Echo
 	pool  *pgxpool.Pool // the baselines' pool, the same size as Grace's
 	bare  *echo.Echo
@@ -338,7 +339,7 @@ func openBench(ctx context.Context, dsn string) (*bench, func(), error) {
 		sqlDB.Close()
 		return nil, nil, err
 	}
-	svc := models.NewService(models.Deps{DB: gdb, Log: discard, Payments: instantGateway{}, AppBaseURL: benchAppURL})
+	svc := domain.New(domain.Deps{DB: gdb, Log: discard, Payments: instantGateway{}, AppBaseURL: benchAppURL})
 	bare := echo.New()
 	bare.HideBanner, bare.HidePort = true, true
 	grace := api.New(api.Config{Service: svc, Log: discard, StripeWebhook: verifier})

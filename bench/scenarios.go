@@ -15,6 +15,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 // scenario is one comparison: a Grace route against the least code that could
@@ -95,14 +97,14 @@ func setupPortalLesson(ctx context.Context, b *bench) (request, request, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	lesson, err := b.svc.CreateLesson(ctx, prog.ID, models.LessonInput{
+	lesson, err := b.svc.Catalog.CreateLesson(ctx, prog.ID, catalog.LessonInput{
 		Title: "Day 3: The pause before yes", Body: lessonMarkdown(6 << 10),
 		DurationSeconds: ptr(900), UnlockOffsetDays: 3, Published: true,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("create lesson: %w", err)
 	}
-	p := &models.Participant{Email: "bench.reader@example.com", Name: "Bench Reader", Timezone: "Europe/Berlin"}
+	p := &people.Participant{Email: "bench.reader@example.com", Name: "Bench Reader", Timezone: "Europe/Berlin"}
 	if err := b.db.WithContext(ctx).Create(p).Error; err != nil {
 		return nil, nil, fmt.Errorf("create participant: %w", err)
 	}
@@ -111,11 +113,11 @@ func setupPortalLesson(ctx context.Context, b *bench) (request, request, error) 
 		return nil, nil, err
 	}
 	now := time.Now()
-	session := &models.ParticipantSession{ParticipantID: p.ID, TokenHash: models.HashToken(token), ExpiresAt: now.Add(models.ParticipantSessionTTL)}
+	session := &people.ParticipantSession{ParticipantID: p.ID, TokenHash: models.HashToken(token), ExpiresAt: now.Add(people.ParticipantSessionTTL)}
 	if err := b.db.WithContext(ctx).Create(session).Error; err != nil {
 		return nil, nil, fmt.Errorf("create session: %w", err)
 	}
-	grant := &models.AccessGrant{ParticipantID: p.ID, ProgramID: prog.ID, Source: models.GrantComplimentary, StartsAt: now.AddDate(0, 0, -7)}
+	grant := &people.AccessGrant{ParticipantID: p.ID, ProgramID: prog.ID, Source: people.GrantComplimentary, StartsAt: now.AddDate(0, 0, -7)}
 	if err := b.db.WithContext(ctx).Create(grant).Error; err != nil {
 		return nil, nil, fmt.Errorf("create grant: %w", err)
 	}
@@ -194,19 +196,19 @@ func setupProgramPage(ctx context.Context, b *bench) (request, request, error) {
 // program creates a published program with an open free-access window and,
 // when lessons > 1, an outline of lessons-1 short published lessons, the
 // first a free preview.
-func (b *bench) program(ctx context.Context, slug string, lessons int) (*models.Program, error) {
+func (b *bench) program(ctx context.Context, slug string, lessons int) (*catalog.Program, error) {
 	until := time.Now().AddDate(0, 0, 30)
-	prog, err := b.svc.CreateProgram(ctx, models.ProgramInput{
+	prog, err := b.svc.Catalog.CreateProgram(ctx, catalog.ProgramInput{
 		Slug: slug, Title: "Say No With Grace",
 		Summary:     "A free seven-day workshop on saying no kindly and without guilt, for women who have been taught that their needs come last.",
 		Description: programMarkdown,
-		Status:      models.ProgramPublished, FreeAccessUntil: &until, PriceCents: 9700, Currency: "EUR",
+		Status:      catalog.ProgramPublished, FreeAccessUntil: &until, PriceCents: 9700, Currency: "EUR",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create program: %w", err)
 	}
 	for i := 1; i < lessons; i++ {
-		_, err := b.svc.CreateLesson(ctx, prog.ID, models.LessonInput{
+		_, err := b.svc.Catalog.CreateLesson(ctx, prog.ID, catalog.LessonInput{
 			Title: fmt.Sprintf("Day %d: %s", i, dayTitles[(i-1)%len(dayTitles)]), Body: lessonMarkdown(1 << 10),
 			DurationSeconds: ptr(600 + 60*i), FreePreview: i == 1, UnlockOffsetDays: i - 1, Published: true,
 		})

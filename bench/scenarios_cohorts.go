@@ -18,6 +18,7 @@ import (
 
 	"github.com/grace-coaching/grace/api/stripe"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/enroll"
 )
 
 // benchWebhookSecret signs the webhook-ingest events; Grace's webhook
@@ -34,23 +35,23 @@ type instantGateway struct{}
 
 var errNotInBench = errors.New("bench: the instant gateway only creates checkouts")
 
-func (instantGateway) CreateCheckoutSession(_ context.Context, req models.CheckoutRequest) (models.CheckoutSession, error) {
+func (instantGateway) CreateCheckoutSession(_ context.Context, req enroll.CheckoutRequest) (enroll.CheckoutSession, error) {
 	id := "cs_bench_" + req.EnrollmentID.String()
-	return models.CheckoutSession{
-		ID: id, URL: "https://checkout.stripe.com/c/pay/" + id, Status: models.SessionOpen, PaymentStatus: "unpaid",
+	return enroll.CheckoutSession{
+		ID: id, URL: "https://checkout.stripe.com/c/pay/" + id, Status: enroll.SessionOpen, PaymentStatus: "unpaid",
 		AmountTotal: req.AmountCents, Currency: req.Currency, EnrollmentID: req.EnrollmentID.String(), ExpiresAt: req.ExpiresAt,
 	}, nil
 }
 
-func (instantGateway) GetCheckoutSession(context.Context, string) (models.CheckoutSession, error) {
-	return models.CheckoutSession{}, errNotInBench
+func (instantGateway) GetCheckoutSession(context.Context, string) (enroll.CheckoutSession, error) {
+	return enroll.CheckoutSession{}, errNotInBench
 }
 
-func (instantGateway) ExpireCheckoutSession(context.Context, string) (models.CheckoutSession, error) {
-	return models.CheckoutSession{}, errNotInBench
+func (instantGateway) ExpireCheckoutSession(context.Context, string) (enroll.CheckoutSession, error) {
+	return enroll.CheckoutSession{}, errNotInBench
 }
 
-func (instantGateway) Refund(context.Context, models.RefundRequest) (string, error) {
+func (instantGateway) Refund(context.Context, enroll.RefundRequest) (string, error) {
 	return "", errNotInBench
 }
 
@@ -74,9 +75,9 @@ func setupSeatHold(ctx context.Context, b *bench) (target, target, error) {
 		return nil, nil, err
 	}
 	start := time.Now().AddDate(0, 1, 0)
-	cohort := &models.Cohort{
+	cohort := &enroll.Cohort{
 		ProgramID: prog.ID, Name: "Launch cohort", StartsAt: start, EndsAt: start.AddDate(0, 0, 42), Timezone: "Europe/London",
-		Capacity: 10000, PriceCents: 49000, Currency: "EUR", Status: models.CohortOpen,
+		Capacity: 10000, PriceCents: 49000, Currency: "EUR", Status: enroll.CohortOpen,
 	}
 	if err := b.db.WithContext(ctx).Create(cohort).Error; err != nil {
 		return nil, nil, fmt.Errorf("create cohort: %w", err)
@@ -107,7 +108,7 @@ func setupSeatHold(ctx context.Context, b *bench) (target, target, error) {
 			}
 			// A different woman each time, from her own address, as on a
 			// launch day: no per-IP limit or existing hold short-cuts it.
-			res, err := b.svc.StartCheckout(ctx, cohort.ID, models.CheckoutInput{
+			res, err := b.svc.Enroll.StartCheckout(ctx, cohort.ID, enroll.CheckoutInput{
 				Email: fmt.Sprintf("hold-%s-%d@example.com", run, i), Name: "Bench Buyer",
 				DisclaimerAccepted: true, MarketingConsent: i%2 == 0,
 			}, models.ClientInfo{IP: ipFor(i), UserAgent: "grace-bench"})
@@ -143,13 +144,13 @@ func webhookEvent(run string, i int64) (payload []byte, signature string) {
 	ref := fmt.Sprintf("%s_%d", run, i)
 	switch i % 4 {
 	case 0, 1:
-		payload = stripe.CheckoutSessionEvent(id, models.EventCheckoutCompleted, models.CheckoutSession{
-			ID: "cs_bench_" + ref, Status: models.SessionComplete, PaymentStatus: "paid", PaymentIntentID: "pi_bench_" + ref,
+		payload = stripe.CheckoutSessionEvent(id, enroll.EventCheckoutCompleted, enroll.CheckoutSession{
+			ID: "cs_bench_" + ref, Status: enroll.SessionComplete, PaymentStatus: "paid", PaymentIntentID: "pi_bench_" + ref,
 			AmountTotal: 49000, Currency: "EUR", EnrollmentID: uuid.NewString(),
 		})
 	case 2:
-		payload = stripe.CheckoutSessionEvent(id, models.EventCheckoutExpired, models.CheckoutSession{
-			ID: "cs_bench_" + ref, Status: models.SessionExpired, PaymentStatus: "unpaid",
+		payload = stripe.CheckoutSessionEvent(id, enroll.EventCheckoutExpired, enroll.CheckoutSession{
+			ID: "cs_bench_" + ref, Status: enroll.SessionExpired, PaymentStatus: "unpaid",
 			AmountTotal: 49000, Currency: "EUR", EnrollmentID: uuid.NewString(),
 		})
 	default:

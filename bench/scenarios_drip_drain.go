@@ -13,7 +13,8 @@ import (
 	"github.com/grace-coaching/grace/emails/drip"
 	"github.com/grace-coaching/grace/emails/drip/driptest"
 	"github.com/grace-coaching/grace/emails/emailstest"
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/domain"
+	dripdom "github.com/grace-coaching/grace/models/drip"
 )
 
 // Drain scenarios time one job to its end against a ceiling the job cannot
@@ -90,7 +91,7 @@ func runDripDrain(ctx context.Context, b *bench) (side, side, error) {
 		return side{}, ceiling, err
 	}
 	discard := slog.New(slog.DiscardHandler)
-	svc := models.NewService(models.Deps{DB: b.db, Log: discard, DripRenderer: renderer,
+	svc := domain.New(domain.Deps{DB: b.db, Log: discard, DripRenderer: renderer,
 		AppBaseURL: benchAppURL, UnsubscribeMailbox: "unsubscribe@grace.example"})
 
 	// The spec check is for tests; here it would time the fake.
@@ -158,13 +159,13 @@ func runDripDrain(ctx context.Context, b *bench) (side, side, error) {
 		return side{}, ceiling, err
 	}
 	lost := drainDeliveries - len(perDelivery)
-	rps := float64(counts[models.DeliverySent]) / elapsed.Seconds()
+	rps := float64(counts[dripdom.DeliverySent]) / elapsed.Seconds()
 	g := side{RPS: rps, RoundsRPS: []float64{rps}, Requests: int64(len(calls))}
-	if bad := dups + lost + limited; bad > 0 || counts[models.DeliverySent] != drainDeliveries {
+	if bad := dups + lost + limited; bad > 0 || counts[dripdom.DeliverySent] != drainDeliveries {
 		g.Errors = int64(bad)
 		g.FirstError = fmt.Sprintf("%d duplicates, %d lost, %d answered 429, statuses %v", dups, lost, limited, counts)
 	}
 	progress("drip-drain: %d emails in %s over %d calls: %.0f emails/s, %d duplicates, %d lost, %d 429s",
-		counts[models.DeliverySent], elapsed.Round(time.Millisecond), len(calls), rps, dups, lost, limited)
+		counts[dripdom.DeliverySent], elapsed.Round(time.Millisecond), len(calls), rps, dups, lost, limited)
 	return g, ceiling, nil
 }

@@ -9,7 +9,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/drip"
+	"github.com/grace-coaching/grace/models/enroll"
 )
 
 // Bulk scenarios time one large statement per round instead of a stream of
@@ -117,21 +118,21 @@ func setupDripSchedule(ctx context.Context, b *bench) (bulkSide, bulkSide, func(
 		return nil, nil, nil, err
 	}
 	start := time.Now().AddDate(0, 1, 0)
-	cohort := &models.Cohort{
+	cohort := &enroll.Cohort{
 		ProgramID: prog.ID, Name: "Big cohort", StartsAt: start, EndsAt: start.AddDate(0, 0, 42), Timezone: "Europe/London",
-		Capacity: 10000, PriceCents: 49000, Currency: "EUR", Status: models.CohortOpen,
+		Capacity: 10000, PriceCents: 49000, Currency: "EUR", Status: enroll.CohortOpen,
 	}
 	db := b.db.WithContext(ctx)
 	if err := db.Create(cohort).Error; err != nil {
 		return nil, nil, nil, fmt.Errorf("create cohort: %w", err)
 	}
-	seq := &models.EmailSequence{Name: "Onboarding", Trigger: models.TriggerCohortStart, CohortID: &cohort.ID,
-		Kind: models.SequenceTransactional, Active: true}
+	seq := &drip.EmailSequence{Name: "Onboarding", Trigger: drip.TriggerCohortStart, CohortID: &cohort.ID,
+		Kind: drip.SequenceTransactional, Active: true}
 	if err := db.Create(seq).Error; err != nil {
 		return nil, nil, nil, fmt.Errorf("create sequence: %w", err)
 	}
 	minus7, minus1, zero, nine := -7, -1, 0, "09:00"
-	steps := []models.EmailStep{
+	steps := []drip.EmailStep{
 		{SequenceID: seq.ID, Position: 1, OffsetDays: &minus7, SendAtLocal: &nine, Subject: "One week to go", Body: "Hello {{first_name}}"},
 		{SequenceID: seq.ID, Position: 2, OffsetDays: &minus1, SendAtLocal: &nine, Subject: "Tomorrow", Body: "Hello {{first_name}}"},
 		{SequenceID: seq.ID, Position: 3, OffsetMinutes: &zero, Subject: "We start", Body: "Hello {{first_name}}"},
@@ -175,7 +176,7 @@ func setupDripSchedule(ctx context.Context, b *bench) (bulkSide, bulkSide, func(
 		return tag.RowsAffected(), err
 	}
 	grace := func(ctx context.Context) (int64, error) {
-		return b.svc.BackfillDrip(ctx, models.TriggerCohortStart, nil, &cohort.ID)
+		return b.svc.Drip.BackfillDrip(ctx, drip.TriggerCohortStart, nil, &cohort.ID)
 	}
 	reset := func(ctx context.Context) error {
 		if _, err := b.pool.Exec(ctx, `TRUNCATE email_deliveries CASCADE`); err != nil {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/resend/resend-go/v2"
 
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/drip"
 )
 
 // Resend signs its webhooks the Svix way: these headers carry the event id,
@@ -71,7 +71,7 @@ type resendWebhook struct {
 // ParseEmailEvent verifies the signature headers against the raw body and
 // parses it. Any error means "refuse with 400": a bad, missing or stale
 // signature, or a signed body that is not a Resend event.
-func (v *WebhookVerifier) ParseEmailEvent(payload []byte, header http.Header) (models.EmailEvent, error) {
+func (v *WebhookVerifier) ParseEmailEvent(payload []byte, header http.Header) (drip.EmailEvent, error) {
 	id, ts := header.Get(HeaderSvixID), header.Get(HeaderSvixTimestamp)
 	err := v.hooks.Verify(&resend.VerifyWebhookOptions{
 		Payload:       string(payload),
@@ -79,17 +79,17 @@ func (v *WebhookVerifier) ParseEmailEvent(payload []byte, header http.Header) (m
 		WebhookSecret: v.secret,
 	})
 	if err != nil {
-		return models.EmailEvent{}, fmt.Errorf("resend webhook: %w", err)
+		return drip.EmailEvent{}, fmt.Errorf("resend webhook: %w", err)
 	}
 	var body resendWebhook
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	if err := dec.Decode(&body); err != nil {
-		return models.EmailEvent{}, fmt.Errorf("resend webhook: body is not an event: %w", err)
+		return drip.EmailEvent{}, fmt.Errorf("resend webhook: body is not an event: %w", err)
 	}
 	if body.Type == "" {
-		return models.EmailEvent{}, errors.New("resend webhook: the event has no type")
+		return drip.EmailEvent{}, errors.New("resend webhook: the event has no type")
 	}
-	ev := models.EmailEvent{
+	ev := drip.EmailEvent{
 		SvixID:        id,
 		Type:          body.Type,
 		ResendEmailID: body.Data.EmailID,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/domain"
 )
 
 // Worker defaults.
@@ -32,7 +33,7 @@ const (
 // WorkerConfig configures NewWorker. Service, Sender, Renderer and From are
 // required; zero values elsewhere take the defaults above.
 type WorkerConfig struct {
-	Service  *models.Service
+	Service  *domain.Services
 	Sender   Sender
 	Renderer *Renderer
 	// From is the sender address, e.g. "Grace <hello@example.com>".
@@ -61,7 +62,7 @@ type WorkerConfig struct {
 // and record the outcome. Any number of workers, in one process or many,
 // can run against one database; each row is claimed by one at a time.
 type Worker struct {
-	svc         *models.Service
+	svc         *domain.Services
 	sender      Sender
 	renderer    *Renderer
 	from        string
@@ -203,7 +204,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 func (w *Worker) claim(ctx context.Context, n int) ([]models.OutboxMessage, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
 	defer cancel()
-	return w.svc.ClaimOutbox(ctx, n, w.lease)
+	return w.svc.Kernel.ClaimOutbox(ctx, n, w.lease)
 }
 
 // deliver renders, sends and records one claimed message. ctx is not
@@ -217,7 +218,7 @@ func (w *Worker) deliver(ctx context.Context, m models.OutboxMessage) {
 	if err != nil {
 		log.ErrorContext(ctx, "email not rendered; giving up", "error", err)
 		w.mark(ctx, log, func(ctx context.Context) error {
-			return w.svc.MarkOutboxFailed(ctx, m.ID, m.Attempts, "render: "+err.Error())
+			return w.svc.Kernel.MarkOutboxFailed(ctx, m.ID, m.Attempts, "render: "+err.Error())
 		})
 		return
 	}
@@ -242,23 +243,23 @@ func (w *Worker) deliver(ctx context.Context, m models.OutboxMessage) {
 	case err == nil:
 		log.InfoContext(ctx, "email sent", "provider_id", providerID, "took", took)
 		w.mark(ctx, log, func(ctx context.Context) error {
-			return w.svc.MarkOutboxSent(ctx, m.ID, m.Attempts, providerID)
+			return w.svc.Kernel.MarkOutboxSent(ctx, m.ID, m.Attempts, providerID)
 		})
 	case Permanent(err):
 		log.ErrorContext(ctx, "email rejected; giving up", "error", err, "took", took)
 		w.mark(ctx, log, func(ctx context.Context) error {
-			return w.svc.MarkOutboxFailed(ctx, m.ID, m.Attempts, err.Error())
+			return w.svc.Kernel.MarkOutboxFailed(ctx, m.ID, m.Attempts, err.Error())
 		})
 	case m.Attempts >= w.maxAttempts:
 		log.ErrorContext(ctx, "email not sent; attempts exhausted, giving up", "error", err, "took", took, "max_attempts", w.maxAttempts)
 		w.mark(ctx, log, func(ctx context.Context) error {
-			return w.svc.MarkOutboxFailed(ctx, m.ID, m.Attempts, err.Error())
+			return w.svc.Kernel.MarkOutboxFailed(ctx, m.ID, m.Attempts, err.Error())
 		})
 	default:
-		next := w.svc.Now().Add(Backoff(m.Attempts))
+		next := w.svc.Kernel.Now().Add(Backoff(m.Attempts))
 		log.WarnContext(ctx, "email not sent; will retry", "error", err, "took", took, "next_attempt_at", next)
 		w.mark(ctx, log, func(ctx context.Context) error {
-			return w.svc.MarkOutboxRetry(ctx, m.ID, m.Attempts, err.Error(), next)
+			return w.svc.Kernel.MarkOutboxRetry(ctx, m.ID, m.Attempts, err.Error(), next)
 		})
 	}
 }

@@ -17,13 +17,14 @@ import (
 	"github.com/grace-coaching/grace/emails"
 	"github.com/grace-coaching/grace/emails/emailstest"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/domain"
 	"github.com/grace-coaching/grace/models/modelstest"
 )
 
 const secretToken = "plaintext-login-token-do-not-log"
 
 type harness struct {
-	svc      *models.Service
+	svc      *domain.Services
 	clock    *models.FakeClock
 	db       *gorm.DB
 	fake     *emailstest.Resend

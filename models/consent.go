@@ -36,7 +36,7 @@ const (
 
 // consentIP keeps only a parseable address: the column is inet, and evidence
 // with a garbled address is worse than none.
-func consentIP(ip string) *string {
+func ConsentIP(ip string) *string {
 	parsed := net.ParseIP(strings.TrimSpace(ip))
 	if parsed == nil {
 		return nil
@@ -47,7 +47,7 @@ func consentIP(ip string) *string {
 
 // consentUserAgent is stored as valid UTF-8 of at most 1000 characters, the
 // column's limit, since a header can hold anything.
-func consentUserAgent(ua string) *string {
+func ConsentUserAgent(ua string) *string {
 	ua = strings.ToValidUTF8(ua, "")
 	if utf8.RuneCountInString(ua) > 1000 {
 		ua = string([]rune(ua)[:1000])

@@ -52,14 +52,14 @@ func OpenDB(ctx context.Context, dsn string, log *slog.Logger) (*gorm.DB, error)
 // Postgres error codes the domain turns into domain errors.
 const (
 	pgUniqueViolation     = "23505"
-	pgForeignKeyViolation = "23503"
+	PgForeignKeyViolation = "23503"
 	pgCheckViolation      = "23514"
 	pgSerialization       = "40001"
 	pgDeadlock            = "40P01"
 )
 
 // pgCode returns the SQLSTATE of err, or "".
-func pgCode(err error) (code, constraint string) {
+func PgCode(err error) (code, constraint string) {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return pgErr.Code, pgErr.ConstraintName
@@ -69,14 +69,14 @@ func pgCode(err error) (code, constraint string) {
 
 // isUniqueViolation reports whether err violates the named unique constraint
 // (any unique constraint when name is empty).
-func isUniqueViolation(err error, name string) bool {
-	code, constraint := pgCode(err)
+func IsUniqueViolation(err error, name string) bool {
+	code, constraint := PgCode(err)
 	return code == pgUniqueViolation && (name == "" || constraint == name)
 }
 
 // mapDBError turns database errors a client can cause into domain errors, in
 // one place, and wraps the rest with context for the logs.
-func mapDBError(err error, what string) error {
+func MapDBError(err error, what string) error {
 	if err == nil {
 		return nil
 	}
@@ -86,10 +86,10 @@ func mapDBError(err error, what string) error {
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return NotFound(what)
 	}
-	switch code, constraint := pgCode(err); code {
+	switch code, constraint := PgCode(err); code {
 	case pgUniqueViolation:
 		return &Error{Kind: KindConflict, Code: "conflict", Message: fmt.Sprintf("The %s conflicts with an existing one.", what), Err: err}
-	case pgForeignKeyViolation:
+	case PgForeignKeyViolation:
 		return &Error{Kind: KindConflict, Code: "conflict", Message: fmt.Sprintf("The %s refers to, or is referred to by, another record.", what), Err: err}
 	case pgCheckViolation:
 		return &Error{Kind: KindInvalid, Code: "validation_failed", Message: fmt.Sprintf("The %s breaks the rule %s.", what, constraint), Err: err}
@@ -99,8 +99,8 @@ func mapDBError(err error, what string) error {
 
 // inTx runs fn in a transaction; every domain write that must be atomic with
 // its outbox rows goes through here.
-func (s *Service) inTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	return s.db.WithContext(ctx).Transaction(fn)
+func (s *Kernel) InTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return s.DB.WithContext(ctx).Transaction(fn)
 }
 
 // queryLogger logs slow queries only. A failed query is not logged here: the
@@ -139,4 +139,4 @@ func (l queryLogger) Trace(ctx context.Context, begin time.Time, fc func() (stri
 
 // catalogRowLock is SELECT ... FOR UPDATE: the program row is the lock that
 // serialises every change to its lessons' order.
-var catalogRowLock = clause.Locking{Strength: "UPDATE"}
+var RowLock = clause.Locking{Strength: "UPDATE"}

@@ -71,7 +71,7 @@ func ValidIdempotencyKey(key string) error {
 // it). The key used for another request is idempotency_key_reused (422); a
 // key whose first request is still running is idempotency_in_progress (409).
 // One INSERT decides between concurrent duplicates, so only one runs.
-func (s *Service) BeginIdempotent(ctx context.Context, scope, key string, requestHash []byte) (*IdempotencyClaim, *StoredResponse, error) {
+func (s *Kernel) BeginIdempotent(ctx context.Context, scope, key string, requestHash []byte) (*IdempotencyClaim, *StoredResponse, error) {
 	if err := ValidIdempotencyKey(key); err != nil {
 		return nil, nil, err
 	}
@@ -86,7 +86,7 @@ func (s *Service) BeginIdempotent(ctx context.Context, scope, key string, reques
 		var claimed []uuid.UUID
 		// An existing row is taken over only when its answer is past the
 		// TTL, or when it is a claim for this same request that died.
-		err := s.db.WithContext(ctx).Raw(`
+		err := s.DB.WithContext(ctx).Raw(`
 			INSERT INTO idempotency_keys AS k (scope, key, request_hash, created_at, claim_token) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (scope, key) DO UPDATE SET
 				request_hash = excluded.request_hash, status_code = NULL, response_body = NULL, created_at = excluded.created_at,
@@ -106,7 +106,7 @@ func (s *Service) BeginIdempotent(ctx context.Context, scope, key string, reques
 			StatusCode   *int
 			ResponseBody []byte
 		}
-		err = s.db.WithContext(ctx).Raw(`SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE scope = ? AND key = ?`, scope, key).Scan(&rows).Error
+		err = s.DB.WithContext(ctx).Raw(`SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE scope = ? AND key = ?`, scope, key).Scan(&rows).Error
 		if err != nil {
 			return nil, nil, fmt.Errorf("idempotency lookup: %w", err)
 		}
@@ -127,8 +127,8 @@ func (s *Service) BeginIdempotent(ctx context.Context, scope, key string, reques
 }
 
 // FinishIdempotent stores the answer of a claimed request for replay.
-func (s *Service) FinishIdempotent(ctx context.Context, c *IdempotencyClaim, resp StoredResponse) error {
-	res := s.db.WithContext(ctx).Exec(`
+func (s *Kernel) FinishIdempotent(ctx context.Context, c *IdempotencyClaim, resp StoredResponse) error {
+	res := s.DB.WithContext(ctx).Exec(`
 		UPDATE idempotency_keys SET status_code = ?, response_body = ?
 		WHERE scope = ? AND key = ? AND claim_token = ? AND status_code IS NULL`,
 		resp.StatusCode, resp.Body, c.scope, c.key, c.token)
@@ -143,8 +143,8 @@ func (s *Service) FinishIdempotent(ctx context.Context, c *IdempotencyClaim, res
 
 // AbandonIdempotent drops a claim without an answer (the request failed on
 // our side), so a retry with the same key runs again.
-func (s *Service) AbandonIdempotent(ctx context.Context, c *IdempotencyClaim) error {
-	err := s.db.WithContext(ctx).Exec(`
+func (s *Kernel) AbandonIdempotent(ctx context.Context, c *IdempotencyClaim) error {
+	err := s.DB.WithContext(ctx).Exec(`
 		DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND claim_token = ? AND status_code IS NULL`,
 		c.scope, c.key, c.token).Error
 	if err != nil {
@@ -154,7 +154,7 @@ func (s *Service) AbandonIdempotent(ctx context.Context, c *IdempotencyClaim) er
 }
 
 // PruneIdempotencyKeys deletes keys past their TTL, so the table stays small.
-func (s *Service) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
-	res := s.db.WithContext(ctx).Exec(`DELETE FROM idempotency_keys WHERE created_at < ?`, s.Now().Add(-IdempotencyKeyTTL))
+func (s *Kernel) PruneIdempotencyKeys(ctx context.Context) (int64, error) {
+	res := s.DB.WithContext(ctx).Exec(`DELETE FROM idempotency_keys WHERE created_at < ?`, s.Now().Add(-IdempotencyKeyTTL))
 	return res.RowsAffected, res.Error
 }

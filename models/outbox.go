@@ -19,7 +19,7 @@ const (
 // enqueueEmail writes an outbox row inside tx, so the email exists exactly
 // when the change that causes it commits. A non-empty dedupeKey makes the
 // enqueue idempotent: a second row with the same key is silently skipped.
-func (s *Service) enqueueEmail(tx *gorm.DB, template, toEmail, toName, dedupeKey string, data map[string]any) error {
+func (s *Kernel) EnqueueEmail(tx *gorm.DB, template, toEmail, toName, dedupeKey string, data map[string]any) error {
 	msg := OutboxMessage{
 		Template:      template,
 		ToEmail:       strings.ToLower(strings.TrimSpace(toEmail)),

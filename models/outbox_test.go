@@ -1,17 +1,8 @@
-package models
-
-// An internal test: enqueueEmail and the claim/mark fencing are unexported
-// or easiest to reach from inside. It cannot use models/modelstest (that
-// package imports models, an import cycle from here), so it opens its own
-// migrated database the same way.
+package models_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"log/slog"
-	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -19,74 +10,41 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver pgtestdb opens
-	"github.com/peterldowns/pgtestdb"
 	"gorm.io/gorm"
 
-	"github.com/grace-coaching/grace/migrations"
+	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/modelstest"
 )
 
-type outboxTestMigrator struct{}
-
-func (outboxTestMigrator) Hash() (string, error) { return migrations.Hash() }
-
-func (outboxTestMigrator) Migrate(ctx context.Context, db *sql.DB, _ pgtestdb.Config) error {
-	return migrations.Up(ctx, db)
-}
-
-var outboxTestStart = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-
-func newOutboxTestService(t *testing.T) (*Service, *FakeClock) {
+func newOutboxTestService(t *testing.T) (*models.Kernel, *models.FakeClock) {
 	t.Helper()
-	raw := os.Getenv("TEST_DATABASE_URL")
-	if raw == "" {
-		raw = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatalf("TEST_DATABASE_URL: %v", err)
-	}
-	pw, _ := u.User.Password()
-	conf := pgtestdb.Custom(t, pgtestdb.Config{
-		DriverName: "pgx", Host: u.Hostname(), Port: u.Port(), User: u.User.Username(), Password: pw,
-		Database: "postgres", Options: u.RawQuery, ForceTerminateConnections: true,
-	}, outboxTestMigrator{})
-	db, err := OpenDB(context.Background(), conf.URL(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("open test database: %v", err)
-	}
-	t.Cleanup(func() {
-		if sqlDB, err := db.DB(); err == nil {
-			_ = sqlDB.Close()
-		}
-	})
-	clock := NewFakeClock(outboxTestStart)
-	return NewService(Deps{DB: db, Clock: clock}), clock
+	clock := models.NewFakeClock(modelstest.Start)
+	return models.NewKernel(modelstest.NewDB(t), clock, nil, nil), clock
 }
 
-func countOutbox(t *testing.T, s *Service) int64 {
+func countOutbox(t *testing.T, s *models.Kernel) int64 {
 	t.Helper()
 	var n int64
-	if err := s.db.Model(&OutboxMessage{}).Count(&n).Error; err != nil {
+	if err := s.DB.Model(&models.OutboxMessage{}).Count(&n).Error; err != nil {
 		t.Fatal(err)
 	}
 	return n
 }
 
-func loadOutbox(t *testing.T, s *Service, id uuid.UUID) OutboxMessage {
+func loadOutbox(t *testing.T, s *models.Kernel, id uuid.UUID) models.OutboxMessage {
 	t.Helper()
-	var m OutboxMessage
-	if err := s.db.First(&m, "id = ?", id).Error; err != nil {
+	var m models.OutboxMessage
+	if err := s.DB.First(&m, "id = ?", id).Error; err != nil {
 		t.Fatalf("load outbox %s: %v", id, err)
 	}
 	return m
 }
 
 // insertOutbox writes a row in the given state; next is relative to the clock.
-func insertOutbox(t *testing.T, s *Service, status string, next time.Duration, lockedFor *time.Duration) OutboxMessage {
+func insertOutbox(t *testing.T, s *models.Kernel, status string, next time.Duration, lockedFor *time.Duration) models.OutboxMessage {
 	t.Helper()
-	m := OutboxMessage{
-		Template:      TemplateLoginLink,
+	m := models.OutboxMessage{
+		Template:      models.TemplateLoginLink,
 		ToEmail:       "ana@example.com",
 		ToName:        "Ana",
 		Data:          map[string]any{"name": "Ana", "token": "secret-token", "code": "123456", "expires_minutes": 10},
@@ -97,11 +55,11 @@ func insertOutbox(t *testing.T, s *Service, status string, next time.Duration, l
 		until := s.Now().Add(*lockedFor)
 		m.LockedUntil = &until
 	}
-	if status == OutboxSent {
+	if status == models.OutboxSent {
 		now := s.Now()
 		m.SentAt = &now
 	}
-	if err := s.db.Create(&m).Error; err != nil {
+	if err := s.DB.Create(&m).Error; err != nil {
 		t.Fatalf("insert outbox: %v", err)
 	}
 	return m
@@ -122,8 +80,8 @@ func TestEnqueueEmailCommitsWithItsTransaction(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s, _ := newOutboxTestService(t)
 			errRollback := errors.New("the change failed")
-			err := s.inTx(context.Background(), func(tx *gorm.DB) error {
-				if err := s.enqueueEmail(tx, TemplateLoginLink, " Ana@Example.com ", "Ana", "", map[string]any{"token": "t"}); err != nil {
+			err := s.InTx(context.Background(), func(tx *gorm.DB) error {
+				if err := s.EnqueueEmail(tx, models.TemplateLoginLink, " Ana@Example.com ", "Ana", "", map[string]any{"token": "t"}); err != nil {
 					return err
 				}
 				if tc.rollback {
@@ -138,9 +96,9 @@ func TestEnqueueEmailCommitsWithItsTransaction(t *testing.T) {
 				t.Fatalf("outbox rows = %d, want %d", got, tc.want)
 			}
 			if tc.want == 1 {
-				var m OutboxMessage
-				s.db.First(&m)
-				if m.ToEmail != "ana@example.com" || m.Status != OutboxPending || !m.NextAttemptAt.Equal(outboxTestStart) || m.Data["token"] != "t" {
+				var m models.OutboxMessage
+				s.DB.First(&m)
+				if m.ToEmail != "ana@example.com" || m.Status != models.OutboxPending || !m.NextAttemptAt.Equal(modelstest.Start) || m.Data["token"] != "t" {
 					t.Fatalf("row = %+v", m)
 				}
 			}
@@ -162,8 +120,8 @@ func TestEnqueueEmailDedupeKey(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s, _ := newOutboxTestService(t)
 			for i, key := range tc.keys {
-				err := s.inTx(context.Background(), func(tx *gorm.DB) error {
-					return s.enqueueEmail(tx, TemplateCoachInvite, "coach@example.com", "Coach", key, map[string]any{"n": i})
+				err := s.InTx(context.Background(), func(tx *gorm.DB) error {
+					return s.EnqueueEmail(tx, models.TemplateCoachInvite, "coach@example.com", "Coach", key, map[string]any{"n": i})
 				})
 				if err != nil {
 					t.Fatalf("enqueue %d: %v", i, err)
@@ -181,14 +139,14 @@ func TestClaimOutboxTakesOnlyDueRows(t *testing.T) {
 	ctx := context.Background()
 	lease := 5 * time.Minute
 
-	older := insertOutbox(t, s, OutboxPending, -time.Minute, nil)
-	due := insertOutbox(t, s, OutboxPending, 0, nil)
-	expired := insertOutbox(t, s, OutboxSending, -10*time.Minute, outboxDuration(-time.Second))
-	insertOutbox(t, s, OutboxPending, time.Second, nil)                             // not yet due
-	insertOutbox(t, s, OutboxSending, -10*time.Minute, outboxDuration(time.Minute)) // another worker holds it
-	insertOutbox(t, s, OutboxSent, -time.Hour, nil)
-	insertOutbox(t, s, OutboxFailed, -time.Hour, nil)
-	insertOutbox(t, s, OutboxCancelled, -time.Hour, nil)
+	older := insertOutbox(t, s, models.OutboxPending, -time.Minute, nil)
+	due := insertOutbox(t, s, models.OutboxPending, 0, nil)
+	expired := insertOutbox(t, s, models.OutboxSending, -10*time.Minute, outboxDuration(-time.Second))
+	insertOutbox(t, s, models.OutboxPending, time.Second, nil)                             // not yet due
+	insertOutbox(t, s, models.OutboxSending, -10*time.Minute, outboxDuration(time.Minute)) // another worker holds it
+	insertOutbox(t, s, models.OutboxSent, -time.Hour, nil)
+	insertOutbox(t, s, models.OutboxFailed, -time.Hour, nil)
+	insertOutbox(t, s, models.OutboxCancelled, -time.Hour, nil)
 
 	first, err := s.ClaimOutbox(ctx, 1, lease)
 	if err != nil {
@@ -210,13 +168,13 @@ func TestClaimOutboxTakesOnlyDueRows(t *testing.T) {
 		t.Fatalf("claimed %v, want %v", got, want)
 	}
 	for _, m := range append(first, rest...) {
-		if m.Status != OutboxSending || m.LockedUntil == nil || !m.LockedUntil.Equal(clock.Now().Add(lease)) {
+		if m.Status != models.OutboxSending || m.LockedUntil == nil || !m.LockedUntil.Equal(clock.Now().Add(lease)) {
 			t.Errorf("claimed row %s: status %q locked_until %v", m.ID, m.Status, m.LockedUntil)
 		}
 		if m.Attempts != 1 {
 			t.Errorf("claimed row %s: attempts %d, want 1", m.ID, m.Attempts)
 		}
-		if m.Data["token"] != "secret-token" || m.Template != TemplateLoginLink || m.ToEmail != "ana@example.com" {
+		if m.Data["token"] != "secret-token" || m.Template != models.TemplateLoginLink || m.ToEmail != "ana@example.com" {
 			t.Errorf("claimed row %s came back incomplete: %+v", m.ID, m)
 		}
 	}
@@ -242,7 +200,7 @@ func TestClaimOutboxRacingWorkersNeverShareARow(t *testing.T) {
 	s, _ := newOutboxTestService(t)
 	const rows, workers = 60, 6
 	for range rows {
-		insertOutbox(t, s, OutboxPending, 0, nil)
+		insertOutbox(t, s, models.OutboxPending, 0, nil)
 	}
 
 	var (
@@ -287,7 +245,7 @@ func TestClaimOutboxRacingWorkersNeverShareARow(t *testing.T) {
 func TestOutboxMarkSentRedactsSecrets(t *testing.T) {
 	s, clock := newOutboxTestService(t)
 	ctx := context.Background()
-	row := insertOutbox(t, s, OutboxPending, 0, nil)
+	row := insertOutbox(t, s, models.OutboxPending, 0, nil)
 	claimed, err := s.ClaimOutbox(ctx, 1, time.Minute)
 	if err != nil || len(claimed) != 1 {
 		t.Fatalf("claim: %v, %v", outboxIDs(claimed), err)
@@ -298,7 +256,7 @@ func TestOutboxMarkSentRedactsSecrets(t *testing.T) {
 	}
 
 	m := loadOutbox(t, s, row.ID)
-	if m.Status != OutboxSent || m.SentAt == nil || !m.SentAt.Equal(clock.Now()) || m.LockedUntil != nil {
+	if m.Status != models.OutboxSent || m.SentAt == nil || !m.SentAt.Equal(clock.Now()) || m.LockedUntil != nil {
 		t.Fatalf("status %q sent_at %v locked_until %v", m.Status, m.SentAt, m.LockedUntil)
 	}
 	if m.ProviderMessageID == nil || *m.ProviderMessageID != "re_123" {
@@ -318,7 +276,7 @@ func TestOutboxMarkSentRedactsSecrets(t *testing.T) {
 func TestOutboxMarkRetryAndFailed(t *testing.T) {
 	s, clock := newOutboxTestService(t)
 	ctx := context.Background()
-	row := insertOutbox(t, s, OutboxPending, 0, nil)
+	row := insertOutbox(t, s, models.OutboxPending, 0, nil)
 
 	claimed, _ := s.ClaimOutbox(ctx, 1, time.Minute)
 	next := clock.Now().Add(30 * time.Second)
@@ -326,7 +284,7 @@ func TestOutboxMarkRetryAndFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := loadOutbox(t, s, row.ID)
-	if m.Status != OutboxPending || !m.NextAttemptAt.Equal(next) || m.LockedUntil != nil || m.LastError == nil || *m.LastError != "resend: HTTP 500" {
+	if m.Status != models.OutboxPending || !m.NextAttemptAt.Equal(next) || m.LockedUntil != nil || m.LastError == nil || *m.LastError != "resend: HTTP 500" {
 		t.Fatalf("after retry: %+v", m)
 	}
 	if m.Data["token"] != "secret-token" {
@@ -346,10 +304,10 @@ func TestOutboxMarkRetryAndFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	m = loadOutbox(t, s, row.ID)
-	if m.Status != OutboxFailed || m.SentAt != nil || m.LockedUntil != nil {
+	if m.Status != models.OutboxFailed || m.SentAt != nil || m.LockedUntil != nil {
 		t.Fatalf("after failure: %+v", m)
 	}
-	if m.LastError == nil || len(*m.LastError) > maxOutboxError+len("…") || !strings.HasPrefix(*m.LastError, "éé") {
+	if m.LastError == nil || len(*m.LastError) > models.MaxOutboxError+len("…") || !strings.HasPrefix(*m.LastError, "éé") {
 		t.Fatalf("last_error not bounded: %v", m.LastError)
 	}
 	if _, ok := m.Data["token"]; ok {
@@ -363,14 +321,14 @@ func TestOutboxMarkRetryAndFailed(t *testing.T) {
 // A worker that stalls past its lease must not overwrite the state written
 // by the worker that reclaimed the row.
 func TestOutboxMarkIsFencedByTheClaim(t *testing.T) {
-	marks := map[string]func(s *Service, id uuid.UUID, attempt int) error{
-		"sent": func(s *Service, id uuid.UUID, attempt int) error {
+	marks := map[string]func(s *models.Kernel, id uuid.UUID, attempt int) error{
+		"sent": func(s *models.Kernel, id uuid.UUID, attempt int) error {
 			return s.MarkOutboxSent(context.Background(), id, attempt, "re_late")
 		},
-		"retry": func(s *Service, id uuid.UUID, attempt int) error {
+		"retry": func(s *models.Kernel, id uuid.UUID, attempt int) error {
 			return s.MarkOutboxRetry(context.Background(), id, attempt, "late", s.Now().Add(time.Hour))
 		},
-		"failed": func(s *Service, id uuid.UUID, attempt int) error {
+		"failed": func(s *models.Kernel, id uuid.UUID, attempt int) error {
 			return s.MarkOutboxFailed(context.Background(), id, attempt, "late")
 		},
 	}
@@ -378,7 +336,7 @@ func TestOutboxMarkIsFencedByTheClaim(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s, clock := newOutboxTestService(t)
 			ctx := context.Background()
-			row := insertOutbox(t, s, OutboxPending, 0, nil)
+			row := insertOutbox(t, s, models.OutboxPending, 0, nil)
 
 			stale, _ := s.ClaimOutbox(ctx, 1, time.Minute)
 			clock.Advance(2 * time.Minute)
@@ -387,24 +345,24 @@ func TestOutboxMarkIsFencedByTheClaim(t *testing.T) {
 				t.Fatalf("claims: stale %+v fresh %+v", stale, fresh)
 			}
 
-			if err := mark(s, row.ID, stale[0].Attempts); !errors.Is(err, ErrOutboxLeaseLost) {
-				t.Fatalf("stale mark: %v, want ErrOutboxLeaseLost", err)
+			if err := mark(s, row.ID, stale[0].Attempts); !errors.Is(err, models.ErrOutboxLeaseLost) {
+				t.Fatalf("stale mark: %v, want models.ErrOutboxLeaseLost", err)
 			}
-			if m := loadOutbox(t, s, row.ID); m.Status != OutboxSending || m.Attempts != 2 || m.LastError != nil {
+			if m := loadOutbox(t, s, row.ID); m.Status != models.OutboxSending || m.Attempts != 2 || m.LastError != nil {
 				t.Fatalf("stale mark changed the row: %+v", m)
 			}
 
 			if err := mark(s, row.ID, fresh[0].Attempts); err != nil {
 				t.Fatalf("current mark: %v", err)
 			}
-			if err := mark(s, row.ID, fresh[0].Attempts); !errors.Is(err, ErrOutboxLeaseLost) {
-				t.Fatalf("marking a settled row again: %v, want ErrOutboxLeaseLost", err)
+			if err := mark(s, row.ID, fresh[0].Attempts); !errors.Is(err, models.ErrOutboxLeaseLost) {
+				t.Fatalf("marking a settled row again: %v, want models.ErrOutboxLeaseLost", err)
 			}
 		})
 	}
 }
 
-func outboxIDs(msgs []OutboxMessage) []uuid.UUID {
+func outboxIDs(msgs []models.OutboxMessage) []uuid.UUID {
 	out := make([]uuid.UUID, len(msgs))
 	for i, m := range msgs {
 		out[i] = m.ID

@@ -28,16 +28,16 @@ var ErrOutboxLeaseLost = errors.New("outbox: lease lost; the message was reclaim
 // delivered or given up on.
 const redactSecrets = `data - 'token' - 'code'`
 
-// maxOutboxError bounds last_error: an error message is for an operator,
+// MaxOutboxError bounds last_error: an error message is for an operator,
 // not a place to store a provider's whole response.
-const maxOutboxError = 2000
+const MaxOutboxError = 2000
 
 // ClaimOutbox leases up to limit due messages for lease and returns them
 // with status 'sending' and attempts incremented. Due means pending, or
 // 'sending' under an expired lease (its worker died mid-send), with
 // next_attempt_at <= now. SKIP LOCKED lets many workers claim at once
 // without ever handing the same row to two of them.
-func (s *Service) ClaimOutbox(ctx context.Context, limit int, lease time.Duration) ([]OutboxMessage, error) {
+func (s *Kernel) ClaimOutbox(ctx context.Context, limit int, lease time.Duration) ([]OutboxMessage, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -46,7 +46,7 @@ func (s *Service) ClaimOutbox(ctx context.Context, limit int, lease time.Duratio
 	}
 	now := s.Now()
 	var msgs []OutboxMessage
-	err := s.db.WithContext(ctx).Raw(`
+	err := s.DB.WithContext(ctx).Raw(`
 		WITH due AS MATERIALIZED (
 			SELECT id FROM outbox
 			WHERE (status = 'pending' OR (status = 'sending' AND locked_until < ?))
@@ -70,7 +70,7 @@ func (s *Service) ClaimOutbox(ctx context.Context, limit int, lease time.Duratio
 
 // MarkOutboxSent settles a delivered message and removes its secrets from
 // data: the plaintext token must not outlive its delivery in the database.
-func (s *Service) MarkOutboxSent(ctx context.Context, id uuid.UUID, attempt int, providerID string) error {
+func (s *Kernel) MarkOutboxSent(ctx context.Context, id uuid.UUID, attempt int, providerID string) error {
 	now := s.Now()
 	var provider *string
 	if providerID != "" {
@@ -85,29 +85,29 @@ func (s *Service) MarkOutboxSent(ctx context.Context, id uuid.UUID, attempt int,
 }
 
 // MarkOutboxRetry returns a message to pending, due again at nextAttemptAt.
-func (s *Service) MarkOutboxRetry(ctx context.Context, id uuid.UUID, attempt int, errMsg string, nextAttemptAt time.Time) error {
+func (s *Kernel) MarkOutboxRetry(ctx context.Context, id uuid.UUID, attempt int, errMsg string, nextAttemptAt time.Time) error {
 	now := s.Now()
 	return s.settleOutbox(ctx, "mark outbox retry", `
 		UPDATE outbox
 		SET status = 'pending', next_attempt_at = ?, locked_until = NULL, last_error = ?, updated_at = ?
 		WHERE id = ? AND status = 'sending' AND attempts = ?`,
-		nextAttemptAt.UTC(), truncateError(errMsg), now, id, attempt)
+		nextAttemptAt.UTC(), TruncateError(errMsg), now, id, attempt)
 }
 
 // MarkOutboxFailed gives up on a message (a permanent error, or attempts
 // exhausted). Its secrets go too: an undeliverable token is useless, and a
 // fresh request makes a fresh one.
-func (s *Service) MarkOutboxFailed(ctx context.Context, id uuid.UUID, attempt int, errMsg string) error {
+func (s *Kernel) MarkOutboxFailed(ctx context.Context, id uuid.UUID, attempt int, errMsg string) error {
 	now := s.Now()
 	return s.settleOutbox(ctx, "mark outbox failed", `
 		UPDATE outbox
 		SET status = 'failed', locked_until = NULL, last_error = ?, data = `+redactSecrets+`, updated_at = ?
 		WHERE id = ? AND status = 'sending' AND attempts = ?`,
-		truncateError(errMsg), now, id, attempt)
+		TruncateError(errMsg), now, id, attempt)
 }
 
-func (s *Service) settleOutbox(ctx context.Context, what, sql string, args ...any) error {
-	res := s.db.WithContext(ctx).Exec(sql, args...)
+func (s *Kernel) settleOutbox(ctx context.Context, what, sql string, args ...any) error {
+	res := s.DB.WithContext(ctx).Exec(sql, args...)
 	if res.Error != nil {
 		return fmt.Errorf("%s: %w", what, res.Error)
 	}
@@ -119,12 +119,12 @@ func (s *Service) settleOutbox(ctx context.Context, what, sql string, args ...an
 
 // truncateError makes msg storable in a text column (valid UTF-8, no NUL,
 // which Postgres rejects) and bounds its length.
-func truncateError(msg string) string {
+func TruncateError(msg string) string {
 	msg = strings.ReplaceAll(strings.ToValidUTF8(msg, "\uFFFD"), "\x00", "")
-	if len(msg) <= maxOutboxError {
+	if len(msg) <= MaxOutboxError {
 		return msg
 	}
-	cut := maxOutboxError
+	cut := MaxOutboxError
 	for cut > 0 && !utf8.RuneStart(msg[cut]) {
 		cut--
 	}

@@ -25,15 +25,16 @@ type Page[T any] struct {
 	NextCursor *string
 }
 
-// cursor is the keyset position after which the next page starts: the sort
+// Cursor is the keyset position after which the next page starts: the sort
 // key of the last item and its id as the tie-breaker.
-type cursor struct {
+type Cursor struct {
 	At  time.Time `json:"t,omitzero"`
 	Pos int       `json:"p,omitempty"`
 	ID  uuid.UUID `json:"i"`
 }
 
-func (p PageParams) limit() int {
+// PageSize is the page length asked for, within bounds.
+func (p PageParams) PageSize() int {
 	switch {
 	case p.Limit <= 0:
 		return DefaultPageLimit
@@ -43,19 +44,19 @@ func (p PageParams) limit() int {
 	return p.Limit
 }
 
-func encodeCursor(c cursor) *string {
+func encodeCursor(c Cursor) *string {
 	b, _ := json.Marshal(c)
 	s := base64.RawURLEncoding.EncodeToString(b)
 	return &s
 }
 
-// decodeCursor rejects a cursor the client tampered with as a 400, not a 500.
-func (p PageParams) decode() (*cursor, error) {
+// Decode rejects a cursor the client tampered with as a 400, not a 500.
+func (p PageParams) Decode() (*Cursor, error) {
 	if p.Cursor == "" {
 		return nil, nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(p.Cursor)
-	var c cursor
+	var c Cursor
 	if err == nil {
 		err = json.Unmarshal(b, &c)
 	}
@@ -66,7 +67,7 @@ func (p PageParams) decode() (*cursor, error) {
 }
 
 // pageOf trims the extra row fetched to learn whether another page exists.
-func pageOf[T any](rows []T, limit int, key func(T) cursor) Page[T] {
+func PageOf[T any](rows []T, limit int, key func(T) Cursor) Page[T] {
 	if len(rows) <= limit {
 		return Page[T]{Items: rows}
 	}

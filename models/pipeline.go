@@ -19,8 +19,8 @@ import (
 
 // withPgx runs fn on a pooled connection's pgx driver. fn must leave the
 // connection outside any transaction.
-func (s *Service) withPgx(ctx context.Context, fn func(*pgx.Conn) error) error {
-	sqlDB, err := s.db.DB()
+func (s *Kernel) WithPgx(ctx context.Context, fn func(*pgx.Conn) error) error {
+	sqlDB, err := s.DB.DB()
 	if err != nil {
 		return err
 	}
@@ -47,8 +47,8 @@ func rawPgx(conn *sql.Conn, fn func(*pgx.Conn) error) error {
 // in the batch's callbacks) and they go out with BEGIN in one round trip.
 // fn then continues the same transaction through GORM, and COMMIT ends it.
 // Any error rolls it all back.
-func (s *Service) inTxPipelined(ctx context.Context, first func(*pgx.Batch), fn func(tx *gorm.DB) error) (err error) {
-	sqlDB, err := s.db.DB()
+func (s *Kernel) InTxPipelined(ctx context.Context, first func(*pgx.Batch), fn func(tx *gorm.DB) error) (err error) {
+	sqlDB, err := s.DB.DB()
 	if err != nil {
 		return err
 	}
@@ -77,7 +77,7 @@ func (s *Service) inTxPipelined(ctx context.Context, first func(*pgx.Batch), fn 
 	if err != nil {
 		return err
 	}
-	tx := s.db.WithContext(ctx).Session(&gorm.Session{NewDB: true})
+	tx := s.DB.WithContext(ctx).Session(&gorm.Session{NewDB: true})
 	tx.Statement.ConnPool = connTx{conn}
 	if err = fn(tx); err != nil {
 		return err

@@ -17,13 +17,13 @@ type RateLimit struct {
 // allow counts one hit against key in a fixed window kept in Postgres, so the
 // limit holds across every instance of the service. It returns a
 // rate_limited error carrying how long to wait.
-func (s *Service) allow(ctx context.Context, key string, l RateLimit) error {
-	return s.allowIn(s.db.WithContext(ctx), key, l)
+func (s *Kernel) Allow(ctx context.Context, key string, l RateLimit) error {
+	return s.AllowIn(s.DB.WithContext(ctx), key, l)
 }
 
 // allowIn counts the hit inside db, which may be a transaction: the hit then
 // commits (or rolls back) with the work it guards, in the same commit.
-func (s *Service) allowIn(db *gorm.DB, key string, l RateLimit) error {
+func (s *Kernel) AllowIn(db *gorm.DB, key string, l RateLimit) error {
 	if l.Max <= 0 {
 		return nil
 	}
@@ -53,7 +53,7 @@ func (s *Service) allowIn(db *gorm.DB, key string, l RateLimit) error {
 }
 
 // PruneRateLimits deletes windows that ended, so the table stays small.
-func (s *Service) PruneRateLimits(ctx context.Context, olderThan time.Duration) (int64, error) {
-	res := s.db.WithContext(ctx).Exec(`DELETE FROM rate_limits WHERE window_start < ?`, s.Now().Add(-olderThan))
+func (s *Kernel) PruneRateLimits(ctx context.Context, olderThan time.Duration) (int64, error) {
+	res := s.DB.WithContext(ctx).Exec(`DELETE FROM rate_limits WHERE window_start < ?`, s.Now().Add(-olderThan))
 	return res.RowsAffected, res.Error
 }

@@ -16,7 +16,7 @@ func TestPruneRateLimitsKeepsCurrentWindows(t *testing.T) {
 		clock.Now().Add(-2*time.Hour), clock.Now()).Error; err != nil {
 		t.Fatal(err)
 	}
-	n, err := svc.PruneRateLimits(ctx, time.Hour)
+	n, err := svc.Kernel.PruneRateLimits(ctx, time.Hour)
 	if err != nil || n != 1 {
 		t.Fatalf("pruned %d, %v; want 1", n, err)
 	}

@@ -10,7 +10,7 @@ import (
 
 // newToken returns an opaque bearer token of 32 random bytes and the SHA-256
 // that is the only thing stored: a leaked database yields no usable token.
-func newToken() (token string, hash []byte) {
+func NewToken() (token string, hash []byte) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		// crypto/rand never fails on supported platforms; continuing would
@@ -28,7 +28,7 @@ func HashToken(token string) []byte {
 }
 
 // newCode returns a uniformly random 6-digit code.
-func newCode() string {
+func NewCode() string {
 	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
 	if err != nil {
 		panic(fmt.Sprintf("crypto/rand: %v", err))

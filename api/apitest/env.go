@@ -15,6 +15,8 @@ import (
 	"github.com/grace-coaching/grace/api"
 	"github.com/grace-coaching/grace/emails/drip"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/domain"
+	"github.com/grace-coaching/grace/models/enroll"
 	"github.com/grace-coaching/grace/models/modelstest"
 )
 
@@ -23,7 +25,7 @@ import (
 type Env struct {
 	DB    *gorm.DB
 	Clock *models.FakeClock
-	Svc   *models.Service
+	Svc   *domain.Services
 	Echo  *echo.Echo
 	Spec  *SpecChecker
 }
@@ -38,7 +40,7 @@ var (
 type EnvOption func(*envOptions)
 
 type envOptions struct {
-	payments   models.PaymentGateway
+	payments   enroll.PaymentGateway
 	webhook    api.PaymentWebhook
 	emailHook  api.EmailWebhook
 	appBaseURL string
@@ -49,7 +51,7 @@ type envOptions struct {
 // stripe-mock: gw, _ := stripe.New(stripe.Config{SecretKey: "sk_test_x",
 // APIURL: stripetest.StartMock(t), WebhookSecret: secret}), then
 // WithPayments(gw, gw).
-func WithPayments(gateway models.PaymentGateway, webhook api.PaymentWebhook) EnvOption {
+func WithPayments(gateway enroll.PaymentGateway, webhook api.PaymentWebhook) EnvOption {
 	return func(o *envOptions) { o.payments, o.webhook = gateway, webhook }
 }
 
@@ -82,7 +84,7 @@ func NewEnv(t testing.TB, opts ...EnvOption) *Env {
 	if err != nil {
 		t.Fatalf("drip renderer: %v", err)
 	}
-	svc := models.NewService(models.Deps{DB: db, Clock: clock, Payments: o.payments, AppBaseURL: o.appBaseURL, DripRenderer: dripRenderer})
+	svc := domain.New(domain.Deps{DB: db, Clock: clock, Payments: o.payments, AppBaseURL: o.appBaseURL, DripRenderer: dripRenderer})
 	specOnce.Do(func() { specChecker, specErr = NewSpecChecker(api.OpenAPISpec()) })
 	if specErr != nil {
 		t.Fatalf("load api/openapi.yaml: %v", specErr)

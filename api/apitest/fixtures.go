@@ -9,6 +9,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 // Fixtures write rows straight to the database, so a test of one feature does
@@ -24,14 +26,14 @@ func randomToken(t testing.TB) string {
 }
 
 // Coach creates an active coach with the role and returns her and a live token.
-func (e *Env) Coach(t testing.TB, email string, role models.Role) (*models.Coach, string) {
+func (e *Env) Coach(t testing.TB, email string, role people.Role) (*people.Coach, string) {
 	t.Helper()
-	c := &models.Coach{Email: email, Name: "Coach " + email, Role: role, Active: true, CreatedAt: e.Clock.Now()}
+	c := &people.Coach{Email: email, Name: "Coach " + email, Role: role, Active: true, CreatedAt: e.Clock.Now()}
 	if err := e.DB.Create(c).Error; err != nil {
 		t.Fatalf("create coach: %v", err)
 	}
 	token := randomToken(t)
-	s := &models.CoachSession{CoachID: c.ID, TokenHash: models.HashToken(token), ExpiresAt: e.Clock.Now().Add(models.CoachSessionTTL)}
+	s := &people.CoachSession{CoachID: c.ID, TokenHash: models.HashToken(token), ExpiresAt: e.Clock.Now().Add(people.CoachSessionTTL)}
 	if err := e.DB.Create(s).Error; err != nil {
 		t.Fatalf("create coach session: %v", err)
 	}
@@ -39,14 +41,14 @@ func (e *Env) Coach(t testing.TB, email string, role models.Role) (*models.Coach
 }
 
 // Participant creates a participant and returns her and a live portal token.
-func (e *Env) Participant(t testing.TB, email string) (*models.Participant, string) {
+func (e *Env) Participant(t testing.TB, email string) (*people.Participant, string) {
 	t.Helper()
-	p := &models.Participant{Email: email, Name: "Participant " + email, Timezone: "Europe/London"}
+	p := &people.Participant{Email: email, Name: "Participant " + email, Timezone: "Europe/London"}
 	if err := e.DB.Create(p).Error; err != nil {
 		t.Fatalf("create participant: %v", err)
 	}
 	token := randomToken(t)
-	s := &models.ParticipantSession{ParticipantID: p.ID, TokenHash: models.HashToken(token), ExpiresAt: e.Clock.Now().Add(models.ParticipantSessionTTL)}
+	s := &people.ParticipantSession{ParticipantID: p.ID, TokenHash: models.HashToken(token), ExpiresAt: e.Clock.Now().Add(people.ParticipantSessionTTL)}
 	if err := e.DB.Create(s).Error; err != nil {
 		t.Fatalf("create participant session: %v", err)
 	}
@@ -55,9 +57,9 @@ func (e *Env) Participant(t testing.TB, email string) (*models.Participant, stri
 
 // Program creates a program with the status (and, when free is set, an open
 // free-access window of 30 days).
-func (e *Env) Program(t testing.TB, slug string, status models.ProgramStatus, free bool) *models.Program {
+func (e *Env) Program(t testing.TB, slug string, status catalog.ProgramStatus, free bool) *catalog.Program {
 	t.Helper()
-	p := &models.Program{Slug: slug, Title: "Program " + slug, Summary: "Summary", Status: status, PriceCents: 9700, Currency: "EUR"}
+	p := &catalog.Program{Slug: slug, Title: "Program " + slug, Summary: "Summary", Status: status, PriceCents: 9700, Currency: "EUR"}
 	if free {
 		until := e.Clock.Now().Add(30 * 24 * time.Hour)
 		p.FreeAccessUntil = &until
@@ -69,11 +71,11 @@ func (e *Env) Program(t testing.TB, slug string, status models.ProgramStatus, fr
 }
 
 // Lesson creates a lesson at the next position of program.
-func (e *Env) Lesson(t testing.TB, programID uuid.UUID, title string, published, preview bool, unlockDays int) *models.Lesson {
+func (e *Env) Lesson(t testing.TB, programID uuid.UUID, title string, published, preview bool, unlockDays int) *catalog.Lesson {
 	t.Helper()
 	var n int64
-	e.DB.Model(&models.Lesson{}).Where("program_id = ?", programID).Count(&n)
-	l := &models.Lesson{ProgramID: programID, Position: int(n) + 1, Title: title, Body: "Body of " + title,
+	e.DB.Model(&catalog.Lesson{}).Where("program_id = ?", programID).Count(&n)
+	l := &catalog.Lesson{ProgramID: programID, Position: int(n) + 1, Title: title, Body: "Body of " + title,
 		BodyHTML: "<p>Body of " + title + "</p>\n", Published: published, FreePreview: preview, UnlockOffsetDays: unlockDays}
 	if err := e.DB.Create(l).Error; err != nil {
 		t.Fatalf("create lesson: %v", err)
@@ -82,9 +84,9 @@ func (e *Env) Lesson(t testing.TB, programID uuid.UUID, title string, published,
 }
 
 // Grant gives a participant access to a program from startsAt.
-func (e *Env) Grant(t testing.TB, participantID, programID uuid.UUID, source string, startsAt time.Time) *models.AccessGrant {
+func (e *Env) Grant(t testing.TB, participantID, programID uuid.UUID, source string, startsAt time.Time) *people.AccessGrant {
 	t.Helper()
-	g := &models.AccessGrant{ParticipantID: participantID, ProgramID: programID, Source: source, StartsAt: startsAt}
+	g := &people.AccessGrant{ParticipantID: participantID, ProgramID: programID, Source: source, StartsAt: startsAt}
 	if err := e.DB.Create(g).Error; err != nil {
 		t.Fatalf("create grant: %v", err)
 	}

@@ -15,7 +15,7 @@ import (
 	stripego "github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/enroll"
 )
 
 // Config configures the adapter.
@@ -43,7 +43,7 @@ type Client struct {
 	webhookSecret string
 }
 
-var _ models.PaymentGateway = (*Client)(nil)
+var _ enroll.PaymentGateway = (*Client)(nil)
 
 // New builds a client. It makes no network call.
 func New(cfg Config) (*Client, error) {
@@ -88,7 +88,7 @@ func New(cfg Config) (*Client, error) {
 // the session and its payment intent, so every later event (including
 // charge and dispute events, which only see the payment intent) can be
 // traced back to it.
-func (c *Client) CreateCheckoutSession(ctx context.Context, req models.CheckoutRequest) (models.CheckoutSession, error) {
+func (c *Client) CreateCheckoutSession(ctx context.Context, req enroll.CheckoutRequest) (enroll.CheckoutSession, error) {
 	enrollmentID := req.EnrollmentID.String()
 	meta := map[string]string{"enrollment_id": enrollmentID}
 	params := &stripego.CheckoutSessionParams{
@@ -122,29 +122,29 @@ func (c *Client) CreateCheckoutSession(ctx context.Context, req models.CheckoutR
 	}
 	s, err := c.api.CheckoutSessions.New(params)
 	if err != nil {
-		return models.CheckoutSession{}, providerError("create checkout session", err)
+		return enroll.CheckoutSession{}, providerError("create checkout session", err)
 	}
 	return sessionFrom(s), nil
 }
 
 // GetCheckoutSession reads a session's current state.
-func (c *Client) GetCheckoutSession(ctx context.Context, id string) (models.CheckoutSession, error) {
+func (c *Client) GetCheckoutSession(ctx context.Context, id string) (enroll.CheckoutSession, error) {
 	params := &stripego.CheckoutSessionParams{}
 	params.Context = ctx
 	s, err := c.api.CheckoutSessions.Get(id, params)
 	if err != nil {
-		return models.CheckoutSession{}, providerError("get checkout session", err)
+		return enroll.CheckoutSession{}, providerError("get checkout session", err)
 	}
 	return sessionFrom(s), nil
 }
 
 // ExpireCheckoutSession closes an open session so it can no longer be paid.
-func (c *Client) ExpireCheckoutSession(ctx context.Context, id string) (models.CheckoutSession, error) {
+func (c *Client) ExpireCheckoutSession(ctx context.Context, id string) (enroll.CheckoutSession, error) {
 	params := &stripego.CheckoutSessionExpireParams{}
 	params.Context = ctx
 	s, err := c.api.CheckoutSessions.Expire(id, params)
 	if err != nil {
-		return models.CheckoutSession{}, providerError("expire checkout session", err)
+		return enroll.CheckoutSession{}, providerError("expire checkout session", err)
 	}
 	return sessionFrom(s), nil
 }
@@ -152,7 +152,7 @@ func (c *Client) ExpireCheckoutSession(ctx context.Context, id string) (models.C
 // Refund refunds req.AmountCents of the payment intent (0: all that is left)
 // and returns the refund id. The state change arrives later as a
 // charge.refunded webhook.
-func (c *Client) Refund(ctx context.Context, req models.RefundRequest) (string, error) {
+func (c *Client) Refund(ctx context.Context, req enroll.RefundRequest) (string, error) {
 	params := &stripego.RefundParams{PaymentIntent: stripego.String(req.PaymentIntentID)}
 	if req.AmountCents > 0 {
 		params.Amount = stripego.Int64(req.AmountCents)
@@ -168,8 +168,8 @@ func (c *Client) Refund(ctx context.Context, req models.RefundRequest) (string, 
 	return r.ID, nil
 }
 
-func sessionFrom(s *stripego.CheckoutSession) models.CheckoutSession {
-	out := models.CheckoutSession{
+func sessionFrom(s *stripego.CheckoutSession) enroll.CheckoutSession {
+	out := enroll.CheckoutSession{
 		ID:            s.ID,
 		URL:           s.URL,
 		Status:        string(s.Status),
@@ -208,7 +208,7 @@ func providerError(op string, err error) error {
 		if se.Msg != "" {
 			msg += ": " + se.Msg
 		}
-		return fmt.Errorf("%w: %s", models.ErrPaymentProvider, msg)
+		return fmt.Errorf("%w: %s", enroll.ErrPaymentProvider, msg)
 	}
-	return fmt.Errorf("%w: stripe %s: %v", models.ErrPaymentProvider, op, err)
+	return fmt.Errorf("%w: stripe %s: %v", enroll.ErrPaymentProvider, op, err)
 }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/grace-coaching/grace/api/stripe"
 	"github.com/grace-coaching/grace/api/stripe/stripetest"
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/enroll"
 )
 
 const testWebhookSecret = "whsec_test_secret"
@@ -34,9 +34,9 @@ func newClient(t *testing.T) *stripe.Client {
 	return c
 }
 
-func checkoutRequest() models.CheckoutRequest {
+func checkoutRequest() enroll.CheckoutRequest {
 	id := uuid.New()
-	return models.CheckoutRequest{
+	return enroll.CheckoutRequest{
 		EnrollmentID:   id,
 		CustomerEmail:  "ada@example.com",
 		ProductName:    "Say No With Grace: spring cohort",
@@ -90,7 +90,7 @@ func TestGatewayAgainstStripeMock(t *testing.T) {
 	}
 
 	for _, amount := range []int64{0, 1500} {
-		refundID, err := c.Refund(ctx, models.RefundRequest{PaymentIntentID: "pi_123", AmountCents: amount, IdempotencyKey: "refund-" + uuid.NewString()})
+		refundID, err := c.Refund(ctx, enroll.RefundRequest{PaymentIntentID: "pi_123", AmountCents: amount, IdempotencyKey: "refund-" + uuid.NewString()})
 		if err != nil {
 			t.Fatalf("Refund(%d): %v", amount, err)
 		}
@@ -119,7 +119,7 @@ func TestGatewayErrorsArePaymentProviderErrors(t *testing.T) {
 	bad := checkoutRequest()
 	bad.Currency = "ZZZ"
 	_, err = rc.CreateCheckoutSession(ctx, bad)
-	if !errors.Is(err, models.ErrPaymentProvider) {
+	if !errors.Is(err, enroll.ErrPaymentProvider) {
 		t.Fatalf("invalid currency: err = %v, want ErrPaymentProvider", err)
 	}
 	for _, want := range []string{"400", "invalid_request_error", "req_refused", "Invalid currency"} {
@@ -136,10 +136,10 @@ func TestGatewayErrorsArePaymentProviderErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := down.GetCheckoutSession(ctx, "cs_123"); !errors.Is(err, models.ErrPaymentProvider) {
+	if _, err := down.GetCheckoutSession(ctx, "cs_123"); !errors.Is(err, enroll.ErrPaymentProvider) {
 		t.Fatalf("unreachable: err = %v, want ErrPaymentProvider", err)
 	}
-	if _, err := down.Refund(ctx, models.RefundRequest{PaymentIntentID: "pi_123"}); !errors.Is(err, models.ErrPaymentProvider) {
+	if _, err := down.Refund(ctx, enroll.RefundRequest{PaymentIntentID: "pi_123"}); !errors.Is(err, enroll.ErrPaymentProvider) {
 		t.Fatalf("unreachable refund: err = %v, want ErrPaymentProvider", err)
 	}
 }

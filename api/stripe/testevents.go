@@ -7,7 +7,7 @@ import (
 
 	"github.com/stripe/stripe-go/v76/webhook"
 
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/enroll"
 )
 
 // The helpers in this file build and sign webhook payloads shaped like the
@@ -35,7 +35,7 @@ func SignTestPayload(payload []byte, secret string, at time.Time) string {
 // CheckoutSessionEvent is a checkout.session.* event (eventType, e.g.
 // models.EventCheckoutCompleted) carrying s. The enrollment id goes where
 // our checkout puts it: client_reference_id and metadata.enrollment_id.
-func CheckoutSessionEvent(eventID, eventType string, s models.CheckoutSession) []byte {
+func CheckoutSessionEvent(eventID, eventType string, s enroll.CheckoutSession) []byte {
 	obj := map[string]any{
 		"id":                    s.ID,
 		"object":                "checkout.session",
@@ -84,7 +84,7 @@ func ChargeRefundedEvent(eventID, paymentIntentID string, captured, refunded int
 		"created":         time.Now().Unix(),
 		"metadata":        map[string]string{},
 	}
-	return eventJSON(eventID, models.EventChargeRefunded, obj)
+	return eventJSON(eventID, enroll.EventChargeRefunded, obj)
 }
 
 // DisputeEvent is a charge.dispute.* event (eventType, e.g.

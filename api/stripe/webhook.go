@@ -10,7 +10,7 @@ import (
 	stripego "github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/webhook"
 
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/enroll"
 )
 
 // ErrBadSignature marks a webhook payload whose Stripe-Signature header is
@@ -28,9 +28,9 @@ const SignatureTolerance = webhook.DefaultTolerance
 // ParseEvent verifies payload against its Stripe-Signature header and
 // reduces the event to the fields the domain reads. It implements
 // api.PaymentWebhook.
-func (c *Client) ParseEvent(payload []byte, sigHeader string) (models.PaymentEvent, error) {
+func (c *Client) ParseEvent(payload []byte, sigHeader string) (enroll.PaymentEvent, error) {
 	if c.webhookSecret == "" {
-		return models.PaymentEvent{}, fmt.Errorf("%w: no webhook secret configured", ErrBadSignature)
+		return enroll.PaymentEvent{}, fmt.Errorf("%w: no webhook secret configured", ErrBadSignature)
 	}
 	// The payload's API version is whatever the webhook endpoint in the
 	// Stripe dashboard is pinned to; the fields we read are stable across
@@ -42,18 +42,18 @@ func (c *Client) ParseEvent(payload []byte, sigHeader string) (models.PaymentEve
 	if err != nil {
 		if errors.Is(err, webhook.ErrNotSigned) || errors.Is(err, webhook.ErrInvalidHeader) ||
 			errors.Is(err, webhook.ErrNoValidSignature) || errors.Is(err, webhook.ErrTooOld) {
-			return models.PaymentEvent{}, fmt.Errorf("%w: %v", ErrBadSignature, err)
+			return enroll.PaymentEvent{}, fmt.Errorf("%w: %v", ErrBadSignature, err)
 		}
-		return models.PaymentEvent{}, fmt.Errorf("%w: %v", ErrMalformedEvent, err)
+		return enroll.PaymentEvent{}, fmt.Errorf("%w: %v", ErrMalformedEvent, err)
 	}
 	return decodeEvent(ev, payload)
 }
 
-func decodeEvent(ev stripego.Event, payload []byte) (models.PaymentEvent, error) {
+func decodeEvent(ev stripego.Event, payload []byte) (enroll.PaymentEvent, error) {
 	if ev.ID == "" || ev.Type == "" {
-		return models.PaymentEvent{}, fmt.Errorf("%w: no id or type", ErrMalformedEvent)
+		return enroll.PaymentEvent{}, fmt.Errorf("%w: no id or type", ErrMalformedEvent)
 	}
-	out := models.PaymentEvent{
+	out := enroll.PaymentEvent{
 		ID:      ev.ID,
 		Type:    string(ev.Type),
 		Created: time.Unix(ev.Created, 0).UTC(),
@@ -61,7 +61,7 @@ func decodeEvent(ev stripego.Event, payload []byte) (models.PaymentEvent, error)
 	}
 	if ev.Data == nil || len(ev.Data.Raw) == 0 {
 		if isKnownType(out.Type) {
-			return models.PaymentEvent{}, fmt.Errorf("%w: %s without data.object", ErrMalformedEvent, out.Type)
+			return enroll.PaymentEvent{}, fmt.Errorf("%w: %s without data.object", ErrMalformedEvent, out.Type)
 		}
 		return out, nil
 	}
@@ -70,14 +70,14 @@ func decodeEvent(ev stripego.Event, payload []byte) (models.PaymentEvent, error)
 	case strings.HasPrefix(out.Type, "checkout.session."):
 		var s stripego.CheckoutSession
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return models.PaymentEvent{}, fmt.Errorf("%w: %s: %v", ErrMalformedEvent, out.Type, err)
+			return enroll.PaymentEvent{}, fmt.Errorf("%w: %s: %v", ErrMalformedEvent, out.Type, err)
 		}
 		cs := sessionFrom(&s)
 		out.Session = &cs
-	case out.Type == models.EventChargeRefunded:
+	case out.Type == enroll.EventChargeRefunded:
 		var ch stripego.Charge
 		if err := json.Unmarshal(raw, &ch); err != nil {
-			return models.PaymentEvent{}, fmt.Errorf("%w: %s: %v", ErrMalformedEvent, out.Type, err)
+			return enroll.PaymentEvent{}, fmt.Errorf("%w: %s: %v", ErrMalformedEvent, out.Type, err)
 		}
 		if ch.PaymentIntent != nil {
 			out.ChargePaymentIntentID = ch.PaymentIntent.ID
@@ -87,7 +87,7 @@ func decodeEvent(ev stripego.Event, payload []byte) (models.PaymentEvent, error)
 	case strings.HasPrefix(out.Type, "charge.dispute."):
 		var d stripego.Dispute
 		if err := json.Unmarshal(raw, &d); err != nil {
-			return models.PaymentEvent{}, fmt.Errorf("%w: %s: %v", ErrMalformedEvent, out.Type, err)
+			return enroll.PaymentEvent{}, fmt.Errorf("%w: %s: %v", ErrMalformedEvent, out.Type, err)
 		}
 		if d.PaymentIntent != nil {
 			out.ChargePaymentIntentID = d.PaymentIntent.ID
@@ -99,8 +99,8 @@ func decodeEvent(ev stripego.Event, payload []byte) (models.PaymentEvent, error)
 
 func isKnownType(t string) bool {
 	switch t {
-	case models.EventCheckoutCompleted, models.EventCheckoutAsyncSucceeded, models.EventCheckoutAsyncFailed,
-		models.EventCheckoutExpired, models.EventChargeRefunded, models.EventDisputeCreated, models.EventDisputeClosed:
+	case enroll.EventCheckoutCompleted, enroll.EventCheckoutAsyncSucceeded, enroll.EventCheckoutAsyncFailed,
+		enroll.EventCheckoutExpired, enroll.EventChargeRefunded, enroll.EventDisputeCreated, enroll.EventDisputeClosed:
 		return true
 	}
 	return false

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/grace-coaching/grace/api/stripe"
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/enroll"
 )
 
 func webhookClient(t *testing.T, secret string) *stripe.Client {
@@ -22,47 +22,47 @@ func webhookClient(t *testing.T, secret string) *stripe.Client {
 func TestParseEventDecodesEachType(t *testing.T) {
 	c := webhookClient(t, testWebhookSecret)
 	expires := time.Date(2030, 3, 1, 10, 31, 0, 0, time.UTC)
-	session := models.CheckoutSession{
-		ID: "cs_test_1", URL: "https://checkout.stripe.com/c/pay/cs_test_1", Status: models.SessionComplete,
+	session := enroll.CheckoutSession{
+		ID: "cs_test_1", URL: "https://checkout.stripe.com/c/pay/cs_test_1", Status: enroll.SessionComplete,
 		PaymentStatus: "paid", PaymentIntentID: "pi_1", AmountTotal: 29900, Currency: "EUR",
 		EnrollmentID: "0b6f3a0e-5d43-4c4f-9a55-7f2f0f0e7c11", ExpiresAt: expires,
 	}
 	tests := []struct {
 		name    string
 		payload []byte
-		check   func(t *testing.T, ev models.PaymentEvent)
+		check   func(t *testing.T, ev enroll.PaymentEvent)
 	}{
-		{"checkout completed", stripe.CheckoutSessionEvent("evt_1", models.EventCheckoutCompleted, session), func(t *testing.T, ev models.PaymentEvent) {
+		{"checkout completed", stripe.CheckoutSessionEvent("evt_1", enroll.EventCheckoutCompleted, session), func(t *testing.T, ev enroll.PaymentEvent) {
 			if ev.Session == nil || *ev.Session != session {
 				t.Errorf("session = %+v, want %+v", ev.Session, session)
 			}
 		}},
-		{"checkout expired, enrollment only in metadata", checkoutEventWithoutReference(t), func(t *testing.T, ev models.PaymentEvent) {
-			if ev.Session == nil || ev.Session.EnrollmentID != "e-from-metadata" || ev.Session.Status != models.SessionExpired {
+		{"checkout expired, enrollment only in metadata", checkoutEventWithoutReference(t), func(t *testing.T, ev enroll.PaymentEvent) {
+			if ev.Session == nil || ev.Session.EnrollmentID != "e-from-metadata" || ev.Session.Status != enroll.SessionExpired {
 				t.Errorf("session = %+v, want the enrollment id from metadata and status expired", ev.Session)
 			}
 		}},
-		{"charge refunded", stripe.ChargeRefundedEvent("evt_2", "pi_1", 29900, 10000), func(t *testing.T, ev models.PaymentEvent) {
+		{"charge refunded", stripe.ChargeRefundedEvent("evt_2", "pi_1", 29900, 10000), func(t *testing.T, ev enroll.PaymentEvent) {
 			if ev.ChargePaymentIntentID != "pi_1" || ev.AmountCaptured != 29900 || ev.AmountRefunded != 10000 || ev.Session != nil {
 				t.Errorf("event = %+v, want pi_1 29900/10000", ev)
 			}
 		}},
-		{"dispute created", stripe.DisputeEvent("evt_3", models.EventDisputeCreated, "pi_1", "needs_response"), func(t *testing.T, ev models.PaymentEvent) {
+		{"dispute created", stripe.DisputeEvent("evt_3", enroll.EventDisputeCreated, "pi_1", "needs_response"), func(t *testing.T, ev enroll.PaymentEvent) {
 			if ev.ChargePaymentIntentID != "pi_1" || ev.DisputeStatus != "needs_response" {
 				t.Errorf("event = %+v, want pi_1 needs_response", ev)
 			}
 		}},
-		{"dispute closed", stripe.DisputeEvent("evt_4", models.EventDisputeClosed, "pi_1", "won"), func(t *testing.T, ev models.PaymentEvent) {
+		{"dispute closed", stripe.DisputeEvent("evt_4", enroll.EventDisputeClosed, "pi_1", "won"), func(t *testing.T, ev enroll.PaymentEvent) {
 			if ev.ChargePaymentIntentID != "pi_1" || ev.DisputeStatus != "won" {
 				t.Errorf("event = %+v, want pi_1 won", ev)
 			}
 		}},
-		{"unknown type", stripe.GenericEvent("evt_5", "customer.created", map[string]any{"id": "cus_1", "object": "customer"}), func(t *testing.T, ev models.PaymentEvent) {
+		{"unknown type", stripe.GenericEvent("evt_5", "customer.created", map[string]any{"id": "cus_1", "object": "customer"}), func(t *testing.T, ev enroll.PaymentEvent) {
 			if ev.Session != nil || ev.ChargePaymentIntentID != "" {
 				t.Errorf("event = %+v, want only id, type and payload", ev)
 			}
 		}},
-		{"other API version", otherAPIVersion(t, stripe.ChargeRefundedEvent("evt_6", "pi_1", 100, 100)), func(t *testing.T, ev models.PaymentEvent) {
+		{"other API version", otherAPIVersion(t, stripe.ChargeRefundedEvent("evt_6", "pi_1", 100, 100)), func(t *testing.T, ev enroll.PaymentEvent) {
 			if ev.AmountRefunded != 100 {
 				t.Errorf("event = %+v, want refunded 100", ev)
 			}
@@ -83,7 +83,7 @@ func TestParseEventDecodesEachType(t *testing.T) {
 }
 
 func TestParseEventRefusesUnverifiedPayloads(t *testing.T) {
-	payload := stripe.CheckoutSessionEvent("evt_1", models.EventCheckoutCompleted, models.CheckoutSession{ID: "cs_1", Status: models.SessionComplete, PaymentStatus: "paid", EnrollmentID: "e1"})
+	payload := stripe.CheckoutSessionEvent("evt_1", enroll.EventCheckoutCompleted, enroll.CheckoutSession{ID: "cs_1", Status: enroll.SessionComplete, PaymentStatus: "paid", EnrollmentID: "e1"})
 	good := stripe.SignTestPayload(payload, testWebhookSecret, time.Time{})
 	tampered := bytes.Replace(payload, []byte(`"paid"`), []byte(`"unpaid"`), 1)
 	if bytes.Equal(tampered, payload) {
@@ -128,7 +128,7 @@ func TestParseEventRefusesSignedGarbage(t *testing.T) {
 
 func checkoutEventWithoutReference(t *testing.T) []byte {
 	t.Helper()
-	return stripe.GenericEvent("evt_x", models.EventCheckoutExpired, map[string]any{
+	return stripe.GenericEvent("evt_x", enroll.EventCheckoutExpired, map[string]any{
 		"id": "cs_2", "object": "checkout.session", "status": "expired", "payment_status": "unpaid",
 		"client_reference_id": nil, "metadata": map[string]string{"enrollment_id": "e-from-metadata"},
 	})

@@ -19,6 +19,7 @@ import (
 	"github.com/grace-coaching/grace/emails/drip"
 	"github.com/grace-coaching/grace/migrations"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/domain"
 )
 
 // App is a running Grace: the database, the domain, and the HTTP server and
@@ -28,7 +29,7 @@ type App struct {
 	log    *slog.Logger
 	clock  models.Clock
 	db     *gorm.DB
-	svc    *models.Service
+	svc    *domain.Services
 	server *http.Server
 	ln     net.Listener
 
@@ -65,7 +66,7 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger, migrate bool) (*
 		a.Close()
 		return nil, err
 	}
-	deps := models.Deps{DB: db, Clock: a.clock, Log: log, AppBaseURL: cfg.AppBaseURL,
+	deps := domain.Deps{DB: db, Clock: a.clock, Log: log, AppBaseURL: cfg.AppBaseURL,
 		DripRenderer: dripRenderer, APIBaseURL: cfg.APIBaseURL, UnsubscribeMailbox: cfg.UnsubscribeMailbox}
 	if cfg.StripeSecretKey != "" {
 		// No network call here: a wrong key shows on the first checkout,
@@ -85,7 +86,7 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger, migrate bool) (*
 		}
 		deps.Payments = a.payments
 	}
-	a.svc = models.NewService(deps)
+	a.svc = domain.New(deps)
 	return a, nil
 }
 
@@ -229,7 +230,7 @@ func (a *App) startWorker() error {
 	}()
 	go func() {
 		defer a.workerDone.Done()
-		a.svc.RunSweeper(ctx, sweepEvery)
+		a.svc.Enroll.RunSweeper(ctx, sweepEvery)
 	}()
 	return nil
 }

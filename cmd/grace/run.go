@@ -13,6 +13,7 @@ import (
 
 	"github.com/grace-coaching/grace/migrations"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/people"
 	"github.com/grace-coaching/grace/models/seed"
 )
 
@@ -104,7 +105,7 @@ func worker(ctx context.Context, cfg Config, log *slog.Logger) error {
 	sweeperDone := make(chan struct{})
 	go func() {
 		defer close(sweeperDone)
-		a.svc.RunSweeper(ctx, sweepEvery)
+		a.svc.Enroll.RunSweeper(ctx, sweepEvery)
 	}()
 	dripDone := make(chan error, 1)
 	go func() { dripDone <- dw.Run(ctx) }()
@@ -193,7 +194,7 @@ func coachCommand(ctx context.Context, cfg Config, log *slog.Logger, args []stri
 		return err
 	}
 	defer a.Close()
-	c, err := a.svc.CreateCoach(ctx, models.CreateCoachInput{Email: *email, Name: *name, Role: models.Role(*role), Password: password})
+	c, err := a.svc.People.CreateCoach(ctx, people.CreateCoachInput{Email: *email, Name: *name, Role: people.Role(*role), Password: password})
 	if err != nil {
 		if de, ok := models.AsError(err); ok {
 			msg := de.Message

@@ -18,6 +18,7 @@ import (
 
 	"github.com/grace-coaching/grace/emails"
 	"github.com/grace-coaching/grace/models"
+	dripdom "github.com/grace-coaching/grace/models/drip"
 )
 
 // Renderer renders drip steps. It is safe for concurrent use, and its
@@ -53,7 +54,7 @@ type skeleton struct {
 // maxSkeletons bounds the cache; a coach has tens of steps, not thousands.
 const maxSkeletons = 512
 
-var _ models.DripRenderer = (*Renderer)(nil)
+var _ dripdom.Renderer = (*Renderer)(nil)
 
 // placeholderRE matches {{name}}, spaces allowed inside the braces.
 var placeholderRE = regexp.MustCompile(`\{\{\s*([A-Za-z0-9_]+)\s*\}\}`)
@@ -74,7 +75,7 @@ func token(name string) string {
 
 var knownPlaceholders = func() map[string]bool {
 	m := map[string]bool{}
-	for _, p := range models.DripPlaceholders {
+	for _, p := range dripdom.Placeholders {
 		m[p] = true
 	}
 	return m
@@ -125,9 +126,9 @@ type textView struct {
 // RenderStep renders req's step for its recipient. An unknown placeholder
 // is an error (the step editor refuses them, so this is a step saved
 // before that rule), and so is marketing email without an unsubscribe URL.
-func (r *Renderer) RenderStep(req models.RenderRequest) (models.RenderedEmail, error) {
+func (r *Renderer) RenderStep(req dripdom.RenderRequest) (dripdom.RenderedEmail, error) {
 	if req.Marketing && req.Vars.UnsubscribeURL == "" {
-		return models.RenderedEmail{}, errors.New("drip: marketing email needs an unsubscribe URL")
+		return dripdom.RenderedEmail{}, errors.New("drip: marketing email needs an unsubscribe URL")
 	}
 	sk, err := r.skeleton(skeletonKey{
 		subject:    req.Step.Subject,
@@ -136,27 +137,27 @@ func (r *Renderer) RenderStep(req models.RenderRequest) (models.RenderedEmail, e
 		hasProgram: strings.TrimSpace(req.Vars.ProgramTitle) != "",
 	})
 	if err != nil {
-		return models.RenderedEmail{}, err
+		return dripdom.RenderedEmail{}, err
 	}
 
 	values := varsByName(req.Vars)
 	rawPairs := make([]string, 0, 2*len(values))
 	htmlPairs := make([]string, 0, 2*len(values))
-	for _, name := range models.DripPlaceholders {
+	for _, name := range dripdom.Placeholders {
 		v := values[name]
 		rawPairs = append(rawPairs, token(name), v)
 		htmlPairs = append(htmlPairs, token(name), html.EscapeString(v))
 	}
 	raw, escaped := strings.NewReplacer(rawPairs...), strings.NewReplacer(htmlPairs...)
 
-	out := models.RenderedEmail{
+	out := dripdom.RenderedEmail{
 		// A subject is one line, whatever a value in it contains.
 		Subject: strings.Join(strings.Fields(raw.Replace(sk.subject)), " "),
 		HTML:    escaped.Replace(sk.html),
 		Text:    raw.Replace(sk.text),
 	}
 	if out.Subject == "" {
-		return models.RenderedEmail{}, errors.New("drip: the subject renders empty")
+		return dripdom.RenderedEmail{}, errors.New("drip: the subject renders empty")
 	}
 	if req.Marketing {
 		// RFC 2369 and RFC 8058: mail clients show an unsubscribe button,
@@ -173,7 +174,7 @@ func (r *Renderer) RenderStep(req models.RenderRequest) (models.RenderedEmail, e
 	return out, nil
 }
 
-func varsByName(v models.DripVars) map[string]string {
+func varsByName(v dripdom.Vars) map[string]string {
 	return map[string]string{
 		"first_name":        v.FirstName,
 		"program_title":     v.ProgramTitle,

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/grace-coaching/grace/emails/drip"
-	"github.com/grace-coaching/grace/models"
+	dripdom "github.com/grace-coaching/grace/models/drip"
 )
 
 func newRenderer(t *testing.T) *drip.Renderer {
@@ -19,10 +19,10 @@ func newRenderer(t *testing.T) *drip.Renderer {
 
 const unsubURL = "https://api.example.com/v1/unsubscribe/0123456789abcdef0123456789abcdef"
 
-func marketingRequest(subject, body string) models.RenderRequest {
-	return models.RenderRequest{
-		Step: models.StepContent{Subject: subject, Body: body},
-		Vars: models.DripVars{
+func marketingRequest(subject, body string) dripdom.RenderRequest {
+	return dripdom.RenderRequest{
+		Step: dripdom.StepContent{Subject: subject, Body: body},
+		Vars: dripdom.Vars{
 			FirstName:       "Ana",
 			ProgramTitle:    "Say No With Grace",
 			CohortName:      "Spring Circle",
@@ -132,17 +132,17 @@ func TestRenderStepRefuses(t *testing.T) {
 	r := newRenderer(t)
 	tests := []struct {
 		name string
-		req  models.RenderRequest
+		req  dripdom.RenderRequest
 		want string
 	}{
 		{"unknown placeholder in the body", marketingRequest("Hi", "Hello {{nickname}}"), "{{nickname}}"},
 		{"unknown placeholder in the subject", marketingRequest("Hi {{last_name}}", "Hello"), "{{last_name}}"},
-		{"marketing without an unsubscribe URL", func() models.RenderRequest {
+		{"marketing without an unsubscribe URL", func() dripdom.RenderRequest {
 			r := marketingRequest("Hi", "Hello")
 			r.Vars.UnsubscribeURL = ""
 			return r
 		}(), "unsubscribe"},
-		{"a subject that renders empty", func() models.RenderRequest {
+		{"a subject that renders empty", func() dripdom.RenderRequest {
 			r := marketingRequest("{{lesson_title}}", "Hello")
 			r.Vars.LessonTitle = " "
 			return r

@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/grace-coaching/grace/emails"
-	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/domain"
+	dripdom "github.com/grace-coaching/grace/models/drip"
 )
 
 // Worker defaults.
@@ -32,7 +33,7 @@ const (
 // WorkerConfig configures NewWorker. Service, Sender, From and Rate are
 // required; zero values elsewhere take the defaults above.
 type WorkerConfig struct {
-	Service *models.Service
+	Service *domain.Services
 	Sender  emails.BatchSender
 	// From is the sender address, e.g. "Grace <hello@example.com>".
 	From string
@@ -63,7 +64,7 @@ type WorkerConfig struct {
 // batch, waits for a send slot, sends the batch and records the outcome.
 // Any number of workers, in one process or many, share one database.
 type Worker struct {
-	svc         *models.Service
+	svc         *domain.Services
 	sender      emails.BatchSender
 	from        string
 	rate        float64
@@ -162,7 +163,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 // cuts short the wait for a provider's Retry-After.
 func (w *Worker) runOnce(live, ctx context.Context) (int, error) {
 	claimCtx, cancel := context.WithTimeout(ctx, markTimeout)
-	claim, err := w.svc.ClaimDripBatch(claimCtx, w.batchSize, w.lease)
+	claim, err := w.svc.Drip.ClaimDripBatch(claimCtx, w.batchSize, w.lease)
 	cancel()
 	if err != nil {
 		return 0, err
@@ -181,7 +182,7 @@ func (w *Worker) runOnce(live, ctx context.Context) (int, error) {
 // deliver sends a claimed batch and records the outcome. claimed is when
 // the lease began, on the process's clock (the lease only has to be
 // measured, not agreed on).
-func (w *Worker) deliver(live, ctx context.Context, b *models.DripBatch, claimed time.Time) {
+func (w *Worker) deliver(live, ctx context.Context, b *dripdom.Batch, claimed time.Time) {
 	log := w.log.With("batch_id", b.ID.String(), "attempt", b.Attempt, "size", len(b.Members))
 	batch := emails.Batch{Key: b.ID.String(), From: w.from, Emails: make([]emails.BatchEmail, len(b.Members))}
 	for i, m := range b.Members {
@@ -210,10 +211,10 @@ func (w *Worker) deliver(live, ctx context.Context, b *models.DripBatch, claimed
 		retryAfter, limited := emails.RateLimited(err)
 		switch {
 		case err == nil:
-			results := make([]models.DripSendResult, len(b.Members))
+			results := make([]dripdom.SendResult, len(b.Members))
 			rejected := 0
 			for i, m := range b.Members {
-				results[i] = models.DripSendResult{DeliveryID: m.DeliveryID}
+				results[i] = dripdom.SendResult{DeliveryID: m.DeliveryID}
 				if i < len(res.IDs) {
 					results[i].ResendID = res.IDs[i]
 				}
@@ -223,7 +224,7 @@ func (w *Worker) deliver(live, ctx context.Context, b *models.DripBatch, claimed
 				}
 			}
 			log.InfoContext(ctx, "drip batch sent", "took", took, "rejected", rejected)
-			w.record(ctx, log, func(ctx context.Context) error { return w.svc.RecordDripBatchSent(ctx, b, results) })
+			w.record(ctx, log, func(ctx context.Context) error { return w.svc.Drip.RecordDripBatchSent(ctx, b, results) })
 			return
 		case limited:
 			// Not a failure: every worker waits Retry-After, then this one
@@ -235,14 +236,14 @@ func (w *Worker) deliver(live, ctx context.Context, b *models.DripBatch, claimed
 			}
 			log.WarnContext(ctx, "drip batch rate limited by the provider", "retry_after", retryAfter, "took", took)
 			w.mark(ctx, log, "delay send slots", func(ctx context.Context) error {
-				return w.svc.DelaySendSlots(ctx, models.DripRateLimiter, retryAfter)
+				return w.svc.Drip.DelaySendSlots(ctx, dripdom.DripRateLimiter, retryAfter)
 			})
 			if live.Err() == nil && time.Since(claimed)+retryAfter+w.sendTimeout < w.lease/2 {
 				continue
 			}
-			next := w.svc.Now().Add(retryAfter)
+			next := w.svc.Kernel.Now().Add(retryAfter)
 			w.record(ctx, log, func(ctx context.Context) error {
-				_, err := w.svc.RecordDripBatchRetry(ctx, b, "rate_limited: "+err.Error(), next)
+				_, err := w.svc.Drip.RecordDripBatchRetry(ctx, b, "rate_limited: "+err.Error(), next)
 				return err
 			})
 			return
@@ -253,13 +254,13 @@ func (w *Worker) deliver(live, ctx context.Context, b *models.DripBatch, claimed
 				msg = pe.Message
 			}
 			log.ErrorContext(ctx, "drip batch refused; its emails failed", "error", err, "took", took)
-			w.record(ctx, log, func(ctx context.Context) error { return w.svc.RecordDripBatchFailed(ctx, b, "rejected: "+msg) })
+			w.record(ctx, log, func(ctx context.Context) error { return w.svc.Drip.RecordDripBatchFailed(ctx, b, "rejected: "+msg) })
 			return
 		default:
-			next := w.svc.Now().Add(w.backoff(b.Attempt))
+			next := w.svc.Kernel.Now().Add(w.backoff(b.Attempt))
 			log.WarnContext(ctx, "drip batch not sent; will retry under the same key", "error", err, "took", took, "next_attempt_at", next)
 			w.record(ctx, log, func(ctx context.Context) error {
-				gaveUp, rerr := w.svc.RecordDripBatchRetry(ctx, b, err.Error(), next)
+				gaveUp, rerr := w.svc.Drip.RecordDripBatchRetry(ctx, b, err.Error(), next)
 				if gaveUp && rerr == nil {
 					log.ErrorContext(ctx, "drip batch given up: 23 hours of failures", "error", err)
 				}
@@ -273,9 +274,9 @@ func (w *Worker) deliver(live, ctx context.Context, b *models.DripBatch, claimed
 // waitForSlot takes the next shared send slot and sleeps until it,
 // extending the lease first when the wait would eat into it. It returns
 // false when the batch is no longer this worker's.
-func (w *Worker) waitForSlot(ctx context.Context, log *slog.Logger, b *models.DripBatch, claimed *time.Time) bool {
+func (w *Worker) waitForSlot(ctx context.Context, log *slog.Logger, b *dripdom.Batch, claimed *time.Time) bool {
 	slotCtx, cancel := context.WithTimeout(ctx, markTimeout)
-	wait, err := w.svc.TakeSendSlot(slotCtx, models.DripRateLimiter, w.rate)
+	wait, err := w.svc.Drip.TakeSendSlot(slotCtx, dripdom.DripRateLimiter, w.rate)
 	cancel()
 	if err != nil {
 		// Sending without a slot could overrun the provider's limit; leave
@@ -285,10 +286,10 @@ func (w *Worker) waitForSlot(ctx context.Context, log *slog.Logger, b *models.Dr
 	}
 	if time.Since(*claimed)+wait+w.sendTimeout > w.lease/2 {
 		extendCtx, cancel := context.WithTimeout(ctx, markTimeout)
-		err := w.svc.ExtendDripBatchLease(extendCtx, b, w.lease)
+		err := w.svc.Drip.ExtendDripBatchLease(extendCtx, b, w.lease)
 		cancel()
 		switch {
-		case errors.Is(err, models.ErrDripLeaseLost):
+		case errors.Is(err, dripdom.ErrDripLeaseLost):
 			log.WarnContext(ctx, "drip batch lease lost while waiting for a send slot")
 			return false
 		case err != nil:
@@ -312,7 +313,7 @@ func (w *Worker) mark(ctx context.Context, log *slog.Logger, what string, fn fun
 	ctx, cancel := context.WithTimeout(ctx, markTimeout)
 	defer cancel()
 	switch err := fn(ctx); {
-	case errors.Is(err, models.ErrDripLeaseLost):
+	case errors.Is(err, dripdom.ErrDripLeaseLost):
 		// This worker overran its lease and another reclaimed the batch;
 		// the shared idempotency key keeps the two calls to one send.
 		log.WarnContext(ctx, "drip batch lease lost before the outcome was recorded")

@@ -17,6 +17,8 @@ import (
 	"github.com/grace-coaching/grace/emails/drip/driptest"
 	"github.com/grace-coaching/grace/emails/emailstest"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/domain"
+	dripdom "github.com/grace-coaching/grace/models/drip"
 	"github.com/grace-coaching/grace/models/modelstest"
 )
 
@@ -24,7 +26,7 @@ import (
 // pool and service on the shared database.
 type node struct {
 	db  *gorm.DB
-	svc *models.Service
+	svc *domain.Services
 }
 
 func newNode(t *testing.T, dsn string, clock models.Clock) node {
@@ -38,7 +40,7 @@ func newNode(t *testing.T, dsn string, clock models.Clock) node {
 			_ = sqlDB.Close()
 		}
 	})
-	svc := models.NewService(models.Deps{DB: db, Clock: clock, DripRenderer: newRenderer(t),
+	svc := domain.New(domain.Deps{DB: db, Clock: clock, DripRenderer: newRenderer(t),
 		AppBaseURL: "https://portal.example.com", APIBaseURL: "https://api.example.com",
 		UnsubscribeMailbox: "unsubscribe@example.com"})
 	return node{db: db, svc: svc}
@@ -130,7 +132,7 @@ func deliveredOnce(t *testing.T, fake *emailstest.Resend, got []deliveryRow) {
 			t.Errorf("delivery %s never reached Resend (status %s)", r.ID, r.Status)
 		case len(es) > 1:
 			dups++
-		case r.Status != models.DeliverySent || r.ResendID == nil || *r.ResendID != es[0].ID:
+		case r.Status != dripdom.DeliverySent || r.ResendID == nil || *r.ResendID != es[0].ID:
 			t.Errorf("delivery %s: status %s resend_id %v, want sent as %s", r.ID, r.Status, r.ResendID, es[0].ID)
 		case len(es[0].To) != 1 || es[0].To[0] != r.Email:
 			t.Errorf("delivery %s went to %v, want %s", r.ID, es[0].To, r.Email)
@@ -242,7 +244,7 @@ func TestWorkerHonoursRetryAfterWithoutCountingAFailure(t *testing.T) {
 	// The limiter moved for every worker: the next slot is about a second
 	// after the 429, not 1 ms.
 	var next time.Time
-	if err := nd.db.Raw(`SELECT next_slot_at FROM send_rate_limits WHERE name = ?`, models.DripRateLimiter).Row().Scan(&next); err != nil {
+	if err := nd.db.Raw(`SELECT next_slot_at FROM send_rate_limits WHERE name = ?`, dripdom.DripRateLimiter).Row().Scan(&next); err != nil {
 		t.Fatal(err)
 	}
 	if next.Before(start.Add(900 * time.Millisecond)) {
@@ -264,7 +266,7 @@ func TestWorkerRetriesServerErrorsUnderTheSameKey(t *testing.T) {
 		}
 		if i < 2 {
 			for _, r := range rows(t, nd.db, seeded) {
-				if r.Status != models.DeliverySending || r.LastError == nil {
+				if r.Status != dripdom.DeliverySending || r.LastError == nil {
 					t.Fatalf("after failure %d: %+v", i+1, r)
 				}
 			}
@@ -299,12 +301,12 @@ func TestWorkerPerEmailErrorFailsOnlyThatEmail(t *testing.T) {
 	drain(t, newWorker(t, nd, newSender(t, fake), drip.WorkerConfig{}))
 	for _, r := range rows(t, nd.db, seeded) {
 		if r.ID == bad.ID {
-			if r.Status != models.DeliveryFailed || r.LastError == nil || *r.LastError != "rejected: The email address is invalid." {
+			if r.Status != dripdom.DeliveryFailed || r.LastError == nil || *r.LastError != "rejected: The email address is invalid." {
 				t.Errorf("refused row %+v", r)
 			}
 			continue
 		}
-		if r.Status != models.DeliverySent || r.ResendID == nil {
+		if r.Status != dripdom.DeliverySent || r.ResendID == nil {
 			t.Errorf("row %+v, want sent", r)
 		}
 	}
@@ -319,7 +321,7 @@ func TestWorkerFailsAClientErrorWithResendsMessage(t *testing.T) {
 	fake.FailNext(1, 422)
 	drain(t, newWorker(t, nd, newSender(t, fake), drip.WorkerConfig{}))
 	for _, r := range rows(t, nd.db, seeded) {
-		if r.Status != models.DeliveryFailed || r.LastError == nil || *r.LastError != "rejected: Injected failure." {
+		if r.Status != dripdom.DeliveryFailed || r.LastError == nil || *r.LastError != "rejected: Injected failure." {
 			t.Fatalf("row %+v", r)
 		}
 	}
@@ -341,7 +343,7 @@ func TestWorkerGivesUpAfter23Hours(t *testing.T) {
 		clock.Advance(5 * time.Hour)
 	}
 	for _, r := range rows(t, nd.db, seeded) {
-		if r.Status != models.DeliveryFailed || r.LastError == nil || !strings.HasPrefix(*r.LastError, "gave_up: resend: HTTP 500") {
+		if r.Status != dripdom.DeliveryFailed || r.LastError == nil || !strings.HasPrefix(*r.LastError, "gave_up: resend: HTTP 500") {
 			t.Fatalf("row %+v", r)
 		}
 	}
@@ -369,7 +371,7 @@ func TestWorkerSendsNothingIneligible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if counts[models.DeliveryCancelled] != 2 || counts[models.DeliverySent] != 2 || len(fake.Delivered()) != 2 {
+	if counts[dripdom.DeliveryCancelled] != 2 || counts[dripdom.DeliverySent] != 2 || len(fake.Delivered()) != 2 {
 		t.Fatalf("counts %v, delivered %d", counts, len(fake.Delivered()))
 	}
 	for _, e := range fake.Delivered() {
@@ -536,8 +538,8 @@ func TestWorkerRunFinishesInFlightOnShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if counts[models.DeliverySending] != 0 || counts[models.DeliverySent] == 0 || counts[models.DeliveryScheduled] == 0 ||
-		counts[models.DeliverySent] != len(fake.Delivered()) {
+	if counts[dripdom.DeliverySending] != 0 || counts[dripdom.DeliverySent] == 0 || counts[dripdom.DeliveryScheduled] == 0 ||
+		counts[dripdom.DeliverySent] != len(fake.Delivered()) {
 		t.Fatalf("after shutdown: %v, %d delivered; want sent batches recorded, none left sending, the rest untouched", counts, len(fake.Delivered()))
 	}
 }

@@ -17,6 +17,8 @@ import (
 
 	"github.com/grace-coaching/grace/migrations"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/domain"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 type gooseMigrator struct{}
@@ -78,11 +80,11 @@ func NewDB(t testing.TB) *gorm.DB {
 var Start = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 
 // NewService is a domain service on a fresh database with a fake clock.
-func NewService(t testing.TB) (*models.Service, *models.FakeClock, *gorm.DB) {
+func NewService(t testing.TB) (*domain.Services, *models.FakeClock, *gorm.DB) {
 	t.Helper()
 	db := NewDB(t)
 	clock := models.NewFakeClock(Start)
-	svc := models.NewService(models.Deps{DB: db, Clock: clock})
+	svc := domain.New(domain.Deps{DB: db, Clock: clock})
 	return svc, clock, db
 }
 
@@ -108,9 +110,9 @@ func MustDo(t testing.TB, err error) {
 func Ptr[T any](v T) *T { return &v }
 
 // NewCoach writes an active coach account with the given role.
-func NewCoach(t testing.TB, db *gorm.DB, email string, role models.Role) *models.Coach {
+func NewCoach(t testing.TB, db *gorm.DB, email string, role people.Role) *people.Coach {
 	t.Helper()
-	c := &models.Coach{Email: email, Name: email, Role: role, Active: true}
+	c := &people.Coach{Email: email, Name: email, Role: role, Active: true}
 	if err := db.Create(c).Error; err != nil {
 		t.Fatalf("create coach: %v", err)
 	}

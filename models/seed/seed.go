@@ -13,6 +13,9 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/domain"
+	"github.com/grace-coaching/grace/models/people"
 )
 
 // AdminEmail is the admin coach the seed creates when there is none.
@@ -26,7 +29,7 @@ const freeWindow = 30 * 24 * time.Hour
 // database has no admin, an admin coach whose generated password is
 // printed once. Running it again creates nothing twice: it only fills in
 // what is missing, and never overwrites what the coach has since edited.
-func Run(ctx context.Context, svc *models.Service, out io.Writer) error {
+func Run(ctx context.Context, svc *domain.Services, out io.Writer) error {
 	program, created, err := ensureProgram(ctx, svc)
 	if err != nil {
 		return err
@@ -47,9 +50,9 @@ func Run(ctx context.Context, svc *models.Service, out io.Writer) error {
 	return ensureAdmin(ctx, svc, out)
 }
 
-func ensureProgram(ctx context.Context, svc *models.Service) (*models.Program, bool, error) {
-	var p models.Program
-	err := svc.DB().WithContext(ctx).Where("slug = ?", ProgramSlug).Take(&p).Error
+func ensureProgram(ctx context.Context, svc *domain.Services) (*catalog.Program, bool, error) {
+	var p catalog.Program
+	err := svc.Kernel.DB.WithContext(ctx).Where("slug = ?", ProgramSlug).Take(&p).Error
 	if err == nil {
 		return &p, false, nil
 	}
@@ -60,10 +63,10 @@ func ensureProgram(ctx context.Context, svc *models.Service) (*models.Program, b
 	if err != nil {
 		return nil, false, err
 	}
-	until := svc.Now().Add(freeWindow)
-	created, err := svc.CreateProgram(ctx, models.ProgramInput{
+	until := svc.Kernel.Now().Add(freeWindow)
+	created, err := svc.Catalog.CreateProgram(ctx, catalog.ProgramInput{
 		Slug: ProgramSlug, Title: ProgramTitle, Summary: ProgramSummary, Description: string(desc),
-		Status: models.ProgramPublished, FreeAccessUntil: &until, PriceCents: PriceCents, Currency: Currency,
+		Status: catalog.ProgramPublished, FreeAccessUntil: &until, PriceCents: PriceCents, Currency: Currency,
 	})
 	if models.IsCode(err, "slug_taken") { // another seed won the race
 		return ensureProgram(ctx, svc)
@@ -71,9 +74,9 @@ func ensureProgram(ctx context.Context, svc *models.Service) (*models.Program, b
 	return created, err == nil, err
 }
 
-func ensureLessons(ctx context.Context, svc *models.Service, programID uuid.UUID) (int, error) {
+func ensureLessons(ctx context.Context, svc *domain.Services, programID uuid.UUID) (int, error) {
 	var titles []string
-	if err := svc.DB().WithContext(ctx).Model(&models.Lesson{}).Where("program_id = ?", programID).Pluck("title", &titles).Error; err != nil {
+	if err := svc.Kernel.DB.WithContext(ctx).Model(&catalog.Lesson{}).Where("program_id = ?", programID).Pluck("title", &titles).Error; err != nil {
 		return 0, err
 	}
 	have := make(map[string]bool, len(titles))
@@ -90,7 +93,7 @@ func ensureLessons(ctx context.Context, svc *models.Service, programID uuid.UUID
 			return added, err
 		}
 		media, dur := l.MediaURL, l.DurationSeconds
-		_, err = svc.CreateLesson(ctx, programID, models.LessonInput{
+		_, err = svc.Catalog.CreateLesson(ctx, programID, catalog.LessonInput{
 			Title: l.Title, Body: string(body), MediaURL: &media, DurationSeconds: &dur,
 			FreePreview: l.FreePreview, UnlockOffsetDays: l.UnlockOffsetDays, Published: true,
 		})
@@ -102,9 +105,9 @@ func ensureLessons(ctx context.Context, svc *models.Service, programID uuid.UUID
 	return added, nil
 }
 
-func ensureAdmin(ctx context.Context, svc *models.Service, out io.Writer) error {
+func ensureAdmin(ctx context.Context, svc *domain.Services, out io.Writer) error {
 	var admins int64
-	if err := svc.DB().WithContext(ctx).Model(&models.Coach{}).Where("role = ? AND active", models.RoleAdmin).Count(&admins).Error; err != nil {
+	if err := svc.Kernel.DB.WithContext(ctx).Model(&people.Coach{}).Where("role = ? AND active", people.RoleAdmin).Count(&admins).Error; err != nil {
 		return err
 	}
 	if admins > 0 {
@@ -115,7 +118,7 @@ func ensureAdmin(ctx context.Context, svc *models.Service, out io.Writer) error 
 		return err
 	}
 	password := base64.RawURLEncoding.EncodeToString(b)
-	if _, err := svc.CreateCoach(ctx, models.CreateCoachInput{Email: AdminEmail, Name: "Admin", Role: models.RoleAdmin, Password: password}); err != nil {
+	if _, err := svc.People.CreateCoach(ctx, people.CreateCoachInput{Email: AdminEmail, Name: "Admin", Role: people.RoleAdmin, Password: password}); err != nil {
 		return fmt.Errorf("seed admin: %w", err)
 	}
 	fmt.Fprintf(out, "created admin coach %s with password %s\nThis password is shown once; change it with a password reset.\n", AdminEmail, password)

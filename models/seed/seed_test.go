@@ -8,7 +8,10 @@ import (
 	"time"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/drip"
 	"github.com/grace-coaching/grace/models/modelstest"
+	"github.com/grace-coaching/grace/models/people"
 	"github.com/grace-coaching/grace/models/seed"
 )
 
@@ -46,7 +49,7 @@ func TestRunSeedsTheWorkshopOnceAndIsIdempotent(t *testing.T) {
 		}
 	}
 
-	prog, err := svc.GetPublishedProgram(ctx, seed.ProgramSlug)
+	prog, err := svc.Catalog.GetPublishedProgram(ctx, seed.ProgramSlug)
 	if err != nil {
 		t.Fatalf("seeded program is not public: %v", err)
 	}
@@ -57,7 +60,7 @@ func TestRunSeedsTheWorkshopOnceAndIsIdempotent(t *testing.T) {
 		t.Errorf("free access until %v, want 30 days from now", prog.Program.FreeAccessUntil)
 	}
 
-	var lessons []models.Lesson
+	var lessons []catalog.Lesson
 	db.Where("program_id = ?", prog.Program.ID).Order("position").Find(&lessons)
 	if len(lessons) < 6 {
 		t.Fatalf("%d lessons, want at least 6", len(lessons))
@@ -68,7 +71,7 @@ func TestRunSeedsTheWorkshopOnceAndIsIdempotent(t *testing.T) {
 		}
 	}
 
-	if _, _, _, err := svc.Login(ctx, seed.AdminEmail, "not the password", models.ClientInfo{IP: "127.0.0.1"}); !models.IsCode(err, "invalid_credentials") {
+	if _, _, _, err := svc.People.Login(ctx, seed.AdminEmail, "not the password", models.ClientInfo{IP: "127.0.0.1"}); !models.IsCode(err, "invalid_credentials") {
 		t.Errorf("wrong password for the seeded admin: err = %v", err)
 	}
 }
@@ -82,7 +85,7 @@ func TestRunSeedsTheDripSequences(t *testing.T) {
 	if err := seed.Run(ctx, svc, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
-	var program models.Program
+	var program catalog.Program
 	if err := db.Where("slug = ?", seed.ProgramSlug).Take(&program).Error; err != nil {
 		t.Fatal(err)
 	}
@@ -98,13 +101,13 @@ func TestRunSeedsTheDripSequences(t *testing.T) {
 		exit          bool
 		steps         []stepShape
 	}{
-		{models.TriggerFreeAccessClaimed, models.SequenceMarketing, true, true, []stepShape{mins(5), at9(2), at9(5), at9(9), at9(13)}},
-		{models.TriggerCohortStart, models.SequenceTransactional, false, false, []stepShape{at9(-7), at9(-1), at9(0)}},
-		{models.TriggerSessionReminder, models.SequenceTransactional, false, false, []stepShape{mins(-1440), mins(-60)}},
+		{drip.TriggerFreeAccessClaimed, drip.SequenceMarketing, true, true, []stepShape{mins(5), at9(2), at9(5), at9(9), at9(13)}},
+		{drip.TriggerCohortStart, drip.SequenceTransactional, false, false, []stepShape{at9(-7), at9(-1), at9(0)}},
+		{drip.TriggerSessionReminder, drip.SequenceTransactional, false, false, []stepShape{mins(-1440), mins(-60)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.trigger, func(t *testing.T) {
-			var seqs []models.EmailSequence
+			var seqs []drip.EmailSequence
 			db.Where("trigger = ?", tt.trigger).Find(&seqs)
 			if len(seqs) != 1 {
 				t.Fatalf("%d %s sequences, want 1", len(seqs), tt.trigger)
@@ -114,7 +117,7 @@ func TestRunSeedsTheDripSequences(t *testing.T) {
 				(q.ProgramID != nil) != tt.program || (tt.program && *q.ProgramID != program.ID) {
 				t.Errorf("sequence %+v", q)
 			}
-			page, err := svc.ListSteps(ctx, &models.Coach{Role: models.RoleAdmin}, q.ID, models.PageParams{})
+			page, err := svc.Drip.ListSteps(ctx, &people.Coach{Role: people.RoleAdmin}, q.ID, models.PageParams{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -132,7 +135,7 @@ func TestRunSeedsTheDripSequences(t *testing.T) {
 					t.Errorf("step %d does not greet her by name", i+1)
 				}
 			}
-			if tt.trigger == models.TriggerFreeAccessClaimed {
+			if tt.trigger == drip.TriggerFreeAccessClaimed {
 				first, last := strings.ToLower(page.Items[0].Body), strings.ToLower(page.Items[len(page.Items)-1].Body)
 				if !strings.Contains(first, "not therapy") || !strings.Contains(first, "coaching and education") {
 					t.Error("the first welcome email lacks the coaching-not-therapy note")
@@ -141,7 +144,7 @@ func TestRunSeedsTheDripSequences(t *testing.T) {
 					t.Error("the last welcome email does not invite her to the next cohort")
 				}
 			}
-			if tt.trigger == models.TriggerSessionReminder {
+			if tt.trigger == drip.TriggerSessionReminder {
 				for i, st := range page.Items {
 					if !strings.Contains(st.Body, "{{session_starts_at}}") {
 						t.Errorf("reminder %d does not say when", i+1)
@@ -152,19 +155,19 @@ func TestRunSeedsTheDripSequences(t *testing.T) {
 	}
 
 	// The coach deletes a welcome email; the next seed does not bring it back.
-	var welcome models.EmailSequence
-	db.Where("trigger = ?", models.TriggerFreeAccessClaimed).Take(&welcome)
-	var st models.EmailStep
+	var welcome drip.EmailSequence
+	db.Where("trigger = ?", drip.TriggerFreeAccessClaimed).Take(&welcome)
+	var st drip.EmailStep
 	db.Where("sequence_id = ? AND position = 3", welcome.ID).Take(&st)
-	admin := &models.Coach{Role: models.RoleAdmin}
-	if err := svc.DeleteStep(ctx, admin, st.ID); err != nil {
+	admin := &people.Coach{Role: people.RoleAdmin}
+	if err := svc.Drip.DeleteStep(ctx, admin, st.ID); err != nil {
 		t.Fatal(err)
 	}
 	if err := seed.Run(ctx, svc, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	var n int64
-	db.Model(&models.EmailStep{}).Where("sequence_id = ?", welcome.ID).Count(&n)
+	db.Model(&drip.EmailStep{}).Where("sequence_id = ?", welcome.ID).Count(&n)
 	if n != 4 {
 		t.Errorf("welcome series has %d steps after a re-seed, want the coach's 4", n)
 	}
@@ -179,13 +182,13 @@ func TestSeededWelcomeSeriesIsScheduledOnClaim(t *testing.T) {
 	if err := seed.Run(ctx, svc, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
-	err := svc.ClaimFreeAccess(ctx, seed.ProgramSlug, models.FreeAccessInput{Email: "ana@example.com", Name: "Ana", MarketingConsent: true, DisclaimerAccepted: true},
+	err := svc.People.ClaimFreeAccess(ctx, seed.ProgramSlug, people.FreeAccessInput{Email: "ana@example.com", Name: "Ana", MarketingConsent: true, DisclaimerAccepted: true},
 		models.ClientInfo{IP: "192.0.2.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var n int64
-	db.Model(&models.EmailDelivery{}).Where("email = ? AND status = ?", "ana@example.com", models.DeliveryScheduled).Count(&n)
+	db.Model(&drip.EmailDelivery{}).Where("email = ? AND status = ?", "ana@example.com", drip.DeliveryScheduled).Count(&n)
 	if n != 5 {
 		t.Errorf("%d welcome emails scheduled, want 5", n)
 	}

@@ -1,0 +1,439 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/grace-coaching/grace/models"
+)
+
+// MaxPriceCents caps a program's price (10 million in major units), far above
+// any real price, so a typo of extra zeros is caught.
+const MaxPriceCents int64 = 10_000_000_00
+
+// DefaultCurrency is the currency of a program created without one.
+const DefaultCurrency = "EUR"
+
+// ProgramInput creates a program. Zero Status is draft, empty Currency EUR.
+type ProgramInput struct {
+	Slug            string
+	Title           string
+	Summary         string
+	Description     string
+	Status          ProgramStatus
+	FreeAccessUntil *time.Time
+	PriceCents      int64
+	Currency        string
+}
+
+// ProgramPatch changes the fields that are Set; FreeAccessUntil Null closes
+// the free-access window. Null is refused for every other field.
+type ProgramPatch struct {
+	Slug            models.Optional[string]
+	Title           models.Optional[string]
+	Summary         models.Optional[string]
+	Description     models.Optional[string]
+	Status          models.Optional[ProgramStatus]
+	FreeAccessUntil models.Optional[time.Time]
+	PriceCents      models.Optional[int64]
+	Currency        models.Optional[string]
+}
+
+func validProgramStatus(s ProgramStatus) bool {
+	return s == ProgramDraft || s == ProgramPublished || s == ProgramArchived
+}
+
+// checkProgram validates every field of p, so the client sees all problems
+// at once. free_access_until may be in the past: that is a closed window.
+func checkProgram(c *models.Checker, p *Program) {
+	if len(p.Slug) > 100 || !models.SlugRE.MatchString(p.Slug) {
+		c.Add("slug", "must be lowercase letters and digits in dash-separated words, at most 100 characters")
+	}
+	c.Text("title", p.Title, 1, 200)
+	c.Text("summary", p.Summary, 0, 1000)
+	c.Text("description", p.Description, 0, 100000)
+	if !validProgramStatus(p.Status) {
+		c.Add("status", "must be one of: draft, published, archived")
+	}
+	if p.PriceCents < 0 || p.PriceCents > MaxPriceCents {
+		c.Add("price_cents", fmt.Sprintf("must be from 0 to %d", MaxPriceCents))
+	}
+	if !models.CurrencyRE.MatchString(p.Currency) {
+		c.Add("currency", "must be a three-letter ISO 4217 code in capitals, such as EUR")
+	}
+}
+
+// programWriteError turns a write's database error into the error the coach
+// can act on.
+func programWriteError(err error, slug string) error {
+	if models.IsUniqueViolation(err, "programs_slug_key") {
+		e := &models.Error{Kind: models.KindConflict, Code: "slug_taken", Message: fmt.Sprintf("Another program already uses the slug %q.", slug), Err: err}
+		e.Fields = []models.FieldError{{Field: "slug", Message: "is already used by another program"}}
+		return e
+	}
+	return models.MapDBError(err, "program")
+}
+
+// CreateProgram adds a program; a duplicate slug is 409 slug_taken.
+func (s *Service) CreateProgram(ctx context.Context, in ProgramInput) (*Program, error) {
+	now := models.StoredTime(s.Now())
+	p := &Program{
+		Slug: in.Slug, Title: in.Title, Summary: in.Summary, Description: in.Description,
+		Status: in.Status, FreeAccessUntil: in.FreeAccessUntil, PriceCents: in.PriceCents, Currency: in.Currency,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if p.Status == "" {
+		p.Status = ProgramDraft
+	}
+	if p.Currency == "" {
+		p.Currency = DefaultCurrency
+	}
+	if p.FreeAccessUntil != nil {
+		t := models.StoredTime(*p.FreeAccessUntil)
+		p.FreeAccessUntil = &t
+	}
+	var c models.Checker
+	checkProgram(&c, p)
+	if err := c.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.DB.WithContext(ctx).Create(p).Error; err != nil {
+		return nil, programWriteError(err, p.Slug)
+	}
+	s.catalogChanged()
+	return p, nil
+}
+
+// GetProgram returns any program, whatever its status.
+func (s *Service) GetProgram(ctx context.Context, id uuid.UUID) (*Program, error) {
+	var p Program
+	if err := s.DB.WithContext(ctx).Where("id = ?", id).Take(&p).Error; err != nil {
+		return nil, models.MapDBError(err, "program")
+	}
+	return &p, nil
+}
+
+// ListPrograms lists programs newest first, optionally only those with the
+// status ("" for all).
+func (s *Service) ListPrograms(ctx context.Context, status string, pp models.PageParams) (models.Page[Program], error) {
+	q := s.DB.WithContext(ctx).Model(&Program{})
+	if status != "" {
+		if !validProgramStatus(ProgramStatus(status)) {
+			e := models.E(models.KindBadRequest, "invalid_query", "status must be one of draft, published, archived.")
+			e.Fields = []models.FieldError{{Field: "status", Message: "must be one of: draft, published, archived"}}
+			return models.Page[Program]{}, e
+		}
+		q = q.Where("status = ?", status)
+	}
+	return listProgramsNewestFirst(q, pp)
+}
+
+// listProgramsNewestFirst pages q by (created_at, id) descending.
+func listProgramsNewestFirst(q *gorm.DB, pp models.PageParams) (models.Page[Program], error) {
+	cur, err := pp.Decode()
+	if err != nil {
+		return models.Page[Program]{}, err
+	}
+	if cur != nil {
+		q = q.Where("(created_at, id) < (?, ?)", cur.At, cur.ID)
+	}
+	limit := pp.PageSize()
+	var rows []Program
+	if err := q.Order("created_at DESC, id DESC").Limit(limit + 1).Find(&rows).Error; err != nil {
+		return models.Page[Program]{}, fmt.Errorf("list programs: %w", err)
+	}
+	return models.PageOf(rows, limit, func(p Program) models.Cursor { return models.Cursor{At: p.CreatedAt, ID: p.ID} }), nil
+}
+
+// UpdateProgram changes only the fields set in patch.
+func (s *Service) UpdateProgram(ctx context.Context, id uuid.UUID, patch ProgramPatch) (*Program, error) {
+	var c models.Checker
+	c.NotNull("slug", patch.Slug.Cleared())
+	c.NotNull("title", patch.Title.Cleared())
+	c.NotNull("summary", patch.Summary.Cleared())
+	c.NotNull("description", patch.Description.Cleared())
+	c.NotNull("status", patch.Status.Cleared())
+	c.NotNull("price_cents", patch.PriceCents.Cleared())
+	c.NotNull("currency", patch.Currency.Cleared())
+	if err := c.Err(); err != nil {
+		return nil, err
+	}
+
+	var p Program
+	err := s.inCatalogTx(ctx, func(tx *gorm.DB) error {
+		if err := tx.Clauses(models.RowLock).Where("id = ?", id).Take(&p).Error; err != nil {
+			return models.MapDBError(err, "program")
+		}
+		changes := map[string]any{}
+		if patch.Slug.Set {
+			p.Slug, changes["slug"] = patch.Slug.Value, patch.Slug.Value
+		}
+		if patch.Title.Set {
+			p.Title, changes["title"] = patch.Title.Value, patch.Title.Value
+		}
+		if patch.Summary.Set {
+			p.Summary, changes["summary"] = patch.Summary.Value, patch.Summary.Value
+		}
+		if patch.Description.Set {
+			p.Description, changes["description"] = patch.Description.Value, patch.Description.Value
+		}
+		if patch.Status.Set {
+			p.Status, changes["status"] = patch.Status.Value, patch.Status.Value
+		}
+		if patch.FreeAccessUntil.Set {
+			if patch.FreeAccessUntil.Null {
+				p.FreeAccessUntil = nil
+			} else {
+				t := models.StoredTime(patch.FreeAccessUntil.Value)
+				p.FreeAccessUntil = &t
+			}
+			changes["free_access_until"] = p.FreeAccessUntil
+		}
+		if patch.PriceCents.Set {
+			p.PriceCents, changes["price_cents"] = patch.PriceCents.Value, patch.PriceCents.Value
+		}
+		if patch.Currency.Set {
+			p.Currency, changes["currency"] = patch.Currency.Value, patch.Currency.Value
+		}
+		checkProgram(&c, &p)
+		if err := c.Err(); err != nil {
+			return err
+		}
+		if len(changes) == 0 {
+			return nil
+		}
+		p.UpdatedAt = models.StoredTime(s.Now())
+		changes["updated_at"] = p.UpdatedAt
+		if err := tx.Model(&Program{}).Where("id = ?", id).Updates(changes).Error; err != nil {
+			return programWriteError(err, p.Slug)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+var errProgramInUse = models.E(models.KindConflict, "program_in_use",
+	"Participants hold access to this program, so it cannot be deleted. Set its status to archived instead: that hides it from the catalogue and keeps their access and history.")
+
+// DeleteProgram deletes a program and its lessons, unless anyone was ever
+// granted access to it: her grant, progress and consents would lose their
+// program, so the coach archives it instead.
+func (s *Service) DeleteProgram(ctx context.Context, id uuid.UUID) error {
+	return s.inCatalogTx(ctx, func(tx *gorm.DB) error {
+		// The row lock conflicts with the key-share lock a concurrent grant
+		// takes through its foreign key, so no grant slips in between the
+		// check and the delete.
+		var p Program
+		if err := tx.Clauses(models.RowLock).Select("id").Where("id = ?", id).Take(&p).Error; err != nil {
+			return models.MapDBError(err, "program")
+		}
+		var inUse bool
+		if err := tx.Raw(`SELECT EXISTS (SELECT 1 FROM access_grants WHERE program_id = ?)`, id).Scan(&inUse).Error; err != nil {
+			return fmt.Errorf("check program grants: %w", err)
+		}
+		if inUse {
+			return errProgramInUse
+		}
+		if err := tx.Exec(`DELETE FROM programs WHERE id = ?`, id).Error; err != nil {
+			if code, _ := models.PgCode(err); code == models.PgForeignKeyViolation {
+				return errProgramInUse
+			}
+			return models.MapDBError(err, "program")
+		}
+		return nil
+	})
+}
+
+// CatalogProgram is a published program as the catalogue lists it, with
+// whether free access can be claimed right now.
+type CatalogProgram struct {
+	Program
+	FreeAccessOpen bool
+}
+
+// PublishedProgram is a catalogue page: the program and the outline of its
+// published lessons.
+type PublishedProgram struct {
+	CatalogProgram
+	Lessons []LessonOutline
+}
+
+// LessonOutline is a lesson's place in a program, without its content.
+type LessonOutline struct {
+	ID               uuid.UUID
+	Position         int
+	Title            string
+	FreePreview      bool
+	UnlockOffsetDays int
+	DurationSeconds  *int
+}
+
+// ListPublishedPrograms is the public catalogue, newest first.
+func (s *Service) ListPublishedPrograms(ctx context.Context, pp models.PageParams) (models.Page[CatalogProgram], error) {
+	page, err := listProgramsNewestFirst(s.DB.WithContext(ctx).Model(&Program{}).Where("status = ?", ProgramPublished), pp)
+	if err != nil {
+		return models.Page[CatalogProgram]{}, err
+	}
+	now := s.Now()
+	out := models.Page[CatalogProgram]{Items: make([]CatalogProgram, len(page.Items)), NextCursor: page.NextCursor}
+	for i, p := range page.Items {
+		out.Items[i] = CatalogProgram{Program: p, FreeAccessOpen: p.FreeAccessOpen(now)}
+	}
+	return out, nil
+}
+
+// GetPublishedProgram is the public program page, the read every campaign
+// email sends a crowd to. Pages are served from a short-lived in-process
+// cache (see programPageCache); a miss costs two indexed queries. Nothing is
+// rendered: the description stays Markdown. Draft, archived and unknown
+// programs are all simply not found. The result's Lessons are shared with
+// the cache: read them, do not change them.
+func (s *Service) GetPublishedProgram(ctx context.Context, slug string) (*PublishedProgram, error) {
+	if len(slug) > 100 || !models.SlugRE.MatchString(slug) {
+		return nil, models.NotFound("program")
+	}
+	cache := s.pages
+	page, gen := cache.get(slug)
+	if page == nil {
+		var err error
+		if page, err = s.loadPublishedProgram(ctx, slug); err != nil {
+			return nil, err
+		}
+		cache.put(slug, page, gen)
+	}
+	out := *page
+	// Computed on every read, so the window closes on time whatever the cache holds.
+	out.FreeAccessOpen = out.Program.FreeAccessOpen(s.Now())
+	return &out, nil
+}
+
+func (s *Service) loadPublishedProgram(ctx context.Context, slug string) (*PublishedProgram, error) {
+	db := s.DB.WithContext(ctx)
+	out := &PublishedProgram{}
+	err := db.Where("slug = ? AND status = ?", slug, ProgramPublished).Take(&out.Program).Error
+	if err != nil {
+		return nil, models.MapDBError(err, "program")
+	}
+	out.Lessons = []LessonOutline{}
+	err = db.Raw(`SELECT id, position, title, free_preview, unlock_offset_days, duration_seconds
+		FROM lessons WHERE program_id = ? AND published ORDER BY position`, out.Program.ID).Scan(&out.Lessons).Error
+	if err != nil {
+		return nil, fmt.Errorf("program outline: %w", err)
+	}
+	return out, nil
+}
+
+// The public program page is what a launch-day crowd hits, all at once and
+// all for the same few slugs, so each process keeps the pages it served in
+// memory for programPageTTL. Every catalogue write through this process
+// purges them at once; other processes see it within the TTL. Only pages
+// that exist are kept, so random slugs cannot fill memory.
+const (
+	programPageTTL = time.Second
+	programPageMax = 1024
+)
+
+type programPageCache struct {
+	mu sync.RWMutex
+	// gen counts purges: a page read from the database is stored only if no
+	// write committed since the read began.
+	gen     uint64
+	entries map[string]programPageEntry
+}
+
+type programPageEntry struct {
+	page    *PublishedProgram
+	expires time.Time // wall clock with monotonic reading: a cache, not a domain rule
+}
+
+// get returns the cached page (nil when absent or expired) and the
+// generation to pass to put.
+func (c *programPageCache) get(slug string) (*PublishedProgram, uint64) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if e, ok := c.entries[slug]; ok && time.Now().Before(e.expires) {
+		return e.page, c.gen
+	}
+	return nil, c.gen
+}
+
+func (c *programPageCache) put(slug string, page *PublishedProgram, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	now := time.Now()
+	if len(c.entries) >= programPageMax {
+		for k, e := range c.entries {
+			if !now.Before(e.expires) {
+				delete(c.entries, k)
+			}
+		}
+		if len(c.entries) >= programPageMax {
+			clear(c.entries)
+		}
+	}
+	c.entries[slug] = programPageEntry{page: page, expires: now.Add(programPageTTL)}
+}
+
+func (c *programPageCache) purge() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	clear(c.entries)
+}
+
+func newProgramPageCache() *programPageCache {
+	return &programPageCache{entries: map[string]programPageEntry{}}
+}
+
+// inCatalogTx is inTx for writes to programs and lessons: once fn has
+// committed, this process's public pages are purged.
+func (s *Service) inCatalogTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	if err := s.InTx(ctx, fn); err != nil {
+		return err
+	}
+	s.catalogChanged()
+	return nil
+}
+
+// catalogChanged is called after every committed write to programs or
+// lessons, so this process never serves a page older than its own writes.
+func (s *Service) catalogChanged() { s.pages.purge() }
+
+// ProgramStatus is the publication state of a program.
+type ProgramStatus string
+
+type Program struct {
+	ID              uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	Slug            string
+	Title           string
+	Summary         string
+	Description     string
+	Status          ProgramStatus
+	FreeAccessUntil *time.Time
+	PriceCents      int64
+	Currency        string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// FreeAccessOpen reports whether anyone may claim free access at now.
+func (p *Program) FreeAccessOpen(now time.Time) bool {
+	return p.Status == ProgramPublished && p.FreeAccessUntil != nil && now.Before(*p.FreeAccessUntil)
+}
+
+const (
+	ProgramDraft     ProgramStatus = "draft"
+	ProgramPublished ProgramStatus = "published"
+	ProgramArchived  ProgramStatus = "archived"
+)

@@ -1,0 +1,62 @@
+// Package domain wires the domain services together: the one place that
+// knows every room and which hooks run into which. cmd/grace, the API
+// tests and the bench build the domain through it.
+package domain
+
+import (
+	"log/slog"
+
+	"gorm.io/gorm"
+
+	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
+	"github.com/grace-coaching/grace/models/drip"
+	"github.com/grace-coaching/grace/models/enroll"
+	"github.com/grace-coaching/grace/models/people"
+)
+
+// Services are the domain, one service per room over one kernel.
+type Services struct {
+	Kernel  *models.Kernel
+	Catalog *catalog.Service
+	People  *people.Service
+	Enroll  *enroll.Service
+	Drip    *drip.Service
+}
+
+// Deps are what the domain needs from the outside world.
+type Deps struct {
+	DB     *gorm.DB
+	Clock  models.Clock
+	Log    *slog.Logger
+	Hasher *models.PasswordHasher
+	Limits *models.Limits // nil: DefaultLimits
+	// Payments is the payment provider; nil runs without paid checkout.
+	Payments enroll.PaymentGateway
+	// AppBaseURL is the portal's public URL (checkout return links).
+	AppBaseURL string
+	// DripRenderer renders drip email steps; emails/drip provides it.
+	DripRenderer drip.Renderer
+	// APIBaseURL is this API's public URL ("" means AppBaseURL), for the
+	// one-click unsubscribe link in List-Unsubscribe.
+	APIBaseURL string
+	// UnsubscribeMailbox is the address of the mailto: List-Unsubscribe
+	// form, e.g. "unsubscribe@example.com"; "" leaves it out.
+	UnsubscribeMailbox string
+}
+
+// New builds every service. The drip engine is built first: the others
+// call its hooks inside their transactions.
+func New(d Deps) *Services {
+	k := models.NewKernel(d.DB, d.Clock, d.Log, d.Limits)
+	dr := drip.New(k, drip.Deps{Renderer: d.DripRenderer, AppBaseURL: d.AppBaseURL, APIBaseURL: d.APIBaseURL,
+		UnsubscribeMailbox: d.UnsubscribeMailbox})
+	p := people.New(k, d.Hasher, dr)
+	return &Services{
+		Kernel:  k,
+		Catalog: catalog.New(k, dr),
+		People:  p,
+		Enroll:  enroll.New(k, enroll.Deps{People: p, Hooks: dr, Payments: d.Payments, AppBaseURL: d.AppBaseURL}),
+		Drip:    dr,
+	}
+}

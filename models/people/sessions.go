@@ -1,0 +1,103 @@
+package people
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/grace-coaching/grace/models"
+)
+
+// Session lifetimes.
+const (
+	CoachSessionTTL       = 30 * 24 * time.Hour
+	ParticipantSessionTTL = 30 * 24 * time.Hour
+)
+
+var errBadToken = models.E(models.KindUnauthorized, "invalid_token", "The token is missing, expired or revoked. Sign in again.")
+
+// AuthenticateCoach resolves a bearer token to an active coach and her live
+// session, in one query.
+func (s *Service) AuthenticateCoach(ctx context.Context, token string) (*Coach, *CoachSession, error) {
+	var row struct {
+		Coach
+		SessionID        uuid.UUID
+		SessionExpiresAt time.Time
+	}
+	err := s.DB.WithContext(ctx).Raw(`
+		SELECT c.*, cs.id AS session_id, cs.expires_at AS session_expires_at
+		FROM coach_sessions cs JOIN coaches c ON c.id = cs.coach_id
+		WHERE cs.token_hash = ? AND cs.revoked_at IS NULL AND cs.expires_at > ? AND c.active`,
+		models.HashToken(token), s.Now()).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, nil, errBadToken
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	coach := row.Coach
+	return &coach, &CoachSession{ID: row.SessionID, CoachID: coach.ID, ExpiresAt: row.SessionExpiresAt}, nil
+}
+
+// AuthenticateParticipant resolves a portal session token to its participant.
+func (s *Service) AuthenticateParticipant(ctx context.Context, token string) (*Participant, *ParticipantSession, error) {
+	var row struct {
+		Participant
+		SessionID        uuid.UUID
+		SessionExpiresAt time.Time
+	}
+	err := s.DB.WithContext(ctx).Raw(`
+		SELECT p.*, ps.id AS session_id, ps.expires_at AS session_expires_at
+		FROM participant_sessions ps JOIN participants p ON p.id = ps.participant_id
+		WHERE ps.token_hash = ? AND ps.revoked_at IS NULL AND ps.expires_at > ?`,
+		models.HashToken(token), s.Now()).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, nil, errBadToken
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	p := row.Participant
+	return &p, &ParticipantSession{ID: row.SessionID, ParticipantID: p.ID, ExpiresAt: row.SessionExpiresAt}, nil
+}
+
+// newCoachSession issues a bearer token for coach inside tx.
+func (s *Service) newCoachSession(tx *gorm.DB, coach *Coach) (string, *CoachSession, error) {
+	token, hash := models.NewToken()
+	cs := &CoachSession{CoachID: coach.ID, TokenHash: hash, ExpiresAt: s.Now().Add(CoachSessionTTL)}
+	if err := tx.Create(cs).Error; err != nil {
+		return "", nil, err
+	}
+	return token, cs, nil
+}
+
+// newParticipantSession issues a portal session token inside tx.
+func (s *Service) newParticipantSession(tx *gorm.DB, p *Participant) (string, *ParticipantSession, error) {
+	token, hash := models.NewToken()
+	ps := &ParticipantSession{ParticipantID: p.ID, TokenHash: hash, ExpiresAt: s.Now().Add(ParticipantSessionTTL)}
+	if err := tx.Create(ps).Error; err != nil {
+		return "", nil, err
+	}
+	return token, ps, nil
+}
+
+type CoachSession struct {
+	ID        uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	CoachID   uuid.UUID
+	TokenHash []byte
+	ExpiresAt time.Time
+	RevokedAt *time.Time
+	CreatedAt time.Time
+}
+
+type ParticipantSession struct {
+	ID            uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
+	ParticipantID uuid.UUID
+	TokenHash     []byte
+	ExpiresAt     time.Time
+	RevokedAt     *time.Time
+	CreatedAt     time.Time
+}
