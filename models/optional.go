@@ -36,3 +36,35 @@ func (o *Optional[T]) UnmarshalJSON(b []byte) error {
 	}
 	return json.Unmarshal(b, &o.Value)
 }
+
+// Changes are the columns a PATCH writes, gathered while its fields are
+// applied to the loaded row, so the row (for checks and the answer) and the
+// UPDATE never disagree.
+type Changes map[string]any
+
+// Apply copies a set field onto the row's dst and records it as column.
+func Apply[T any](ch Changes, column string, dst *T, o Optional[T]) {
+	if !o.Set {
+		return
+	}
+	*dst = o.Value
+	ch[column] = o.Value
+}
+
+// ApplyPtr is Apply for a nullable column: an explicit null clears it.
+func ApplyPtr[T any](ch Changes, column string, dst **T, o Optional[T]) {
+	if !o.Set {
+		return
+	}
+	*dst = o.Ptr()
+	ch[column] = *dst
+}
+
+// SamePtr reports whether two optional values are equal: both absent, or
+// both present and equal.
+func SamePtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
