@@ -1,9 +1,7 @@
 package api
 
 import (
-	"errors"
 	"html/template"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -45,12 +43,8 @@ func (h *handlers) getUnsubscribe(c echo.Context) error {
 // unsubscribes. Mail clients send no Origin and no credentials, so CORS and
 // auth never stand in their way.
 func (h *handlers) postUnsubscribe(c echo.Context) error {
-	if _, err := io.Copy(io.Discard, http.MaxBytesReader(c.Response(), c.Request().Body, maxBodyBytes)); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "The request body is larger than 1 MiB.")
-		}
-		return models.E(models.KindBadRequest, "unreadable_body", "The request body could not be read.")
+	if _, err := readRawBody(c); err != nil {
+		return err
 	}
 	st, err := h.svc.Drip.Unsubscribe(c.Request().Context(), c.Param("token"), clientInfo(c))
 	if err != nil {

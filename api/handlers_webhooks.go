@@ -1,8 +1,6 @@
 package api
 
 import (
-	"errors"
-	"io"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -42,18 +40,4 @@ func (h *handlers) stripeWebhook(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, webhookResponse{Received: true})
-}
-
-// readRawBody reads a webhook body as sent, never through the JSON binder:
-// a signature covers the exact bytes.
-func readRawBody(c echo.Context) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge, "The request body is larger than 1 MiB.")
-		}
-		return nil, models.E(models.KindBadRequest, "unreadable_body", "The request body could not be read.")
-	}
-	return body, nil
 }
