@@ -1,12 +1,14 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -59,14 +61,28 @@ var echoCodes = map[int]string{
 // code; anything unexpected is logged once, with the request id, and answered
 // as a bare 500 that reveals nothing.
 func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	outage := &outageLog{log: log, every: 10 * time.Second}
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
 		}
 		req := c.Request()
+		// A client that went away is not a server error: nobody reads the
+		// answer, and the access log records it as 499 at info.
+		if errors.Is(err, context.Canceled) && req.Context().Err() != nil {
+			c.Response().WriteHeader(statusClientClosed)
+			return
+		}
+		if _, ok := models.AsError(err); !ok && models.IsUnavailable(err) {
+			outage.hit(req.Context(), err)
+			err = models.ErrUnavailable
+		}
 		p := problem{RequestID: c.Response().Header().Get(echo.HeaderXRequestID)}
 		var he *echo.HTTPError
 		if de, ok := models.AsError(err); ok {
+			if de.Code == models.ErrUnavailable.Code && de.Err != nil {
+				outage.hit(req.Context(), de.Err)
+			}
 			p.Status = statusOf[de.Kind]
 			if p.Status == 0 {
 				p.Status = http.StatusInternalServerError
@@ -78,7 +94,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 				p.RetryAfterSeconds = secs
 				c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
 			}
-			if p.Status >= 500 {
+			if p.Status >= 500 && de.Code != models.ErrUnavailable.Code {
 				log.ErrorContext(req.Context(), "request failed", "method", req.Method, "path", c.Path(), "code", de.Code, "err", err)
 			}
 		} else if errors.As(err, &he) && he.Code < 500 {
@@ -106,4 +122,34 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		c.Response().WriteHeader(p.Status)
 		_ = jsonEncode(c.Response(), p)
 	}
+}
+
+// statusClientClosed is nginx's 499: the client closed the connection
+// before the answer.
+const statusClientClosed = 499
+
+// outageLog reports a database outage once per window with a count, not
+// once per request: during an outage every request fails the same way, and
+// a line each would bury the log (tens of thousands of lines in seconds).
+type outageLog struct {
+	log   *slog.Logger
+	every time.Duration
+
+	mu       sync.Mutex
+	last     time.Time
+	answered int
+}
+
+func (o *outageLog) hit(ctx context.Context, err error) {
+	o.mu.Lock()
+	now := time.Now()
+	o.answered++
+	if !o.last.IsZero() && now.Sub(o.last) < o.every {
+		o.mu.Unlock()
+		return
+	}
+	n := o.answered
+	o.last, o.answered = now, 0
+	o.mu.Unlock()
+	o.log.ErrorContext(ctx, "database unavailable: answering 503", "requests", n, "window_s", int(o.every/time.Second), "err", err)
 }

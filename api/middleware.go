@@ -54,7 +54,11 @@ func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 			}
 			req, res := c.Request(), c.Response()
 			level := slog.LevelInfo
-			if res.Status >= 500 {
+			switch {
+			case res.Status == http.StatusServiceUnavailable:
+				// Already reported once per outage by the error handler.
+				level = slog.LevelWarn
+			case res.Status >= 500 && res.Status != statusClientClosed:
 				level = slog.LevelError
 			}
 			log.Log(req.Context(), level, "http request",

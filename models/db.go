@@ -2,10 +2,16 @@ package models
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"runtime"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -74,6 +80,29 @@ func IsUniqueViolation(err error, name string) bool {
 	return code == pgUniqueViolation && (name == "" || constraint == name)
 }
 
+// ErrUnavailable is the answer while the database cannot be reached: the
+// request was fine and is worth repeating in a few seconds.
+var ErrUnavailable = &Error{Kind: KindUnavailable, Code: "service_unavailable",
+	Message: "The service is briefly unavailable. Please try again in a few seconds.", RetryAfter: 5 * time.Second}
+
+// IsUnavailable reports whether err means the database is away rather than
+// that the query was wrong: it refused or dropped the connection, is
+// shutting down or starting up (57P01-57P03), or the link broke (class 08).
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03" || strings.HasPrefix(pgErr.Code, "08")
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connErr) || errors.As(err, &netErr) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, sql.ErrConnDone) || pgconn.SafeToRetry(err) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
 // mapDBError turns database errors a client can cause into domain errors, in
 // one place, and wraps the rest with context for the logs.
 func MapDBError(err error, what string) error {
@@ -85,6 +114,11 @@ func MapDBError(err error, what string) error {
 	}
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return NotFound(what)
+	}
+	if IsUnavailable(err) {
+		e := *ErrUnavailable
+		e.Err = err
+		return &e
 	}
 	switch code, constraint := PgCode(err); code {
 	case pgUniqueViolation:

@@ -3,6 +3,7 @@ package models
 import (
 	"encoding/base64"
 	"encoding/json"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -60,7 +61,9 @@ func (p PageParams) Decode() (*Cursor, error) {
 	if err == nil {
 		err = json.Unmarshal(b, &c)
 	}
-	if err != nil || c.ID == uuid.Nil {
+	// Pos is an int4 column: a forged position outside it would reach the
+	// database as an out-of-range parameter.
+	if err != nil || c.ID == uuid.Nil || c.Pos < 0 || c.Pos > math.MaxInt32 {
 		return nil, &Error{Kind: KindBadRequest, Code: "invalid_cursor", Message: "The cursor is not valid; start again without one.", Fields: []FieldError{{Field: "cursor", Message: "is not a cursor this API issued"}}}
 	}
 	return &c, nil
