@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/go-playground/validator/v10"
 	"github.com/labstack/echo/v4"
@@ -55,6 +56,11 @@ func (h *handlers) bind(c echo.Context, dst any) error {
 	if err != nil {
 		return err
 	}
+	// encoding/json would quietly turn invalid UTF-8 into U+FFFD: she would
+	// see a name that is not the one she typed.
+	if !utf8.Valid(body) {
+		return models.E(models.KindBadRequest, "invalid_text", "The body is not valid UTF-8.")
+	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
@@ -65,6 +71,9 @@ func (h *handlers) bind(c echo.Context, dst any) error {
 	}
 	if dec.More() {
 		return models.E(models.KindBadRequest, "malformed_json", "The body must hold exactly one JSON object.")
+	}
+	if err := checkText(dst); err != nil {
+		return err
 	}
 	return h.validate(dst)
 }

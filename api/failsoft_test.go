@@ -152,3 +152,57 @@ func TestClientGoneIs499NotAnError(t *testing.T) {
 		t.Errorf("access log does not record the 499:\n%s", sink.buf.String())
 	}
 }
+
+// Text that PostgreSQL cannot store (NUL, invalid UTF-8) or that is never
+// legitimate in a form (control characters) is refused before any handler
+// runs, naming the field: a 4xx the client can act on, never a 500.
+func TestTextGate(t *testing.T) {
+	env := apitest.NewEnv(t)
+	_, admin := env.Coach(t, "admin@example.com", people.RoleAdmin)
+	_, ana := env.Participant(t, "ana@example.com")
+	prog := env.Program(t, "say-no", catalog.ProgramPublished, true)
+	claim := func(name string) string {
+		b, _ := json.Marshal(map[string]any{"email": "x@example.com", "name": name, "disclaimer_accepted": true})
+		return string(b)
+	}
+	for _, tc := range []struct {
+		name, method, path string
+		body               any
+		token              string
+		status             int
+		code, field        string
+	}{
+		{"NUL in a claim's name", "POST", "/v1/programs/" + prog.Slug + "/free-access", claim("An\x00a"), "", 422, "validation_failed", "name"},
+		{"escape in a claim's name", "POST", "/v1/programs/" + prog.Slug + "/free-access",
+			`{"email":"x@example.com","name":"An\u0000a","disclaimer_accepted":true}`, "", 422, "validation_failed", "name"},
+		{"bell in a claim's name", "POST", "/v1/programs/" + prog.Slug + "/free-access", claim("An\aa"), "", 422, "validation_failed", "name"},
+		{"NUL in a login email", "POST", "/v1/auth/login", `{"email":"a\u0000@example.com","password":"x"}`, "", 422, "validation_failed", "email"},
+		{"NUL in a portal name", "PATCH", "/v1/portal/me", `{"name":"A\u0000"}`, ana, 422, "validation_failed", "name"},
+		{"invalid UTF-8 body", "POST", "/v1/portal/login-links", []byte("{\"email\":\"\xff@example.com\"}"), "", 400, "invalid_text", ""},
+		{"NUL in a path segment", "DELETE", "/v1/admin/suppressions/a%00b", nil, admin, 400, "invalid_text", "email"},
+		{"NUL as a slug", "GET", "/v1/portal/programs/%00/lessons", nil, ana, 400, "invalid_text", "slug"},
+		{"invalid UTF-8 in a query", "GET", "/v1/admin/participants?q=%ff", nil, admin, 400, "invalid_text", "q"},
+		{"line break in a query", "GET", "/v1/admin/participants?q=a%0Ab", nil, admin, 400, "invalid_text", "q"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var opts []apitest.Option
+			if tc.token != "" {
+				opts = append(opts, apitest.Token(tc.token))
+			}
+			p := env.Do(t, tc.method, tc.path, tc.body, opts...).ExpectProblem(t, tc.status, tc.code)
+			if tc.field == "" {
+				return
+			}
+			for _, f := range p.Errors {
+				if f.Field == tc.field {
+					return
+				}
+			}
+			t.Errorf("errors %+v do not name %s", p.Errors, tc.field)
+		})
+	}
+	// The refusals wrote nothing.
+	if n := env.Count(t, "participants"); n != 1 {
+		t.Errorf("%d participants, want only Ana", n)
+	}
+}

@@ -10,7 +10,8 @@ import (
 func routes(e *echo.Echo, h *handlers, cfg Config) {
 	// Every request: an id, a context carrying it, one log line, no panic
 	// escaping as a dropped connection, CORS for the two browser clients,
-	// safe headers, and a hard cap on body size.
+	// safe headers, a hard cap on body size, and path and query text that
+	// PostgreSQL can store (JSON bodies are checked as they are bound).
 	e.Use(
 		middleware.RequestID(),
 		requestContext,
@@ -19,6 +20,7 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 		middleware.CORSWithConfig(corsConfig(cfg.CORSOrigins)),
 		middleware.Secure(),
 		middleware.BodyLimit("1M"),
+		textGate,
 	)
 
 	// Operations and documentation.
