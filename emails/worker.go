@@ -10,8 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/grace-coaching/grace/models"
-	"github.com/grace-coaching/grace/models/domain"
 )
 
 // Worker defaults.
@@ -30,10 +31,21 @@ const (
 	markTimeout = 15 * time.Second
 )
 
-// WorkerConfig configures NewWorker. Service, Sender, Renderer and From are
+// Outbox is what the worker needs from the database, and no more: lease due
+// messages, settle each one, and the domain's clock for the next attempt.
+// *models.Kernel implements it; a test can fake it.
+type Outbox interface {
+	ClaimOutbox(ctx context.Context, limit int, lease time.Duration) ([]models.OutboxMessage, error)
+	MarkOutboxSent(ctx context.Context, id uuid.UUID, attempt int, providerID string) error
+	MarkOutboxRetry(ctx context.Context, id uuid.UUID, attempt int, errMsg string, nextAttemptAt time.Time) error
+	MarkOutboxFailed(ctx context.Context, id uuid.UUID, attempt int, errMsg string) error
+	Now() time.Time
+}
+
+// WorkerConfig configures NewWorker. Outbox, Sender, Renderer and From are
 // required; zero values elsewhere take the defaults above.
 type WorkerConfig struct {
-	Service  *domain.Services
+	Outbox   Outbox
 	Sender   Sender
 	Renderer *Renderer
 	// From is the sender address, e.g. "Grace <hello@example.com>".
@@ -62,7 +74,7 @@ type WorkerConfig struct {
 // and record the outcome. Any number of workers, in one process or many,
 // can run against one database; each row is claimed by one at a time.
 type Worker struct {
-	svc         *domain.Services
+	outbox      Outbox
 	sender      Sender
 	renderer    *Renderer
 	from        string
@@ -77,8 +89,8 @@ type Worker struct {
 // NewWorker checks cfg and fills in the defaults.
 func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	switch {
-	case cfg.Service == nil:
-		return nil, errors.New("emails: worker needs a Service")
+	case cfg.Outbox == nil:
+		return nil, errors.New("emails: worker needs an Outbox")
 	case cfg.Sender == nil:
 		return nil, errors.New("emails: worker needs a Sender")
 	case cfg.Renderer == nil:
@@ -88,7 +100,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("emails: worker From %q is not an email address: %w", cfg.From, err)
 	}
 	w := &Worker{
-		svc:         cfg.Service,
+		outbox:      cfg.Outbox,
 		sender:      cfg.Sender,
 		renderer:    cfg.Renderer,
 		from:        cfg.From,
@@ -178,8 +190,8 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // RunOnce claims one batch (at most Concurrency messages), delivers it and
-// returns how many it claimed. `grace worker` drains the outbox by calling
-// it until it returns 0; tests use it to step the worker.
+// returns how many it claimed. Tests use it to step the worker; `grace
+// worker` and `grace serve` call Run.
 func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -204,7 +216,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 func (w *Worker) claim(ctx context.Context, n int) ([]models.OutboxMessage, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
 	defer cancel()
-	return w.svc.Kernel.ClaimOutbox(ctx, n, w.lease)
+	return w.outbox.ClaimOutbox(ctx, n, w.lease)
 }
 
 // deliver renders, sends and records one claimed message. ctx is not
@@ -218,7 +230,7 @@ func (w *Worker) deliver(ctx context.Context, m models.OutboxMessage) {
 	if err != nil {
 		log.ErrorContext(ctx, "email not rendered; giving up", "error", err)
 		w.mark(ctx, log, func(ctx context.Context) error {
-			return w.svc.Kernel.MarkOutboxFailed(ctx, m.ID, m.Attempts, "render: "+err.Error())
+			return w.outbox.MarkOutboxFailed(ctx, m.ID, m.Attempts, "render: "+err.Error())
 		})
 		return
 	}
@@ -243,23 +255,23 @@ func (w *Worker) deliver(ctx context.Context, m models.OutboxMessage) {
 	case err == nil:
 		log.InfoContext(ctx, "email sent", "provider_id", providerID, "took", took)
 		w.mark(ctx, log, func(ctx context.Context) error {
-			return w.svc.Kernel.MarkOutboxSent(ctx, m.ID, m.Attempts, providerID)
+			return w.outbox.MarkOutboxSent(ctx, m.ID, m.Attempts, providerID)
 		})
 	case Permanent(err):
 		log.ErrorContext(ctx, "email rejected; giving up", "error", err, "took", took)
 		w.mark(ctx, log, func(ctx context.Context) error {
-			return w.svc.Kernel.MarkOutboxFailed(ctx, m.ID, m.Attempts, err.Error())
+			return w.outbox.MarkOutboxFailed(ctx, m.ID, m.Attempts, err.Error())
 		})
 	case m.Attempts >= w.maxAttempts:
 		log.ErrorContext(ctx, "email not sent; attempts exhausted, giving up", "error", err, "took", took, "max_attempts", w.maxAttempts)
 		w.mark(ctx, log, func(ctx context.Context) error {
-			return w.svc.Kernel.MarkOutboxFailed(ctx, m.ID, m.Attempts, err.Error())
+			return w.outbox.MarkOutboxFailed(ctx, m.ID, m.Attempts, err.Error())
 		})
 	default:
-		next := w.svc.Kernel.Now().Add(Backoff(m.Attempts))
+		next := w.outbox.Now().Add(Backoff(m.Attempts))
 		log.WarnContext(ctx, "email not sent; will retry", "error", err, "took", took, "next_attempt_at", next)
 		w.mark(ctx, log, func(ctx context.Context) error {
-			return w.svc.Kernel.MarkOutboxRetry(ctx, m.ID, m.Attempts, err.Error(), next)
+			return w.outbox.MarkOutboxRetry(ctx, m.ID, m.Attempts, err.Error(), next)
 		})
 	}
 }

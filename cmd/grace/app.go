@@ -180,7 +180,7 @@ func (a *App) newWorkers() (*emails.Worker, *drip.Worker, error) {
 		return nil, nil, err
 	}
 	w, err := emails.NewWorker(emails.WorkerConfig{
-		Service:  a.svc,
+		Outbox:   a.svc.Kernel,
 		Sender:   sender,
 		Renderer: renderer,
 		From:     a.cfg.EmailFrom,
@@ -190,12 +190,12 @@ func (a *App) newWorkers() (*emails.Worker, *drip.Worker, error) {
 		return nil, nil, err
 	}
 	dw, err := drip.NewWorker(drip.WorkerConfig{
-		Service: a.svc,
-		Sender:  sender,
-		From:    a.cfg.EmailFrom,
-		Rate:    a.cfg.ResendRateLimit,
-		Lease:   a.cfg.DripLease,
-		Log:     a.log,
+		Source: a.svc.Drip,
+		Sender: sender,
+		From:   a.cfg.EmailFrom,
+		Rate:   a.cfg.ResendRateLimit,
+		Lease:  a.cfg.DripLease,
+		Log:    a.log,
 	})
 	if err != nil {
 		return nil, nil, err

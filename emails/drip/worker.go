@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/grace-coaching/grace/emails"
-	"github.com/grace-coaching/grace/models/domain"
 	dripdom "github.com/grace-coaching/grace/models/drip"
 )
 
@@ -30,11 +29,25 @@ const (
 	markTimeout = 15 * time.Second
 )
 
-// WorkerConfig configures NewWorker. Service, Sender, From and Rate are
+// Source is what the worker needs from the drip engine, and no more: claim
+// and record batches, share the provider's send budget, and the domain's
+// clock for the next attempt. *drip.Service (models/drip) implements it.
+type Source interface {
+	ClaimDripBatch(ctx context.Context, limit int, lease time.Duration) (dripdom.Claim, error)
+	ExtendDripBatchLease(ctx context.Context, b *dripdom.Batch, lease time.Duration) error
+	RecordDripBatchSent(ctx context.Context, b *dripdom.Batch, results []dripdom.SendResult) error
+	RecordDripBatchRetry(ctx context.Context, b *dripdom.Batch, errMsg string, next time.Time) (gaveUp bool, err error)
+	RecordDripBatchFailed(ctx context.Context, b *dripdom.Batch, reason string) error
+	TakeSendSlot(ctx context.Context, name string, rate float64) (time.Duration, error)
+	DelaySendSlots(ctx context.Context, name string, d time.Duration) error
+	Now() time.Time
+}
+
+// WorkerConfig configures NewWorker. Source, Sender, From and Rate are
 // required; zero values elsewhere take the defaults above.
 type WorkerConfig struct {
-	Service *domain.Services
-	Sender  emails.BatchSender
+	Source Source
+	Sender emails.BatchSender
 	// From is the sender address, e.g. "Grace <hello@example.com>".
 	From string
 	// Rate is the provider's request budget in requests per second, shared
@@ -64,7 +77,7 @@ type WorkerConfig struct {
 // batch, waits for a send slot, sends the batch and records the outcome.
 // Any number of workers, in one process or many, share one database.
 type Worker struct {
-	svc         *domain.Services
+	source      Source
 	sender      emails.BatchSender
 	from        string
 	rate        float64
@@ -80,8 +93,8 @@ type Worker struct {
 // NewWorker checks cfg and fills in the defaults.
 func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	switch {
-	case cfg.Service == nil:
-		return nil, errors.New("drip: worker needs a Service")
+	case cfg.Source == nil:
+		return nil, errors.New("drip: worker needs a Source")
 	case cfg.Sender == nil:
 		return nil, errors.New("drip: worker needs a Sender")
 	case !(cfg.Rate > 0):
@@ -93,7 +106,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("drip: worker From %q is not an email address: %w", cfg.From, err)
 	}
 	w := &Worker{
-		svc:         cfg.Service,
+		source:      cfg.Source,
 		sender:      cfg.Sender,
 		from:        cfg.From,
 		rate:        cfg.Rate,
@@ -163,7 +176,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 // cuts short the wait for a provider's Retry-After.
 func (w *Worker) runOnce(live, ctx context.Context) (int, error) {
 	claimCtx, cancel := context.WithTimeout(ctx, markTimeout)
-	claim, err := w.svc.Drip.ClaimDripBatch(claimCtx, w.batchSize, w.lease)
+	claim, err := w.source.ClaimDripBatch(claimCtx, w.batchSize, w.lease)
 	cancel()
 	if err != nil {
 		return 0, err
@@ -224,7 +237,7 @@ func (w *Worker) deliver(live, ctx context.Context, b *dripdom.Batch, claimed ti
 				}
 			}
 			log.InfoContext(ctx, "drip batch sent", "took", took, "rejected", rejected)
-			w.record(ctx, log, func(ctx context.Context) error { return w.svc.Drip.RecordDripBatchSent(ctx, b, results) })
+			w.record(ctx, log, func(ctx context.Context) error { return w.source.RecordDripBatchSent(ctx, b, results) })
 			return
 		case limited:
 			// Not a failure: every worker waits Retry-After, then this one
@@ -236,14 +249,14 @@ func (w *Worker) deliver(live, ctx context.Context, b *dripdom.Batch, claimed ti
 			}
 			log.WarnContext(ctx, "drip batch rate limited by the provider", "retry_after", retryAfter, "took", took)
 			w.mark(ctx, log, "delay send slots", func(ctx context.Context) error {
-				return w.svc.Drip.DelaySendSlots(ctx, dripdom.DripRateLimiter, retryAfter)
+				return w.source.DelaySendSlots(ctx, dripdom.DripRateLimiter, retryAfter)
 			})
 			if live.Err() == nil && time.Since(claimed)+retryAfter+w.sendTimeout < w.lease/2 {
 				continue
 			}
-			next := w.svc.Kernel.Now().Add(retryAfter)
+			next := w.source.Now().Add(retryAfter)
 			w.record(ctx, log, func(ctx context.Context) error {
-				_, err := w.svc.Drip.RecordDripBatchRetry(ctx, b, "rate_limited: "+err.Error(), next)
+				_, err := w.source.RecordDripBatchRetry(ctx, b, "rate_limited: "+err.Error(), next)
 				return err
 			})
 			return
@@ -254,13 +267,13 @@ func (w *Worker) deliver(live, ctx context.Context, b *dripdom.Batch, claimed ti
 				msg = pe.Message
 			}
 			log.ErrorContext(ctx, "drip batch refused; its emails failed", "error", err, "took", took)
-			w.record(ctx, log, func(ctx context.Context) error { return w.svc.Drip.RecordDripBatchFailed(ctx, b, "rejected: "+msg) })
+			w.record(ctx, log, func(ctx context.Context) error { return w.source.RecordDripBatchFailed(ctx, b, "rejected: "+msg) })
 			return
 		default:
-			next := w.svc.Kernel.Now().Add(w.backoff(b.Attempt))
+			next := w.source.Now().Add(w.backoff(b.Attempt))
 			log.WarnContext(ctx, "drip batch not sent; will retry under the same key", "error", err, "took", took, "next_attempt_at", next)
 			w.record(ctx, log, func(ctx context.Context) error {
-				gaveUp, rerr := w.svc.Drip.RecordDripBatchRetry(ctx, b, err.Error(), next)
+				gaveUp, rerr := w.source.RecordDripBatchRetry(ctx, b, err.Error(), next)
 				if gaveUp && rerr == nil {
 					log.ErrorContext(ctx, "drip batch given up: 23 hours of failures", "error", err)
 				}
@@ -276,7 +289,7 @@ func (w *Worker) deliver(live, ctx context.Context, b *dripdom.Batch, claimed ti
 // false when the batch is no longer this worker's.
 func (w *Worker) waitForSlot(ctx context.Context, log *slog.Logger, b *dripdom.Batch, claimed *time.Time) bool {
 	slotCtx, cancel := context.WithTimeout(ctx, markTimeout)
-	wait, err := w.svc.Drip.TakeSendSlot(slotCtx, dripdom.DripRateLimiter, w.rate)
+	wait, err := w.source.TakeSendSlot(slotCtx, dripdom.DripRateLimiter, w.rate)
 	cancel()
 	if err != nil {
 		// Sending without a slot could overrun the provider's limit; leave
@@ -286,7 +299,7 @@ func (w *Worker) waitForSlot(ctx context.Context, log *slog.Logger, b *dripdom.B
 	}
 	if time.Since(*claimed)+wait+w.sendTimeout > w.lease/2 {
 		extendCtx, cancel := context.WithTimeout(ctx, markTimeout)
-		err := w.svc.Drip.ExtendDripBatchLease(extendCtx, b, w.lease)
+		err := w.source.ExtendDripBatchLease(extendCtx, b, w.lease)
 		cancel()
 		switch {
 		case errors.Is(err, dripdom.ErrDripLeaseLost):
