@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/grace-coaching/grace/emails/internal/workerkit"
 	"github.com/grace-coaching/grace/models"
 )
 
@@ -25,10 +26,6 @@ const (
 
 	backoffBase = 30 * time.Second
 	backoffCap  = time.Hour
-	// markTimeout bounds the database writes that claim and settle messages;
-	// they run on a context detached from shutdown so a sent message is
-	// recorded.
-	markTimeout = 15 * time.Second
 )
 
 // Outbox is what the worker needs from the database, and no more: lease due
@@ -105,11 +102,11 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		renderer:    cfg.Renderer,
 		from:        cfg.From,
 		log:         cfg.Log,
-		concurrency: orDefault(cfg.Concurrency, DefaultConcurrency),
-		poll:        orDefault(cfg.PollInterval, DefaultPollInterval),
-		lease:       orDefault(cfg.Lease, DefaultLease),
-		maxAttempts: orDefault(cfg.MaxAttempts, DefaultMaxAttempts),
-		sendTimeout: orDefault(cfg.SendTimeout, DefaultSendTimeout),
+		concurrency: workerkit.OrDefault(cfg.Concurrency, DefaultConcurrency),
+		poll:        workerkit.OrDefault(cfg.PollInterval, DefaultPollInterval),
+		lease:       workerkit.OrDefault(cfg.Lease, DefaultLease),
+		maxAttempts: workerkit.OrDefault(cfg.MaxAttempts, DefaultMaxAttempts),
+		sendTimeout: workerkit.OrDefault(cfg.SendTimeout, DefaultSendTimeout),
 	}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
@@ -118,14 +115,6 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("emails: worker lease %s must be at least twice the send timeout %s", w.lease, w.sendTimeout)
 	}
 	return w, nil
-}
-
-// orDefault returns v, or def when v is not positive.
-func orDefault[T int | time.Duration](v, def T) T {
-	if v <= 0 {
-		return def
-	}
-	return v
 }
 
 // Run delivers until ctx is cancelled, then stops claiming, waits for the
@@ -170,7 +159,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			w.log.ErrorContext(ctx, "claim outbox", "error", err)
-			if !sleep(ctx, w.poll) {
+			if !workerkit.Sleep(ctx, w.poll) {
 				return nil
 			}
 			continue
@@ -183,7 +172,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				w.deliver(work, m)
 			})
 		}
-		if len(msgs) < free && !sleep(ctx, w.poll) {
+		if len(msgs) < free && !workerkit.Sleep(ctx, w.poll) {
 			return nil
 		}
 	}
@@ -214,7 +203,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 // rows claimed by a worker that never learnt it had them, stuck until their
 // lease ran out. Callers check ctx before claiming instead.
 func (w *Worker) claim(ctx context.Context, n int) ([]models.OutboxMessage, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), workerkit.WriteTimeout)
 	defer cancel()
 	return w.outbox.ClaimOutbox(ctx, n, w.lease)
 }
@@ -276,19 +265,13 @@ func (w *Worker) deliver(ctx context.Context, m models.OutboxMessage) {
 	}
 }
 
+// mark records a message's outcome; see workerkit.Record.
 func (w *Worker) mark(ctx context.Context, log *slog.Logger, fn func(context.Context) error) {
-	ctx, cancel := context.WithTimeout(ctx, markTimeout)
-	defer cancel()
-	switch err := fn(ctx); {
-	case errors.Is(err, models.ErrOutboxLeaseLost):
-		// This worker overran its lease and another reclaimed the message;
-		// the provider's idempotency key keeps the two sends to one email.
-		log.WarnContext(ctx, "outbox lease lost before the outcome was recorded")
-	case err != nil:
-		// The message stays 'sending' and is retried when its lease expires,
-		// under the same idempotency key.
-		log.ErrorContext(ctx, "record email outcome", "error", err)
-	}
+	workerkit.Record(ctx, log, workerkit.Outcome{
+		LeaseLost: models.ErrOutboxLeaseLost,
+		Lost:      "outbox lease lost before the outcome was recorded",
+		Failed:    "record email outcome",
+	}, fn)
 }
 
 // Backoff is the wait before the next attempt after attempt (1-based)
@@ -301,15 +284,4 @@ func Backoff(attempt int) time.Duration {
 		d = min(backoffBase<<(attempt-1), backoffCap)
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

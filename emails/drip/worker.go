@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/grace-coaching/grace/emails"
+	"github.com/grace-coaching/grace/emails/internal/workerkit"
 	dripdom "github.com/grace-coaching/grace/models/drip"
 )
 
@@ -23,10 +24,6 @@ const (
 
 	// defaultRetryAfter is the wait after a 429 that named none.
 	defaultRetryAfter = time.Second
-	// markTimeout bounds the database writes that claim and record
-	// batches; they run on a context detached from shutdown, so a batch
-	// sent is recorded.
-	markTimeout = 15 * time.Second
 )
 
 // Source is what the worker needs from the drip engine, and no more: claim
@@ -111,13 +108,13 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		from:        cfg.From,
 		rate:        cfg.Rate,
 		log:         cfg.Log,
-		concurrency: orDefault(cfg.Concurrency, DefaultConcurrency),
-		batchSize:   orDefault(cfg.BatchSize, DefaultBatchSize),
-		poll:        orDefault(cfg.PollInterval, DefaultPollInterval),
-		lease:       orDefault(cfg.Lease, DefaultLease),
+		concurrency: workerkit.OrDefault(cfg.Concurrency, DefaultConcurrency),
+		batchSize:   workerkit.OrDefault(cfg.BatchSize, DefaultBatchSize),
+		poll:        workerkit.OrDefault(cfg.PollInterval, DefaultPollInterval),
+		lease:       workerkit.OrDefault(cfg.Lease, DefaultLease),
 		backoff:     cfg.Backoff,
 	}
-	w.sendTimeout = orDefault(cfg.SendTimeout, min(DefaultSendTimeout, w.lease/3))
+	w.sendTimeout = workerkit.OrDefault(cfg.SendTimeout, min(DefaultSendTimeout, w.lease/3))
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -128,13 +125,6 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("drip: worker lease %s must be at least three times the send timeout %s", w.lease, w.sendTimeout)
 	}
 	return w, nil
-}
-
-func orDefault[T int | time.Duration](v, def T) T {
-	if v <= 0 {
-		return def
-	}
-	return v
 }
 
 // Run delivers until ctx is cancelled, then stops claiming, lets each loop
@@ -157,7 +147,7 @@ func (w *Worker) loop(ctx context.Context) {
 		if err != nil {
 			w.log.ErrorContext(ctx, "claim drip batch", "error", err)
 		}
-		if (err != nil || worked == 0) && !sleep(ctx, w.poll) {
+		if (err != nil || worked == 0) && !workerkit.Sleep(ctx, w.poll) {
 			return
 		}
 	}
@@ -175,7 +165,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 // claimed is sent and recorded. live is cancelled by shutdown, and only
 // cuts short the wait for a provider's Retry-After.
 func (w *Worker) runOnce(live, ctx context.Context) (int, error) {
-	claimCtx, cancel := context.WithTimeout(ctx, markTimeout)
+	claimCtx, cancel := context.WithTimeout(ctx, workerkit.WriteTimeout)
 	claim, err := w.source.ClaimDripBatch(claimCtx, w.batchSize, w.lease)
 	cancel()
 	if err != nil {
@@ -288,7 +278,7 @@ func (w *Worker) deliver(live, ctx context.Context, b *dripdom.Batch, claimed ti
 // extending the lease first when the wait would eat into it. It returns
 // false when the batch is no longer this worker's.
 func (w *Worker) waitForSlot(ctx context.Context, log *slog.Logger, b *dripdom.Batch, claimed *time.Time) bool {
-	slotCtx, cancel := context.WithTimeout(ctx, markTimeout)
+	slotCtx, cancel := context.WithTimeout(ctx, workerkit.WriteTimeout)
 	wait, err := w.source.TakeSendSlot(slotCtx, dripdom.DripRateLimiter, w.rate)
 	cancel()
 	if err != nil {
@@ -298,7 +288,7 @@ func (w *Worker) waitForSlot(ctx context.Context, log *slog.Logger, b *dripdom.B
 		return false
 	}
 	if time.Since(*claimed)+wait+w.sendTimeout > w.lease/2 {
-		extendCtx, cancel := context.WithTimeout(ctx, markTimeout)
+		extendCtx, cancel := context.WithTimeout(ctx, workerkit.WriteTimeout)
 		err := w.source.ExtendDripBatchLease(extendCtx, b, w.lease)
 		cancel()
 		switch {
@@ -322,28 +312,12 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, fn func(context.C
 	w.mark(ctx, log, "record drip batch outcome", fn)
 }
 
+// mark runs one of the batch's writes; see workerkit.Record. what is the
+// message logged if it fails.
 func (w *Worker) mark(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) {
-	ctx, cancel := context.WithTimeout(ctx, markTimeout)
-	defer cancel()
-	switch err := fn(ctx); {
-	case errors.Is(err, dripdom.ErrDripLeaseLost):
-		// This worker overran its lease and another reclaimed the batch;
-		// the shared idempotency key keeps the two calls to one send.
-		log.WarnContext(ctx, "drip batch lease lost before the outcome was recorded")
-	case err != nil:
-		// The batch stays 'sending' and is retried when its lease expires,
-		// under the same key.
-		log.ErrorContext(ctx, what, "error", err)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	workerkit.Record(ctx, log, workerkit.Outcome{
+		LeaseLost: dripdom.ErrDripLeaseLost,
+		Lost:      "drip batch lease lost before the outcome was recorded",
+		Failed:    what,
+	}, fn)
 }
