@@ -70,6 +70,16 @@ func (e exchange) check(c *Checker, checkRequest bool) error {
 	return c.Check(newRequest(e.method, e.url, e.reqBody, e.token), []byte(e.reqBody), e.status, h, []byte(e.respBody), checkRequest)
 }
 
+// wantViolation fails unless the checker refused the exchange, and logs
+// why it did, so a refusal for the wrong reason shows in -v.
+func wantViolation(t *testing.T, err error) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("Check passed; want an error")
+	}
+	t.Log(err)
+}
+
 func loginExchange() exchange {
 	return exchange{
 		method:      http.MethodPost,
@@ -206,21 +216,13 @@ func TestResponseViolationsFail(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := loginExchange()
 			mutate(&e)
-			if err := e.check(c, true); err == nil {
-				t.Fatal("Check passed; want an error")
-			} else {
-				t.Log(err)
-			}
+			wantViolation(t, e.check(c, true))
 		})
 	}
 
 	t.Run("body on a 204", func(t *testing.T) {
 		e := exchange{method: http.MethodPost, url: "/v1/auth/logout", token: "t", status: http.StatusNoContent, contentType: "application/json", respBody: `{}`}
-		if err := e.check(c, true); err == nil {
-			t.Fatal("Check passed; want an error")
-		} else {
-			t.Log(err)
-		}
+		wantViolation(t, e.check(c, true))
 	})
 	t.Run("429 without Retry-After", func(t *testing.T) {
 		e := exchange{
@@ -228,11 +230,7 @@ func TestResponseViolationsFail(t *testing.T) {
 			status: http.StatusTooManyRequests, contentType: "application/problem+json",
 			respBody: `{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"Slow down.","code":"rate_limited"}`,
 		}
-		if err := e.check(c, true); err == nil {
-			t.Fatal("Check passed; want an error")
-		} else {
-			t.Log(err)
-		}
+		wantViolation(t, e.check(c, true))
 	})
 }
 
@@ -245,11 +243,7 @@ func TestUnknownOperationsFail(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			// Even without request checking: the operation must exist.
-			if err := e.check(c, false); err == nil {
-				t.Fatal("Check passed; want an error")
-			} else {
-				t.Log(err)
-			}
+			wantViolation(t, e.check(c, false))
 		})
 	}
 }
