@@ -106,7 +106,7 @@ func runDripDrain(ctx context.Context, b *bench) (side, side, error) {
 	if err != nil {
 		return side{}, ceiling, err
 	}
-	w, err := drip.NewWorker(drip.WorkerConfig{Service: svc, Sender: sender, From: "Grace <hello@grace.example>",
+	w, err := drip.NewWorker(drip.WorkerConfig{Source: svc.Drip, Sender: sender, From: "Grace <hello@grace.example>",
 		Rate: drainRate, Log: discard, PollInterval: 20 * time.Millisecond})
 	if err != nil {
 		return side{}, ceiling, err

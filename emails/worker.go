@@ -10,8 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/grace-coaching/grace/emails/internal/workerkit"
 	"github.com/grace-coaching/grace/models"
-	"github.com/grace-coaching/grace/models/domain"
 )
 
 // Worker defaults.
@@ -24,16 +26,23 @@ const (
 
 	backoffBase = 30 * time.Second
 	backoffCap  = time.Hour
-	// markTimeout bounds the database writes that claim and settle messages;
-	// they run on a context detached from shutdown so a sent message is
-	// recorded.
-	markTimeout = 15 * time.Second
 )
 
-// WorkerConfig configures NewWorker. Service, Sender, Renderer and From are
+// Outbox is what the worker needs from the database, and no more: lease due
+// messages, settle each one, and the domain's clock for the next attempt.
+// *models.Kernel implements it; a test can fake it.
+type Outbox interface {
+	ClaimOutbox(ctx context.Context, limit int, lease time.Duration) ([]models.OutboxMessage, error)
+	MarkOutboxSent(ctx context.Context, id uuid.UUID, attempt int, providerID string) error
+	MarkOutboxRetry(ctx context.Context, id uuid.UUID, attempt int, errMsg string, nextAttemptAt time.Time) error
+	MarkOutboxFailed(ctx context.Context, id uuid.UUID, attempt int, errMsg string) error
+	Now() time.Time
+}
+
+// WorkerConfig configures NewWorker. Outbox, Sender, Renderer and From are
 // required; zero values elsewhere take the defaults above.
 type WorkerConfig struct {
-	Service  *domain.Services
+	Outbox   Outbox
 	Sender   Sender
 	Renderer *Renderer
 	// From is the sender address, e.g. "Grace <hello@example.com>".
@@ -62,7 +71,7 @@ type WorkerConfig struct {
 // and record the outcome. Any number of workers, in one process or many,
 // can run against one database; each row is claimed by one at a time.
 type Worker struct {
-	svc         *domain.Services
+	outbox      Outbox
 	sender      Sender
 	renderer    *Renderer
 	from        string
@@ -77,8 +86,8 @@ type Worker struct {
 // NewWorker checks cfg and fills in the defaults.
 func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	switch {
-	case cfg.Service == nil:
-		return nil, errors.New("emails: worker needs a Service")
+	case cfg.Outbox == nil:
+		return nil, errors.New("emails: worker needs an Outbox")
 	case cfg.Sender == nil:
 		return nil, errors.New("emails: worker needs a Sender")
 	case cfg.Renderer == nil:
@@ -88,16 +97,16 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("emails: worker From %q is not an email address: %w", cfg.From, err)
 	}
 	w := &Worker{
-		svc:         cfg.Service,
+		outbox:      cfg.Outbox,
 		sender:      cfg.Sender,
 		renderer:    cfg.Renderer,
 		from:        cfg.From,
 		log:         cfg.Log,
-		concurrency: orDefault(cfg.Concurrency, DefaultConcurrency),
-		poll:        orDefault(cfg.PollInterval, DefaultPollInterval),
-		lease:       orDefault(cfg.Lease, DefaultLease),
-		maxAttempts: orDefault(cfg.MaxAttempts, DefaultMaxAttempts),
-		sendTimeout: orDefault(cfg.SendTimeout, DefaultSendTimeout),
+		concurrency: workerkit.OrDefault(cfg.Concurrency, DefaultConcurrency),
+		poll:        workerkit.OrDefault(cfg.PollInterval, DefaultPollInterval),
+		lease:       workerkit.OrDefault(cfg.Lease, DefaultLease),
+		maxAttempts: workerkit.OrDefault(cfg.MaxAttempts, DefaultMaxAttempts),
+		sendTimeout: workerkit.OrDefault(cfg.SendTimeout, DefaultSendTimeout),
 	}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
@@ -106,14 +115,6 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("emails: worker lease %s must be at least twice the send timeout %s", w.lease, w.sendTimeout)
 	}
 	return w, nil
-}
-
-// orDefault returns v, or def when v is not positive.
-func orDefault[T int | time.Duration](v, def T) T {
-	if v <= 0 {
-		return def
-	}
-	return v
 }
 
 // Run delivers until ctx is cancelled, then stops claiming, waits for the
@@ -158,7 +159,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			w.log.ErrorContext(ctx, "claim outbox", "error", err)
-			if !sleep(ctx, w.poll) {
+			if !workerkit.Sleep(ctx, w.poll) {
 				return nil
 			}
 			continue
@@ -171,15 +172,15 @@ func (w *Worker) Run(ctx context.Context) error {
 				w.deliver(work, m)
 			})
 		}
-		if len(msgs) < free && !sleep(ctx, w.poll) {
+		if len(msgs) < free && !workerkit.Sleep(ctx, w.poll) {
 			return nil
 		}
 	}
 }
 
 // RunOnce claims one batch (at most Concurrency messages), delivers it and
-// returns how many it claimed. `grace worker` drains the outbox by calling
-// it until it returns 0; tests use it to step the worker.
+// returns how many it claimed. Tests use it to step the worker; `grace
+// worker` and `grace serve` call Run.
 func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -202,9 +203,9 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 // rows claimed by a worker that never learnt it had them, stuck until their
 // lease ran out. Callers check ctx before claiming instead.
 func (w *Worker) claim(ctx context.Context, n int) ([]models.OutboxMessage, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), workerkit.WriteTimeout)
 	defer cancel()
-	return w.svc.Kernel.ClaimOutbox(ctx, n, w.lease)
+	return w.outbox.ClaimOutbox(ctx, n, w.lease)
 }
 
 // deliver renders, sends and records one claimed message. ctx is not
@@ -218,7 +219,7 @@ func (w *Worker) deliver(ctx context.Context, m models.OutboxMessage) {
 	if err != nil {
 		log.ErrorContext(ctx, "email not rendered; giving up", "error", err)
 		w.mark(ctx, log, func(ctx context.Context) error {
-			return w.svc.Kernel.MarkOutboxFailed(ctx, m.ID, m.Attempts, "render: "+err.Error())
+			return w.outbox.MarkOutboxFailed(ctx, m.ID, m.Attempts, "render: "+err.Error())
 		})
 		return
 	}
@@ -243,40 +244,34 @@ func (w *Worker) deliver(ctx context.Context, m models.OutboxMessage) {
 	case err == nil:
 		log.InfoContext(ctx, "email sent", "provider_id", providerID, "took", took)
 		w.mark(ctx, log, func(ctx context.Context) error {
-			return w.svc.Kernel.MarkOutboxSent(ctx, m.ID, m.Attempts, providerID)
+			return w.outbox.MarkOutboxSent(ctx, m.ID, m.Attempts, providerID)
 		})
 	case Permanent(err):
 		log.ErrorContext(ctx, "email rejected; giving up", "error", err, "took", took)
 		w.mark(ctx, log, func(ctx context.Context) error {
-			return w.svc.Kernel.MarkOutboxFailed(ctx, m.ID, m.Attempts, err.Error())
+			return w.outbox.MarkOutboxFailed(ctx, m.ID, m.Attempts, err.Error())
 		})
 	case m.Attempts >= w.maxAttempts:
 		log.ErrorContext(ctx, "email not sent; attempts exhausted, giving up", "error", err, "took", took, "max_attempts", w.maxAttempts)
 		w.mark(ctx, log, func(ctx context.Context) error {
-			return w.svc.Kernel.MarkOutboxFailed(ctx, m.ID, m.Attempts, err.Error())
+			return w.outbox.MarkOutboxFailed(ctx, m.ID, m.Attempts, err.Error())
 		})
 	default:
-		next := w.svc.Kernel.Now().Add(Backoff(m.Attempts))
+		next := w.outbox.Now().Add(Backoff(m.Attempts))
 		log.WarnContext(ctx, "email not sent; will retry", "error", err, "took", took, "next_attempt_at", next)
 		w.mark(ctx, log, func(ctx context.Context) error {
-			return w.svc.Kernel.MarkOutboxRetry(ctx, m.ID, m.Attempts, err.Error(), next)
+			return w.outbox.MarkOutboxRetry(ctx, m.ID, m.Attempts, err.Error(), next)
 		})
 	}
 }
 
+// mark records a message's outcome; see workerkit.Record.
 func (w *Worker) mark(ctx context.Context, log *slog.Logger, fn func(context.Context) error) {
-	ctx, cancel := context.WithTimeout(ctx, markTimeout)
-	defer cancel()
-	switch err := fn(ctx); {
-	case errors.Is(err, models.ErrOutboxLeaseLost):
-		// This worker overran its lease and another reclaimed the message;
-		// the provider's idempotency key keeps the two sends to one email.
-		log.WarnContext(ctx, "outbox lease lost before the outcome was recorded")
-	case err != nil:
-		// The message stays 'sending' and is retried when its lease expires,
-		// under the same idempotency key.
-		log.ErrorContext(ctx, "record email outcome", "error", err)
-	}
+	workerkit.Record(ctx, log, workerkit.Outcome{
+		LeaseLost: models.ErrOutboxLeaseLost,
+		Lost:      "outbox lease lost before the outcome was recorded",
+		Failed:    "record email outcome",
+	}, fn)
 }
 
 // Backoff is the wait before the next attempt after attempt (1-based)
@@ -289,15 +284,4 @@ func Backoff(attempt int) time.Duration {
 		d = min(backoffBase<<(attempt-1), backoffCap)
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

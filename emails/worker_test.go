@@ -23,6 +23,9 @@ import (
 
 const secretToken = "plaintext-login-token-do-not-log"
 
+// cmd/grace hands the worker the kernel; this keeps the two in step.
+var _ emails.Outbox = (*models.Kernel)(nil)
+
 type harness struct {
 	svc      *domain.Services
 	clock    *models.FakeClock
@@ -47,7 +50,7 @@ func newHarness(t *testing.T) *harness {
 // worker builds a worker on the harness; cfg's zero fields are filled in.
 func (h *harness) worker(t *testing.T, cfg emails.WorkerConfig) *emails.Worker {
 	t.Helper()
-	cfg.Service = h.svc
+	cfg.Outbox = h.svc.Kernel
 	if cfg.Sender == nil {
 		cfg.Sender = h.sender
 	}
@@ -515,12 +518,12 @@ func TestRunOnceRefusesACancelledContext(t *testing.T) {
 func TestNewWorkerValidates(t *testing.T) {
 	svc, _, _ := modelstest.NewService(t)
 	r := newRenderer(t)
-	ok := emails.WorkerConfig{Service: svc, Sender: emails.DevSender{}, Renderer: r, From: "Grace <hello@grace.example>"}
+	ok := emails.WorkerConfig{Outbox: svc.Kernel, Sender: emails.DevSender{}, Renderer: r, From: "Grace <hello@grace.example>"}
 	if _, err := emails.NewWorker(ok); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
 	tests := map[string]func(*emails.WorkerConfig){
-		"no service":            func(c *emails.WorkerConfig) { c.Service = nil },
+		"no outbox":             func(c *emails.WorkerConfig) { c.Outbox = nil },
 		"no sender":             func(c *emails.WorkerConfig) { c.Sender = nil },
 		"no renderer":           func(c *emails.WorkerConfig) { c.Renderer = nil },
 		"bad from":              func(c *emails.WorkerConfig) { c.From = "Grace" },

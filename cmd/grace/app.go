@@ -170,68 +170,77 @@ func (a *App) sender() (mailSender, error) {
 }
 
 // newWorkers builds the outbox worker and the drip worker on one sender.
-func (a *App) newWorkers() (*emails.Worker, *drip.Worker, error) {
+// The function it returns runs them and the hold sweeper until ctx is
+// cancelled, and returns once all three have stopped (the workers first
+// finish what they claimed). It is the one start-up of the three: `grace
+// serve` runs it in the background, `grace worker` in the foreground.
+func (a *App) newWorkers() (func(context.Context) error, error) {
 	renderer, err := emails.NewRenderer(a.cfg.AppBaseURL, productName)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	sender, err := a.sender()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	w, err := emails.NewWorker(emails.WorkerConfig{
-		Service:  a.svc,
+		Outbox:   a.svc.Kernel,
 		Sender:   sender,
 		Renderer: renderer,
 		From:     a.cfg.EmailFrom,
 		Log:      a.log,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	dw, err := drip.NewWorker(drip.WorkerConfig{
-		Service: a.svc,
-		Sender:  sender,
-		From:    a.cfg.EmailFrom,
-		Rate:    a.cfg.ResendRateLimit,
-		Lease:   a.cfg.DripLease,
-		Log:     a.log,
+		Source: a.svc.Drip,
+		Sender: sender,
+		From:   a.cfg.EmailFrom,
+		Rate:   a.cfg.ResendRateLimit,
+		Lease:  a.cfg.DripLease,
+		Log:    a.log,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return w, dw, nil
+	return func(ctx context.Context) error {
+		var others sync.WaitGroup
+		var dripErr error
+		others.Go(func() { a.svc.Enroll.RunSweeper(ctx, sweepEvery) })
+		others.Go(func() { dripErr = dw.Run(ctx) })
+		emailErr := w.Run(ctx)
+		others.Wait()
+		return errors.Join(workerFailed("email worker", emailErr), workerFailed("drip worker", dripErr))
+	}, nil
+}
+
+// workerFailed names a worker's error; stopping because ctx was cancelled
+// is how a worker is meant to stop, not a failure.
+func workerFailed(name string, err error) error {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", name, err)
 }
 
 // sweepEvery is how often overdue seat holds are resolved with Stripe.
 const sweepEvery = time.Minute
 
 // startWorker runs the email worker, the drip worker and the hold sweeper
-// until Close.
+// in the background until Close.
 func (a *App) startWorker() error {
-	w, dw, err := a.newWorkers()
+	runWorkers, err := a.newWorkers()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.workerCancel = cancel
-	a.workerDone.Add(3)
-	go func() {
-		defer a.workerDone.Done()
-		if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			a.log.Error("email worker stopped", "err", err)
+	a.workerDone.Go(func() {
+		if err := runWorkers(ctx); err != nil {
+			a.log.Error("email workers stopped", "err", err)
 		}
-	}()
-	go func() {
-		defer a.workerDone.Done()
-		if err := dw.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			a.log.Error("drip worker stopped", "err", err)
-		}
-	}()
-	go func() {
-		defer a.workerDone.Done()
-		a.svc.Enroll.RunSweeper(ctx, sweepEvery)
-	}()
+	})
 	return nil
 }
 

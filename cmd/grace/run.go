@@ -97,24 +97,12 @@ func worker(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if _, err := a.ready(ctx); err != nil {
 		return fmt.Errorf("database not ready (run `grace migrate up`): %w", err)
 	}
-	w, dw, err := a.newWorkers()
+	runWorkers, err := a.newWorkers()
 	if err != nil {
 		return err
 	}
 	log.Info("email worker, drip worker and hold sweeper started")
-	sweeperDone := make(chan struct{})
-	go func() {
-		defer close(sweeperDone)
-		a.svc.Enroll.RunSweeper(ctx, sweepEvery)
-	}()
-	dripDone := make(chan error, 1)
-	go func() { dripDone <- dw.Run(ctx) }()
-	err = errors.Join(w.Run(ctx), <-dripDone)
-	<-sweeperDone
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
+	return runWorkers(ctx)
 }
 
 func migrate(ctx context.Context, cfg Config, log *slog.Logger, args []string, stdout io.Writer) error {

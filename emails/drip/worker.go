@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/grace-coaching/grace/emails"
-	"github.com/grace-coaching/grace/models/domain"
+	"github.com/grace-coaching/grace/emails/internal/workerkit"
 	dripdom "github.com/grace-coaching/grace/models/drip"
 )
 
@@ -24,17 +24,27 @@ const (
 
 	// defaultRetryAfter is the wait after a 429 that named none.
 	defaultRetryAfter = time.Second
-	// markTimeout bounds the database writes that claim and record
-	// batches; they run on a context detached from shutdown, so a batch
-	// sent is recorded.
-	markTimeout = 15 * time.Second
 )
 
-// WorkerConfig configures NewWorker. Service, Sender, From and Rate are
+// Source is what the worker needs from the drip engine, and no more: claim
+// and record batches, share the provider's send budget, and the domain's
+// clock for the next attempt. *drip.Service (models/drip) implements it.
+type Source interface {
+	ClaimDripBatch(ctx context.Context, limit int, lease time.Duration) (dripdom.Claim, error)
+	ExtendDripBatchLease(ctx context.Context, b *dripdom.Batch, lease time.Duration) error
+	RecordDripBatchSent(ctx context.Context, b *dripdom.Batch, results []dripdom.SendResult) error
+	RecordDripBatchRetry(ctx context.Context, b *dripdom.Batch, errMsg string, next time.Time) (gaveUp bool, err error)
+	RecordDripBatchFailed(ctx context.Context, b *dripdom.Batch, reason string) error
+	TakeSendSlot(ctx context.Context, name string, rate float64) (time.Duration, error)
+	DelaySendSlots(ctx context.Context, name string, d time.Duration) error
+	Now() time.Time
+}
+
+// WorkerConfig configures NewWorker. Source, Sender, From and Rate are
 // required; zero values elsewhere take the defaults above.
 type WorkerConfig struct {
-	Service *domain.Services
-	Sender  emails.BatchSender
+	Source Source
+	Sender emails.BatchSender
 	// From is the sender address, e.g. "Grace <hello@example.com>".
 	From string
 	// Rate is the provider's request budget in requests per second, shared
@@ -64,7 +74,7 @@ type WorkerConfig struct {
 // batch, waits for a send slot, sends the batch and records the outcome.
 // Any number of workers, in one process or many, share one database.
 type Worker struct {
-	svc         *domain.Services
+	source      Source
 	sender      emails.BatchSender
 	from        string
 	rate        float64
@@ -80,8 +90,8 @@ type Worker struct {
 // NewWorker checks cfg and fills in the defaults.
 func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	switch {
-	case cfg.Service == nil:
-		return nil, errors.New("drip: worker needs a Service")
+	case cfg.Source == nil:
+		return nil, errors.New("drip: worker needs a Source")
 	case cfg.Sender == nil:
 		return nil, errors.New("drip: worker needs a Sender")
 	case !(cfg.Rate > 0):
@@ -93,18 +103,18 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("drip: worker From %q is not an email address: %w", cfg.From, err)
 	}
 	w := &Worker{
-		svc:         cfg.Service,
+		source:      cfg.Source,
 		sender:      cfg.Sender,
 		from:        cfg.From,
 		rate:        cfg.Rate,
 		log:         cfg.Log,
-		concurrency: orDefault(cfg.Concurrency, DefaultConcurrency),
-		batchSize:   orDefault(cfg.BatchSize, DefaultBatchSize),
-		poll:        orDefault(cfg.PollInterval, DefaultPollInterval),
-		lease:       orDefault(cfg.Lease, DefaultLease),
+		concurrency: workerkit.OrDefault(cfg.Concurrency, DefaultConcurrency),
+		batchSize:   workerkit.OrDefault(cfg.BatchSize, DefaultBatchSize),
+		poll:        workerkit.OrDefault(cfg.PollInterval, DefaultPollInterval),
+		lease:       workerkit.OrDefault(cfg.Lease, DefaultLease),
 		backoff:     cfg.Backoff,
 	}
-	w.sendTimeout = orDefault(cfg.SendTimeout, min(DefaultSendTimeout, w.lease/3))
+	w.sendTimeout = workerkit.OrDefault(cfg.SendTimeout, min(DefaultSendTimeout, w.lease/3))
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -115,13 +125,6 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("drip: worker lease %s must be at least three times the send timeout %s", w.lease, w.sendTimeout)
 	}
 	return w, nil
-}
-
-func orDefault[T int | time.Duration](v, def T) T {
-	if v <= 0 {
-		return def
-	}
-	return v
 }
 
 // Run delivers until ctx is cancelled, then stops claiming, lets each loop
@@ -144,7 +147,7 @@ func (w *Worker) loop(ctx context.Context) {
 		if err != nil {
 			w.log.ErrorContext(ctx, "claim drip batch", "error", err)
 		}
-		if (err != nil || worked == 0) && !sleep(ctx, w.poll) {
+		if (err != nil || worked == 0) && !workerkit.Sleep(ctx, w.poll) {
 			return
 		}
 	}
@@ -162,8 +165,8 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 // claimed is sent and recorded. live is cancelled by shutdown, and only
 // cuts short the wait for a provider's Retry-After.
 func (w *Worker) runOnce(live, ctx context.Context) (int, error) {
-	claimCtx, cancel := context.WithTimeout(ctx, markTimeout)
-	claim, err := w.svc.Drip.ClaimDripBatch(claimCtx, w.batchSize, w.lease)
+	claimCtx, cancel := context.WithTimeout(ctx, workerkit.WriteTimeout)
+	claim, err := w.source.ClaimDripBatch(claimCtx, w.batchSize, w.lease)
 	cancel()
 	if err != nil {
 		return 0, err
@@ -224,7 +227,7 @@ func (w *Worker) deliver(live, ctx context.Context, b *dripdom.Batch, claimed ti
 				}
 			}
 			log.InfoContext(ctx, "drip batch sent", "took", took, "rejected", rejected)
-			w.record(ctx, log, func(ctx context.Context) error { return w.svc.Drip.RecordDripBatchSent(ctx, b, results) })
+			w.record(ctx, log, func(ctx context.Context) error { return w.source.RecordDripBatchSent(ctx, b, results) })
 			return
 		case limited:
 			// Not a failure: every worker waits Retry-After, then this one
@@ -236,14 +239,14 @@ func (w *Worker) deliver(live, ctx context.Context, b *dripdom.Batch, claimed ti
 			}
 			log.WarnContext(ctx, "drip batch rate limited by the provider", "retry_after", retryAfter, "took", took)
 			w.mark(ctx, log, "delay send slots", func(ctx context.Context) error {
-				return w.svc.Drip.DelaySendSlots(ctx, dripdom.DripRateLimiter, retryAfter)
+				return w.source.DelaySendSlots(ctx, dripdom.DripRateLimiter, retryAfter)
 			})
 			if live.Err() == nil && time.Since(claimed)+retryAfter+w.sendTimeout < w.lease/2 {
 				continue
 			}
-			next := w.svc.Kernel.Now().Add(retryAfter)
+			next := w.source.Now().Add(retryAfter)
 			w.record(ctx, log, func(ctx context.Context) error {
-				_, err := w.svc.Drip.RecordDripBatchRetry(ctx, b, "rate_limited: "+err.Error(), next)
+				_, err := w.source.RecordDripBatchRetry(ctx, b, "rate_limited: "+err.Error(), next)
 				return err
 			})
 			return
@@ -254,13 +257,13 @@ func (w *Worker) deliver(live, ctx context.Context, b *dripdom.Batch, claimed ti
 				msg = pe.Message
 			}
 			log.ErrorContext(ctx, "drip batch refused; its emails failed", "error", err, "took", took)
-			w.record(ctx, log, func(ctx context.Context) error { return w.svc.Drip.RecordDripBatchFailed(ctx, b, "rejected: "+msg) })
+			w.record(ctx, log, func(ctx context.Context) error { return w.source.RecordDripBatchFailed(ctx, b, "rejected: "+msg) })
 			return
 		default:
-			next := w.svc.Kernel.Now().Add(w.backoff(b.Attempt))
+			next := w.source.Now().Add(w.backoff(b.Attempt))
 			log.WarnContext(ctx, "drip batch not sent; will retry under the same key", "error", err, "took", took, "next_attempt_at", next)
 			w.record(ctx, log, func(ctx context.Context) error {
-				gaveUp, rerr := w.svc.Drip.RecordDripBatchRetry(ctx, b, err.Error(), next)
+				gaveUp, rerr := w.source.RecordDripBatchRetry(ctx, b, err.Error(), next)
 				if gaveUp && rerr == nil {
 					log.ErrorContext(ctx, "drip batch given up: 23 hours of failures", "error", err)
 				}
@@ -275,8 +278,8 @@ func (w *Worker) deliver(live, ctx context.Context, b *dripdom.Batch, claimed ti
 // extending the lease first when the wait would eat into it. It returns
 // false when the batch is no longer this worker's.
 func (w *Worker) waitForSlot(ctx context.Context, log *slog.Logger, b *dripdom.Batch, claimed *time.Time) bool {
-	slotCtx, cancel := context.WithTimeout(ctx, markTimeout)
-	wait, err := w.svc.Drip.TakeSendSlot(slotCtx, dripdom.DripRateLimiter, w.rate)
+	slotCtx, cancel := context.WithTimeout(ctx, workerkit.WriteTimeout)
+	wait, err := w.source.TakeSendSlot(slotCtx, dripdom.DripRateLimiter, w.rate)
 	cancel()
 	if err != nil {
 		// Sending without a slot could overrun the provider's limit; leave
@@ -285,8 +288,8 @@ func (w *Worker) waitForSlot(ctx context.Context, log *slog.Logger, b *dripdom.B
 		return false
 	}
 	if time.Since(*claimed)+wait+w.sendTimeout > w.lease/2 {
-		extendCtx, cancel := context.WithTimeout(ctx, markTimeout)
-		err := w.svc.Drip.ExtendDripBatchLease(extendCtx, b, w.lease)
+		extendCtx, cancel := context.WithTimeout(ctx, workerkit.WriteTimeout)
+		err := w.source.ExtendDripBatchLease(extendCtx, b, w.lease)
 		cancel()
 		switch {
 		case errors.Is(err, dripdom.ErrDripLeaseLost):
@@ -309,28 +312,12 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, fn func(context.C
 	w.mark(ctx, log, "record drip batch outcome", fn)
 }
 
+// mark runs one of the batch's writes; see workerkit.Record. what is the
+// message logged if it fails.
 func (w *Worker) mark(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) {
-	ctx, cancel := context.WithTimeout(ctx, markTimeout)
-	defer cancel()
-	switch err := fn(ctx); {
-	case errors.Is(err, dripdom.ErrDripLeaseLost):
-		// This worker overran its lease and another reclaimed the batch;
-		// the shared idempotency key keeps the two calls to one send.
-		log.WarnContext(ctx, "drip batch lease lost before the outcome was recorded")
-	case err != nil:
-		// The batch stays 'sending' and is retried when its lease expires,
-		// under the same key.
-		log.ErrorContext(ctx, what, "error", err)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	workerkit.Record(ctx, log, workerkit.Outcome{
+		LeaseLost: dripdom.ErrDripLeaseLost,
+		Lost:      "drip batch lease lost before the outcome was recorded",
+		Failed:    what,
+	}, fn)
 }

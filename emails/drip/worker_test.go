@@ -22,6 +22,9 @@ import (
 	"github.com/grace-coaching/grace/models/modelstest"
 )
 
+// cmd/grace hands the worker the drip engine; this keeps the two in step.
+var _ drip.Source = (*dripdom.Service)(nil)
+
 // node is one worker process's view of the system: its own connection
 // pool and service on the shared database.
 type node struct {
@@ -57,7 +60,7 @@ func newSender(t *testing.T, fake *emailstest.Resend) *emails.ResendSender {
 
 func newWorker(t *testing.T, n node, sender emails.BatchSender, cfg drip.WorkerConfig) *drip.Worker {
 	t.Helper()
-	cfg.Service, cfg.Sender, cfg.From = n.svc, sender, "Grace <hello@grace.example>"
+	cfg.Source, cfg.Sender, cfg.From = n.svc.Drip, sender, "Grace <hello@grace.example>"
 	if cfg.Rate == 0 {
 		cfg.Rate = 1000
 	}

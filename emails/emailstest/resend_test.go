@@ -34,6 +34,13 @@ func (r *recordingTB) errors() []string {
 
 func post(t *testing.T, f *Resend, path, auth, key string, body any) (int, map[string]any) {
 	t.Helper()
+	status, _, out := send(t, f, path, map[string]string{"Authorization": auth, "Idempotency-Key": key}, body)
+	return status, out
+}
+
+// send posts body as JSON to the fake with the headers that are not "".
+func send(t *testing.T, f *Resend, path string, headers map[string]string, body any) (int, http.Header, map[string]any) {
+	t.Helper()
 	raw, err := json.Marshal(body)
 	if err != nil {
 		t.Fatal(err)
@@ -43,11 +50,10 @@ func post(t *testing.T, f *Resend, path, auth, key string, body any) (int, map[s
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
+	for k, v := range headers {
+		if v != "" {
+			req.Header.Set(k, v)
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -56,7 +62,7 @@ func post(t *testing.T, f *Resend, path, auth, key string, body any) (int, map[s
 	defer resp.Body.Close()
 	var out map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+	return resp.StatusCode, resp.Header, out
 }
 
 var validEmail = map[string]any{
@@ -192,27 +198,11 @@ func batchOf(addrs ...string) []map[string]any {
 
 func postBatch(t *testing.T, f *Resend, key string, permissive bool, body any) (int, http.Header, map[string]any) {
 	t.Helper()
-	raw, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, f.URL+"/emails/batch", bytes.NewReader(raw))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+f.APIKey)
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
-	}
+	headers := map[string]string{"Authorization": "Bearer " + f.APIKey, "Idempotency-Key": key}
 	if permissive {
-		req.Header.Set("x-batch-validation", "permissive")
+		headers["x-batch-validation"] = "permissive"
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, resp.Header, out
+	return send(t, f, "/emails/batch", headers, body)
 }
 
 func TestFakeResendBatch(t *testing.T) {
