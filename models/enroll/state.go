@@ -11,10 +11,6 @@ import (
 	"github.com/grace-coaching/grace/models/people"
 )
 
-// WaitlistOfferTTL is how long a freed seat is held for the first woman on
-// the waitlist before it passes to the next.
-const WaitlistOfferTTL = 24 * time.Hour
-
 // Templates of the enrollment emails.
 const (
 	TemplateEnrollmentWelcome = "enrollment_welcome"
@@ -278,38 +274,6 @@ func (s *Service) flagReinstated(tx *gorm.DB, e *Enrollment, c *Cohort, p *peopl
 		}
 	}
 	return nil
-}
-
-// offerNextSeat holds a freed seat for the first woman waiting, for
-// WaitlistOfferTTL, and emails her the link to pay for it.
-func (s *Service) offerNextSeat(tx *gorm.DB, cohortID uuid.UUID) error {
-	var next Enrollment
-	err := tx.Raw(`SELECT * FROM enrollments WHERE cohort_id = ? AND status = ? ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED`,
-		cohortID, EnrollmentWaitlisted).Scan(&next).Error
-	if err != nil || next.ID == uuid.Nil {
-		return err
-	}
-	now := s.Now()
-	hold := now.Add(WaitlistOfferTTL)
-	next.OfferedAt, next.HoldExpiresAt = &now, &hold
-	if err := s.settleEnrollment(tx, &next, true); err != nil {
-		if models.IsCode(err, "sold_out") { // the seat went to someone else first
-			return nil
-		}
-		return err
-	}
-	var p people.Participant
-	if err := tx.Where("id = ?", next.ParticipantID).Take(&p).Error; err != nil {
-		return err
-	}
-	var c Cohort
-	if err := tx.Where("id = ?", cohortID).Take(&c).Error; err != nil {
-		return err
-	}
-	return s.EnqueueEmail(tx, TemplateWaitlistOffer, p.Email, p.Name, "waitlist_offer:"+next.ID.String(), map[string]any{
-		"name": p.Name, "enrollment_id": next.ID.String(), "cohort_id": c.ID.String(), "cohort_name": c.Name,
-		"email": p.Email, "expires_hours": int(WaitlistOfferTTL / time.Hour),
-	})
 }
 
 // promoteOverflow gives a freed seat to a payment that was honoured beyond
