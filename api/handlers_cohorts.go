@@ -16,34 +16,34 @@ import (
 // the portal and her calendar feed.
 
 type cohortCreateRequest struct {
-	ProgramID          uuid.UUID   `json:"program_id" validate:"required"`
-	Name               string      `json:"name" validate:"required,max=200"`
-	StartsAt           time.Time   `json:"starts_at" validate:"required"`
-	EndsAt             time.Time   `json:"ends_at" validate:"required"`
-	Timezone           string      `json:"timezone" validate:"required,max=64"`
-	Capacity           int         `json:"capacity" validate:"required,min=1,max=10000"`
-	PriceCents         *int64      `json:"price_cents" validate:"required,min=0,max=100000000"`
-	Currency           string      `json:"currency" validate:"required,len=3"`
-	EnrollmentOpensAt  *time.Time  `json:"enrollment_opens_at"`
-	EnrollmentClosesAt *time.Time  `json:"enrollment_closes_at"`
-	Status             string      `json:"status" validate:"omitempty,oneof=draft open closed cancelled"`
-	CoachIDs           []uuid.UUID `json:"coach_ids" validate:"omitnil,min=1,max=20,unique"`
+	ProgramID          uuid.UUID           `json:"program_id" validate:"required"`
+	Name               string              `json:"name" validate:"required,max=200"`
+	StartsAt           time.Time           `json:"starts_at" validate:"required"`
+	EndsAt             time.Time           `json:"ends_at" validate:"required"`
+	Timezone           string              `json:"timezone" validate:"required,max=64"`
+	Capacity           int                 `json:"capacity" validate:"required,min=1,max=10000"`
+	PriceCents         *int64              `json:"price_cents" validate:"required,min=0,max=100000000"`
+	Currency           string              `json:"currency" validate:"required,len=3"`
+	EnrollmentOpensAt  *time.Time          `json:"enrollment_opens_at"`
+	EnrollmentClosesAt *time.Time          `json:"enrollment_closes_at"`
+	Status             enroll.CohortStatus `json:"status" validate:"omitempty,oneof=draft open closed cancelled"`
+	CoachIDs           []uuid.UUID         `json:"coach_ids" validate:"omitnil,min=1,max=20,unique"`
 }
 
 // cohortUpdateRequest: the domain checks each sent field, since a tag on an
 // Optional cannot tell "absent" from "empty".
 type cohortUpdateRequest struct {
-	Name               models.Optional[string]      `json:"name"`
-	StartsAt           models.Optional[time.Time]   `json:"starts_at"`
-	EndsAt             models.Optional[time.Time]   `json:"ends_at"`
-	Timezone           models.Optional[string]      `json:"timezone"`
-	Capacity           models.Optional[int]         `json:"capacity"`
-	PriceCents         models.Optional[int64]       `json:"price_cents"`
-	Currency           models.Optional[string]      `json:"currency"`
-	EnrollmentOpensAt  models.Optional[time.Time]   `json:"enrollment_opens_at"`
-	EnrollmentClosesAt models.Optional[time.Time]   `json:"enrollment_closes_at"`
-	Status             models.Optional[string]      `json:"status"`
-	CoachIDs           models.Optional[[]uuid.UUID] `json:"coach_ids"`
+	Name               models.Optional[string]              `json:"name"`
+	StartsAt           models.Optional[time.Time]           `json:"starts_at"`
+	EndsAt             models.Optional[time.Time]           `json:"ends_at"`
+	Timezone           models.Optional[string]              `json:"timezone"`
+	Capacity           models.Optional[int]                 `json:"capacity"`
+	PriceCents         models.Optional[int64]               `json:"price_cents"`
+	Currency           models.Optional[string]              `json:"currency"`
+	EnrollmentOpensAt  models.Optional[time.Time]           `json:"enrollment_opens_at"`
+	EnrollmentClosesAt models.Optional[time.Time]           `json:"enrollment_closes_at"`
+	Status             models.Optional[enroll.CohortStatus] `json:"status"`
+	CoachIDs           models.Optional[[]uuid.UUID]         `json:"coach_ids"`
 }
 
 type cohortCloneRequest struct {
@@ -52,26 +52,26 @@ type cohortCloneRequest struct {
 }
 
 type cohortResponse struct {
-	ID                 uuid.UUID   `json:"id"`
-	ProgramID          uuid.UUID   `json:"program_id"`
-	Name               string      `json:"name"`
-	StartsAt           time.Time   `json:"starts_at"`
-	EndsAt             time.Time   `json:"ends_at"`
-	Timezone           string      `json:"timezone"`
-	Capacity           int         `json:"capacity"`
-	PriceCents         int64       `json:"price_cents"`
-	Currency           string      `json:"currency"`
-	EnrollmentOpensAt  *time.Time  `json:"enrollment_opens_at"`
-	EnrollmentClosesAt *time.Time  `json:"enrollment_closes_at"`
-	Status             string      `json:"status"`
-	CoachIDs           []uuid.UUID `json:"coach_ids"`
-	SeatsPaid          int         `json:"seats_paid"`
-	SeatsHeld          int         `json:"seats_held"`
-	SeatsLeft          int         `json:"seats_left"`
-	WaitlistCount      int         `json:"waitlist_count"`
-	SeatsOverflow      int         `json:"seats_overflow"`
-	CreatedAt          time.Time   `json:"created_at"`
-	UpdatedAt          time.Time   `json:"updated_at"`
+	ID                 uuid.UUID           `json:"id"`
+	ProgramID          uuid.UUID           `json:"program_id"`
+	Name               string              `json:"name"`
+	StartsAt           time.Time           `json:"starts_at"`
+	EndsAt             time.Time           `json:"ends_at"`
+	Timezone           string              `json:"timezone"`
+	Capacity           int                 `json:"capacity"`
+	PriceCents         int64               `json:"price_cents"`
+	Currency           string              `json:"currency"`
+	EnrollmentOpensAt  *time.Time          `json:"enrollment_opens_at"`
+	EnrollmentClosesAt *time.Time          `json:"enrollment_closes_at"`
+	Status             enroll.CohortStatus `json:"status"`
+	CoachIDs           []uuid.UUID         `json:"coach_ids"`
+	SeatsPaid          int                 `json:"seats_paid"`
+	SeatsHeld          int                 `json:"seats_held"`
+	SeatsLeft          int                 `json:"seats_left"`
+	WaitlistCount      int                 `json:"waitlist_count"`
+	SeatsOverflow      int                 `json:"seats_overflow"`
+	CreatedAt          time.Time           `json:"created_at"`
+	UpdatedAt          time.Time           `json:"updated_at"`
 }
 
 func toCohortResponse(v enroll.CohortView) cohortResponse {
@@ -308,7 +308,7 @@ type publicCohortResponse struct {
 	PriceCents     int64                       `json:"price_cents"`
 	Currency       string                      `json:"currency"`
 	SeatsLeft      int                         `json:"seats_left"`
-	Status         string                      `json:"status"`
+	Status         enroll.CohortStatus         `json:"status"`
 	EnrollmentOpen bool                        `json:"enrollment_open"`
 	Sessions       []publicLiveSessionResponse `json:"sessions"`
 }
@@ -362,7 +362,7 @@ type portalLiveSessionResponse struct {
 
 type portalEnrollmentResponse struct {
 	ID       uuid.UUID                   `json:"id"`
-	Status   string                      `json:"status"`
+	Status   enroll.EnrollmentStatus     `json:"status"`
 	Cohort   portalEnrollmentCohort      `json:"cohort"`
 	Program  portalEnrollmentProgram     `json:"program"`
 	Sessions []portalLiveSessionResponse `json:"sessions"`

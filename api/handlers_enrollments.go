@@ -36,19 +36,19 @@ type refundRequest struct {
 }
 
 type enrollmentResponse struct {
-	ID                  uuid.UUID  `json:"id"`
-	CohortID            uuid.UUID  `json:"cohort_id"`
-	ParticipantID       uuid.UUID  `json:"participant_id"`
-	Email               string     `json:"email"`
-	Name                string     `json:"name"`
-	Status              string     `json:"status"`
-	AmountPaidCents     int64      `json:"amount_paid_cents"`
-	AmountRefundedCents int64      `json:"amount_refunded_cents"`
-	Currency            string     `json:"currency"`
-	HoldExpiresAt       *time.Time `json:"hold_expires_at"`
-	Complimentary       bool       `json:"complimentary"`
-	Seat                string     `json:"seat"`
-	CreatedAt           time.Time  `json:"created_at"`
+	ID                  uuid.UUID               `json:"id"`
+	CohortID            uuid.UUID               `json:"cohort_id"`
+	ParticipantID       uuid.UUID               `json:"participant_id"`
+	Email               string                  `json:"email"`
+	Name                string                  `json:"name"`
+	Status              enroll.EnrollmentStatus `json:"status"`
+	AmountPaidCents     int64                   `json:"amount_paid_cents"`
+	AmountRefundedCents int64                   `json:"amount_refunded_cents"`
+	Currency            string                  `json:"currency"`
+	HoldExpiresAt       *time.Time              `json:"hold_expires_at"`
+	Complimentary       bool                    `json:"complimentary"`
+	Seat                enroll.Seat             `json:"seat"`
+	CreatedAt           time.Time               `json:"created_at"`
 }
 
 func toEnrollmentResponse(d enroll.EnrollmentDetail) enrollmentResponse {

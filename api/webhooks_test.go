@@ -170,7 +170,7 @@ func TestStripeWebhookEventsConvergeInAnyOrder(t *testing.T) {
 		events []hookEvent
 		// access after each event, in the usual order (before any: none)
 		access []bool
-		status string
+		status enroll.EnrollmentStatus
 	}{
 		{"paid", []hookEvent{paidEv}, []bool{true}, enroll.EnrollmentActive},
 		{"async payment succeeds", []hookEvent{unpaidEv, func(t testing.TB, id uuid.UUID) []byte {

@@ -705,7 +705,7 @@ func TestJoinWaitlist(t *testing.T) {
 	})
 	refusals := []struct {
 		name                   string
-		status                 string
+		status                 enroll.CohortStatus
 		email, applicant, code string
 	}{
 		{"draft", enroll.CohortDraft, "bea@example.com", "Bea", "not_found"},

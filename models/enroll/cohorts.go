@@ -43,7 +43,7 @@ type CohortInput struct {
 	Currency           string
 	EnrollmentOpensAt  *time.Time
 	EnrollmentClosesAt *time.Time
-	Status             string
+	Status             CohortStatus
 	CoachIDs           []uuid.UUID
 }
 
@@ -59,7 +59,7 @@ type CohortPatch struct {
 	Currency           models.Optional[string]
 	EnrollmentOpensAt  models.Optional[time.Time]
 	EnrollmentClosesAt models.Optional[time.Time]
-	Status             models.Optional[string]
+	Status             models.Optional[CohortStatus]
 	CoachIDs           models.Optional[[]uuid.UUID]
 }
 
@@ -71,7 +71,7 @@ type CohortView struct {
 	WaitlistCount int
 }
 
-func validCohortStatus(s string) bool {
+func validCohortStatus(s CohortStatus) bool {
 	return s == CohortDraft || s == CohortOpen || s == CohortClosed || s == CohortCancelled
 }
 
@@ -537,12 +537,14 @@ func (s *Service) CloneCohort(ctx context.Context, actor *people.Coach, id uuid.
 	return view, nil
 }
 
-// Cohort statuses.
+// CohortStatus is a cohort's life stage, set by its coaches.
+type CohortStatus string
+
 const (
-	CohortDraft     = "draft"
-	CohortOpen      = "open"
-	CohortClosed    = "closed"
-	CohortCancelled = "cancelled"
+	CohortDraft     CohortStatus = "draft"
+	CohortOpen      CohortStatus = "open"
+	CohortClosed    CohortStatus = "closed"
+	CohortCancelled CohortStatus = "cancelled"
 )
 
 // Cohort is one dated run of a program. Seat counters are kept on the row so
@@ -559,7 +561,7 @@ type Cohort struct {
 	Currency           string
 	EnrollmentOpensAt  *time.Time
 	EnrollmentClosesAt *time.Time
-	Status             string
+	Status             CohortStatus
 	SeatsPaid          int
 	SeatsHeld          int
 	SeatsOverflow      int

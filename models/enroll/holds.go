@@ -25,7 +25,7 @@ type staleHoldError struct{ id uuid.UUID }
 func (e *staleHoldError) Error() string { return "stale hold " + e.id.String() }
 
 // liveStatuses are the statuses enrollments_live_key covers.
-var liveStatuses = []string{EnrollmentPending, EnrollmentAwaitingPayment, EnrollmentActive, EnrollmentDisputed, EnrollmentWaitlisted}
+var liveStatuses = []EnrollmentStatus{EnrollmentPending, EnrollmentAwaitingPayment, EnrollmentActive, EnrollmentDisputed, EnrollmentWaitlisted}
 
 // soldOut is errSoldOut naming where to join the waitlist of the cohort.
 func soldOut(cohortID uuid.UUID) error {

@@ -25,7 +25,7 @@ const (
 // only moves one way (a time set once, a refunded amount that only grows, a
 // dispute that only closes), so the result does not depend on the order in
 // which payment events arrived or how often.
-func deriveStatus(e *Enrollment) string {
+func deriveStatus(e *Enrollment) EnrollmentStatus {
 	switch {
 	case e.CancelledAt != nil:
 		return EnrollmentCancelled
@@ -50,7 +50,7 @@ func deriveStatus(e *Enrollment) string {
 // seatFor is the seat an enrollment in its derived status should occupy. A
 // disputed payment keeps its seat while the dispute is open; a lost one
 // gives it up.
-func seatFor(e *Enrollment) string {
+func seatFor(e *Enrollment) Seat {
 	switch e.Status {
 	case EnrollmentPending, EnrollmentAwaitingPayment:
 		return SeatHeld
@@ -70,7 +70,7 @@ var errSoldOut = models.E(models.KindConflict, "sold_out", "This cohort is full.
 // moveSeat moves e from seat from to seat to on its cohort's counters. A
 // hold, or a seat without payment (strict), is only ever taken from a free
 // seat; a payment that finds none is honoured as overflow, never lost.
-func moveSeat(tx *gorm.DB, e *Enrollment, from, to string, strict bool) (overflowed bool, err error) {
+func moveSeat(tx *gorm.DB, e *Enrollment, from, to Seat, strict bool) (overflowed bool, err error) {
 	if from == to || (from == SeatOverflow && to == SeatPaid) {
 		return false, nil
 	}
@@ -78,7 +78,7 @@ func moveSeat(tx *gorm.DB, e *Enrollment, from, to string, strict bool) (overflo
 		res := tx.Exec(sql, e.CohortID)
 		return res.RowsAffected == 1, res.Error
 	}
-	release := map[string]string{SeatHeld: "seats_held = seats_held - 1", SeatPaid: "seats_paid = seats_paid - 1", SeatOverflow: "seats_overflow = seats_overflow - 1"}
+	release := map[Seat]string{SeatHeld: "seats_held = seats_held - 1", SeatPaid: "seats_paid = seats_paid - 1", SeatOverflow: "seats_overflow = seats_overflow - 1"}
 	switch to {
 	case SeatNone:
 		if _, err := exec(`UPDATE cohorts SET ` + release[from] + `, updated_at = now() WHERE id = ?`); err != nil {
@@ -294,32 +294,39 @@ func (s *Service) promoteOverflow(tx *gorm.DB, cohortID uuid.UUID) (bool, error)
 	return true, tx.Exec(`UPDATE enrollments SET seat = ?, updated_at = ? WHERE id = ?`, SeatPaid, s.Now(), over.ID).Error
 }
 
-// Enrollment statuses.
+// EnrollmentStatus is where an enrollment stands; deriveStatus decides it.
+type EnrollmentStatus string
+
 const (
-	EnrollmentPending         = "pending"
-	EnrollmentAwaitingPayment = "awaiting_payment"
-	EnrollmentActive          = "active"
-	EnrollmentExpired         = "expired"
-	EnrollmentCancelled       = "cancelled"
-	EnrollmentRefunded        = "refunded"
-	EnrollmentDisputed        = "disputed"
-	EnrollmentWaitlisted      = "waitlisted"
+	EnrollmentPending         EnrollmentStatus = "pending"
+	EnrollmentAwaitingPayment EnrollmentStatus = "awaiting_payment"
+	EnrollmentActive          EnrollmentStatus = "active"
+	EnrollmentExpired         EnrollmentStatus = "expired"
+	EnrollmentCancelled       EnrollmentStatus = "cancelled"
+	EnrollmentRefunded        EnrollmentStatus = "refunded"
+	EnrollmentDisputed        EnrollmentStatus = "disputed"
+	EnrollmentWaitlisted      EnrollmentStatus = "waitlisted"
 )
 
-// Seats an enrollment can occupy.
+// Seat is which of its cohort's seat counters an enrollment is counted in.
+type Seat string
+
 const (
-	SeatNone     = "none"
-	SeatHeld     = "held"
-	SeatPaid     = "paid"
-	SeatOverflow = "overflow"
+	SeatNone     Seat = "none"
+	SeatHeld     Seat = "held"
+	SeatPaid     Seat = "paid"
+	SeatOverflow Seat = "overflow"
 )
 
-// Dispute states, in the order they can only move forward.
+// DisputeStatus is the state of a payment's dispute, in the order it can
+// only move forward.
+type DisputeStatus string
+
 const (
-	DisputeNone = "none"
-	DisputeOpen = "open"
-	DisputeWon  = "won"
-	DisputeLost = "lost"
+	DisputeNone DisputeStatus = "none"
+	DisputeOpen DisputeStatus = "open"
+	DisputeWon  DisputeStatus = "won"
+	DisputeLost DisputeStatus = "lost"
 )
 
 // Enrollment is a participant's place in a cohort. Status is never set by
@@ -330,8 +337,8 @@ type Enrollment struct {
 	ID                  uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
 	CohortID            uuid.UUID
 	ParticipantID       uuid.UUID
-	Status              string
-	Seat                string
+	Status              EnrollmentStatus
+	Seat                Seat
 	Complimentary       bool
 	HoldExpiresAt       *time.Time
 	CheckoutSessionID   *string
@@ -345,7 +352,7 @@ type Enrollment struct {
 	PaymentFailedAt     *time.Time
 	ExpiredAt           *time.Time
 	CancelledAt         *time.Time
-	DisputeStatus       string
+	DisputeStatus       DisputeStatus
 	OfferedAt           *time.Time
 	CreatedAt           time.Time
 	UpdatedAt           time.Time

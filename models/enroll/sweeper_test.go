@@ -16,7 +16,7 @@ func TestSweepHoldsAsksTheProvider(t *testing.T) {
 		name string
 		// provider moves the session at Stripe before the sweep.
 		provider     func(t *testing.T, g *checkoutFakeGateway, sessionID string)
-		wantStatus   string
+		wantStatus   enroll.EnrollmentStatus
 		wantPaid     int
 		wantHeld     int
 		wantExpireAt bool // the sweeper closed an open session itself
