@@ -353,7 +353,7 @@ func TestStartCheckoutRefusals(t *testing.T) {
 			}
 			if tc.code == "sold_out" {
 				de, _ := models.AsError(err)
-				if de.Links["waitlist_url"] != "/v1/cohorts/"+id.String()+"/waitlist" {
+				if de.Links[enroll.LinkWaitlist] != id.String() {
 					t.Fatalf("links = %v, want the waitlist", de.Links)
 				}
 			}

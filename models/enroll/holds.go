@@ -27,10 +27,15 @@ func (e *staleHoldError) Error() string { return "stale hold " + e.id.String() }
 // liveStatuses are the statuses enrollments_live_key covers.
 var liveStatuses = []EnrollmentStatus{EnrollmentPending, EnrollmentAwaitingPayment, EnrollmentActive, EnrollmentDisputed, EnrollmentWaitlisted}
 
-// soldOut is errSoldOut naming where to join the waitlist of the cohort.
+// LinkWaitlist names, in a sold_out error's Links, the cohort whose
+// waitlist she can join instead; the value is the cohort's id. The API
+// layer turns it into a URL, so the domain knows no routes.
+const LinkWaitlist = "waitlist"
+
+// soldOut is errSoldOut naming the cohort whose waitlist she can join.
 func soldOut(cohortID uuid.UUID) error {
 	e := *errSoldOut
-	e.Links = map[string]string{"waitlist_url": "/v1/cohorts/" + cohortID.String() + "/waitlist"}
+	e.Links = map[string]string{LinkWaitlist: cohortID.String()}
 	return &e
 }
 
