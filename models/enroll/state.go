@@ -2,6 +2,7 @@ package enroll
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/google/uuid"
@@ -198,7 +199,10 @@ func (s *Service) settleEnrollment(tx *gorm.DB, e *Enrollment, strict bool) erro
 			return err
 		}
 		if before != EnrollmentCancelled { // a reinstatement says so below
-			if err := s.flagOverbooked(tx, e, &cohort, &p); err != nil {
+			// A payment was honoured without a seat: the coaches can raise
+			// capacity or refund.
+			s.Log.Warn("payment honoured beyond capacity", "enrollment_id", e.ID, "cohort_id", cohort.ID)
+			if err := s.tellCoaches(tx, TemplateCohortOverbooked, "overbooked", e, &cohort, &p, nil); err != nil {
 				return err
 			}
 		}
@@ -207,7 +211,11 @@ func (s *Service) settleEnrollment(tx *gorm.DB, e *Enrollment, strict bool) erro
 		if err := load(); err != nil {
 			return err
 		}
-		if err := s.flagReinstated(tx, e, &cohort, &p); err != nil {
+		// A place a coach cancelled came back because its payment arrived
+		// afterwards, on a free seat or beyond capacity: the coaches can
+		// refund and cancel her again if they meant to remove her.
+		if err := s.tellCoaches(tx, TemplateEnrollmentReinstated, "reinstated", e, &cohort, &p,
+			map[string]any{"overbooked": e.Seat == SeatOverflow}); err != nil {
 			return err
 		}
 	}
@@ -235,41 +243,21 @@ func (s *Service) syncGrant(tx *gorm.DB, e *Enrollment, c *Cohort) error {
 	return tx.Exec(`UPDATE access_grants SET revoked_at = ? WHERE enrollment_id = ? AND revoked_at IS NULL`, s.Now(), e.ID).Error
 }
 
-// flagOverbooked tells the cohort's coaches that a payment was honoured
-// without a seat, so they can raise capacity or refund.
-func (s *Service) flagOverbooked(tx *gorm.DB, e *Enrollment, c *Cohort, p *people.Participant) error {
-	s.Log.Warn("payment honoured beyond capacity", "enrollment_id", e.ID, "cohort_id", c.ID)
+// tellCoaches emails each active coach of the cohort about her place (e in
+// c), once per coach and enrollment (kind keys the email); extra adds to
+// what every such email carries.
+func (s *Service) tellCoaches(tx *gorm.DB, template, kind string, e *Enrollment, c *Cohort, p *people.Participant, extra map[string]any) error {
 	var coaches []people.Coach
 	if err := tx.Raw(`SELECT co.* FROM coaches co JOIN cohort_coaches cc ON cc.coach_id = co.id WHERE cc.cohort_id = ? AND co.active`, c.ID).Scan(&coaches).Error; err != nil {
 		return err
 	}
 	for _, co := range coaches {
-		err := s.EnqueueEmail(tx, TemplateCohortOverbooked, co.Email, co.Name, fmt.Sprintf("overbooked:%s:%s", e.ID, co.ID), map[string]any{
+		data := map[string]any{
 			"name": co.Name, "cohort_id": c.ID.String(), "cohort_name": c.Name, "capacity": c.Capacity,
 			"participant_name": p.Name, "participant_email": p.Email,
-		})
-		if err != nil {
-			return err
 		}
-	}
-	return nil
-}
-
-// flagReinstated tells the cohort's coaches that a place one of them
-// cancelled came back because its payment arrived afterwards, and whether
-// it took a free seat or is honoured beyond capacity, so they can refund
-// and cancel her again if they meant to remove her.
-func (s *Service) flagReinstated(tx *gorm.DB, e *Enrollment, c *Cohort, p *people.Participant) error {
-	var coaches []people.Coach
-	if err := tx.Raw(`SELECT co.* FROM coaches co JOIN cohort_coaches cc ON cc.coach_id = co.id WHERE cc.cohort_id = ? AND co.active`, c.ID).Scan(&coaches).Error; err != nil {
-		return err
-	}
-	for _, co := range coaches {
-		err := s.EnqueueEmail(tx, TemplateEnrollmentReinstated, co.Email, co.Name, fmt.Sprintf("reinstated:%s:%s", e.ID, co.ID), map[string]any{
-			"name": co.Name, "cohort_id": c.ID.String(), "cohort_name": c.Name, "capacity": c.Capacity,
-			"participant_name": p.Name, "participant_email": p.Email, "overbooked": e.Seat == SeatOverflow,
-		})
-		if err != nil {
+		maps.Copy(data, extra)
+		if err := s.EnqueueEmail(tx, template, co.Email, co.Name, fmt.Sprintf("%s:%s:%s", kind, e.ID, co.ID), data); err != nil {
 			return err
 		}
 	}
