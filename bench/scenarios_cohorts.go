@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/grace-coaching/grace/api/stripe"
+	"github.com/grace-coaching/grace/api/stripe/stripetest"
 	"github.com/grace-coaching/grace/models"
 	"github.com/grace-coaching/grace/models/enroll"
 	"github.com/grace-coaching/grace/models/enroll/enrolltest"
@@ -126,19 +127,19 @@ func webhookEvent(run string, i int64) (payload []byte, signature string) {
 	ref := fmt.Sprintf("%s_%d", run, i)
 	switch i % 4 {
 	case 0, 1:
-		payload = stripe.CheckoutSessionEvent(id, enroll.EventCheckoutCompleted, enroll.CheckoutSession{
+		payload = stripetest.CheckoutSessionEvent(id, enroll.EventCheckoutCompleted, enroll.CheckoutSession{
 			ID: "cs_bench_" + ref, Status: enroll.SessionComplete, PaymentStatus: "paid", PaymentIntentID: "pi_bench_" + ref,
 			AmountTotal: 49000, Currency: "EUR", EnrollmentID: uuid.NewString(),
 		})
 	case 2:
-		payload = stripe.CheckoutSessionEvent(id, enroll.EventCheckoutExpired, enroll.CheckoutSession{
+		payload = stripetest.CheckoutSessionEvent(id, enroll.EventCheckoutExpired, enroll.CheckoutSession{
 			ID: "cs_bench_" + ref, Status: enroll.SessionExpired, PaymentStatus: "unpaid",
 			AmountTotal: 49000, Currency: "EUR", EnrollmentID: uuid.NewString(),
 		})
 	default:
-		payload = stripe.ChargeRefundedEvent(id, "pi_bench_"+ref, 49000, 49000)
+		payload = stripetest.ChargeRefundedEvent(id, "pi_bench_"+ref, 49000, 49000)
 	}
-	return payload, stripe.SignTestPayload(payload, benchWebhookSecret, time.Time{})
+	return payload, stripetest.SignTestPayload(payload, benchWebhookSecret, time.Time{})
 }
 
 // setupWebhookIngest: Stripe delivering a burst of events. Grace verifies
