@@ -73,8 +73,8 @@ func (s *Service) AddComplimentary(ctx context.Context, actor *people.Coach, coh
 		}
 		now := s.Now()
 		var e Enrollment
-		err = tx.Raw(`SELECT * FROM enrollments WHERE cohort_id = ? AND participant_id = ? AND status IN ? FOR UPDATE`,
-			cohort.ID, p.ID, liveStatuses).Scan(&e).Error
+		err = tx.Raw(`SELECT * FROM enrollments WHERE cohort_id = ? AND participant_id = ? AND status IN (`+liveStatusesSQL+`) FOR UPDATE`,
+			cohort.ID, p.ID).Scan(&e).Error
 		if err != nil {
 			return err
 		}

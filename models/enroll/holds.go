@@ -24,8 +24,14 @@ type staleHoldError struct{ id uuid.UUID }
 
 func (e *staleHoldError) Error() string { return "stale hold " + e.id.String() }
 
-// liveStatuses are the statuses enrollments_live_key covers.
-var liveStatuses = []EnrollmentStatus{EnrollmentPending, EnrollmentAwaitingPayment, EnrollmentActive, EnrollmentDisputed, EnrollmentWaitlisted}
+// liveStatusesSQL lists, as SQL, the statuses in which an enrollment keeps
+// her place in its cohort: enrollments_live_key's predicate. It is the one
+// copy in Go; queries repeat it literally rather than as a parameter, since
+// ON CONFLICT infers that partial index, and the planner uses it, only from
+// a predicate it can prove. TestLiveStatusesAreTheLiveKey checks it against
+// the index the migrations built.
+const liveStatusesSQL = "'" + string(EnrollmentPending) + "', '" + string(EnrollmentAwaitingPayment) + "', '" +
+	string(EnrollmentActive) + "', '" + string(EnrollmentDisputed) + "', '" + string(EnrollmentWaitlisted) + "'"
 
 // LinkWaitlist names, in a sold_out error's Links, the cohort whose
 // waitlist she can join instead; the value is the cohort's id. The API
@@ -66,7 +72,7 @@ WITH ok AS (
 	  AND NOT EXISTS (
 		SELECT 1 FROM enrollments e
 		WHERE e.cohort_id = c.id AND e.participant_id = (SELECT id FROM participants WHERE email = @email)
-		  AND e.status IN ('pending', 'awaiting_payment', 'active', 'disputed', 'waitlisted'))
+		  AND e.status IN (` + liveStatusesSQL + `))
 ), hit AS (
 	-- allowIn's fixed window.
 	INSERT INTO rate_limits AS r (key, window_start, hits)
@@ -193,8 +199,8 @@ func (s *Service) holdSeat(ctx context.Context, cohortID uuid.UUID, email, name 
 		// thousands of holds are never scanned.
 		err := tx.Raw(`
 			SELECT * FROM enrollments
-			WHERE cohort_id = ? AND participant_id = (SELECT id FROM participants WHERE email = ?) AND status IN ?
-			FOR UPDATE`, cohortID, email, liveStatuses).Scan(&existing).Error
+			WHERE cohort_id = ? AND participant_id = (SELECT id FROM participants WHERE email = ?) AND status IN (`+liveStatusesSQL+`)
+			FOR UPDATE`, cohortID, email).Scan(&existing).Error
 		if err != nil {
 			return err
 		}

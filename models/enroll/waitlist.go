@@ -49,7 +49,7 @@ func (s *Service) JoinWaitlist(ctx context.Context, cohortID uuid.UUID, email, n
 		res := tx.Exec(`
 			INSERT INTO enrollments (cohort_id, participant_id, status, seat, currency, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (cohort_id, participant_id) WHERE status IN ('pending', 'awaiting_payment', 'active', 'disputed', 'waitlisted') DO NOTHING`,
+			ON CONFLICT (cohort_id, participant_id) WHERE status IN (`+liveStatusesSQL+`) DO NOTHING`,
 			cohort.ID, p.ID, EnrollmentWaitlisted, SeatNone, cohort.Currency, now, now)
 		if res.Error != nil {
 			return models.MapDBError(res.Error, "enrollment")
