@@ -16,34 +16,34 @@ import (
 // the portal and her calendar feed.
 
 type cohortCreateRequest struct {
-	ProgramID          uuid.UUID           `json:"program_id" validate:"required"`
-	Name               string              `json:"name" validate:"required,max=200"`
-	StartsAt           time.Time           `json:"starts_at" validate:"required"`
-	EndsAt             time.Time           `json:"ends_at" validate:"required"`
-	Timezone           string              `json:"timezone" validate:"required,max=64"`
-	Capacity           int                 `json:"capacity" validate:"required,min=1,max=10000"`
-	PriceCents         *int64              `json:"price_cents" validate:"required,min=0,max=100000000"`
-	Currency           string              `json:"currency" validate:"required,len=3"`
-	EnrollmentOpensAt  *time.Time          `json:"enrollment_opens_at"`
-	EnrollmentClosesAt *time.Time          `json:"enrollment_closes_at"`
-	Status             enroll.CohortStatus `json:"status" validate:"omitempty,oneof=draft open closed cancelled"`
-	CoachIDs           []uuid.UUID         `json:"coach_ids" validate:"omitnil,min=1,max=20,unique"`
+	ProgramID          uuid.UUID   `json:"program_id" validate:"required"`
+	Name               string      `json:"name" validate:"required,max=200"`
+	StartsAt           time.Time   `json:"starts_at" validate:"required"`
+	EndsAt             time.Time   `json:"ends_at" validate:"required"`
+	Timezone           string      `json:"timezone" validate:"required,max=64"`
+	Capacity           int         `json:"capacity" validate:"required,min=1,max=10000"`
+	PriceCents         *int64      `json:"price_cents" validate:"required,min=0,max=100000000"`
+	Currency           string      `json:"currency" validate:"required,len=3"`
+	EnrollmentOpensAt  *time.Time  `json:"enrollment_opens_at"`
+	EnrollmentClosesAt *time.Time  `json:"enrollment_closes_at"`
+	Status             string      `json:"status" validate:"omitempty,oneof=draft open closed cancelled"`
+	CoachIDs           []uuid.UUID `json:"coach_ids" validate:"omitnil,min=1,max=20,unique"`
 }
 
 // cohortUpdateRequest: the domain checks each sent field, since a tag on an
 // Optional cannot tell "absent" from "empty".
 type cohortUpdateRequest struct {
-	Name               models.Optional[string]              `json:"name"`
-	StartsAt           models.Optional[time.Time]           `json:"starts_at"`
-	EndsAt             models.Optional[time.Time]           `json:"ends_at"`
-	Timezone           models.Optional[string]              `json:"timezone"`
-	Capacity           models.Optional[int]                 `json:"capacity"`
-	PriceCents         models.Optional[int64]               `json:"price_cents"`
-	Currency           models.Optional[string]              `json:"currency"`
-	EnrollmentOpensAt  models.Optional[time.Time]           `json:"enrollment_opens_at"`
-	EnrollmentClosesAt models.Optional[time.Time]           `json:"enrollment_closes_at"`
-	Status             models.Optional[enroll.CohortStatus] `json:"status"`
-	CoachIDs           models.Optional[[]uuid.UUID]         `json:"coach_ids"`
+	Name               models.Optional[string]      `json:"name"`
+	StartsAt           models.Optional[time.Time]   `json:"starts_at"`
+	EndsAt             models.Optional[time.Time]   `json:"ends_at"`
+	Timezone           models.Optional[string]      `json:"timezone"`
+	Capacity           models.Optional[int]         `json:"capacity"`
+	PriceCents         models.Optional[int64]       `json:"price_cents"`
+	Currency           models.Optional[string]      `json:"currency"`
+	EnrollmentOpensAt  models.Optional[time.Time]   `json:"enrollment_opens_at"`
+	EnrollmentClosesAt models.Optional[time.Time]   `json:"enrollment_closes_at"`
+	Status             models.Optional[string]      `json:"status"`
+	CoachIDs           models.Optional[[]uuid.UUID] `json:"coach_ids"`
 }
 
 type cohortCloneRequest struct {
@@ -52,26 +52,26 @@ type cohortCloneRequest struct {
 }
 
 type cohortResponse struct {
-	ID                 uuid.UUID           `json:"id"`
-	ProgramID          uuid.UUID           `json:"program_id"`
-	Name               string              `json:"name"`
-	StartsAt           time.Time           `json:"starts_at"`
-	EndsAt             time.Time           `json:"ends_at"`
-	Timezone           string              `json:"timezone"`
-	Capacity           int                 `json:"capacity"`
-	PriceCents         int64               `json:"price_cents"`
-	Currency           string              `json:"currency"`
-	EnrollmentOpensAt  *time.Time          `json:"enrollment_opens_at"`
-	EnrollmentClosesAt *time.Time          `json:"enrollment_closes_at"`
-	Status             enroll.CohortStatus `json:"status"`
-	CoachIDs           []uuid.UUID         `json:"coach_ids"`
-	SeatsPaid          int                 `json:"seats_paid"`
-	SeatsHeld          int                 `json:"seats_held"`
-	SeatsLeft          int                 `json:"seats_left"`
-	WaitlistCount      int                 `json:"waitlist_count"`
-	SeatsOverflow      int                 `json:"seats_overflow"`
-	CreatedAt          time.Time           `json:"created_at"`
-	UpdatedAt          time.Time           `json:"updated_at"`
+	ID                 uuid.UUID   `json:"id"`
+	ProgramID          uuid.UUID   `json:"program_id"`
+	Name               string      `json:"name"`
+	StartsAt           time.Time   `json:"starts_at"`
+	EndsAt             time.Time   `json:"ends_at"`
+	Timezone           string      `json:"timezone"`
+	Capacity           int         `json:"capacity"`
+	PriceCents         int64       `json:"price_cents"`
+	Currency           string      `json:"currency"`
+	EnrollmentOpensAt  *time.Time  `json:"enrollment_opens_at"`
+	EnrollmentClosesAt *time.Time  `json:"enrollment_closes_at"`
+	Status             string      `json:"status"`
+	CoachIDs           []uuid.UUID `json:"coach_ids"`
+	SeatsPaid          int         `json:"seats_paid"`
+	SeatsHeld          int         `json:"seats_held"`
+	SeatsLeft          int         `json:"seats_left"`
+	WaitlistCount      int         `json:"waitlist_count"`
+	SeatsOverflow      int         `json:"seats_overflow"`
+	CreatedAt          time.Time   `json:"created_at"`
+	UpdatedAt          time.Time   `json:"updated_at"`
 }
 
 func toCohortResponse(v enroll.CohortView) cohortResponse {
@@ -83,7 +83,7 @@ func toCohortResponse(v enroll.CohortView) cohortResponse {
 		ID: v.ID, ProgramID: v.ProgramID, Name: v.Name, StartsAt: v.StartsAt.UTC(), EndsAt: v.EndsAt.UTC(),
 		Timezone: v.Timezone, Capacity: v.Capacity, PriceCents: v.PriceCents, Currency: v.Currency,
 		EnrollmentOpensAt: catalogUTC(v.EnrollmentOpensAt), EnrollmentClosesAt: catalogUTC(v.EnrollmentClosesAt),
-		Status: v.Status, CoachIDs: coachIDs, SeatsPaid: v.SeatsPaid, SeatsHeld: v.SeatsHeld, SeatsLeft: v.SeatsLeft(),
+		Status: string(v.Status), CoachIDs: coachIDs, SeatsPaid: v.SeatsPaid, SeatsHeld: v.SeatsHeld, SeatsLeft: v.SeatsLeft(),
 		WaitlistCount: v.WaitlistCount, SeatsOverflow: v.SeatsOverflow, CreatedAt: v.CreatedAt.UTC(), UpdatedAt: v.UpdatedAt.UTC(),
 	}
 }
@@ -119,7 +119,7 @@ func (h *handlers) createCohort(c echo.Context) error {
 		ProgramID: req.ProgramID, Name: req.Name, StartsAt: req.StartsAt, EndsAt: req.EndsAt, Timezone: req.Timezone,
 		Capacity: req.Capacity, PriceCents: *req.PriceCents, Currency: req.Currency,
 		EnrollmentOpensAt: req.EnrollmentOpensAt, EnrollmentClosesAt: req.EnrollmentClosesAt,
-		Status: req.Status, CoachIDs: req.CoachIDs,
+		Status: enroll.CohortStatus(req.Status), CoachIDs: req.CoachIDs,
 	})
 	if err != nil {
 		return err
@@ -148,10 +148,11 @@ func (h *handlers) updateCohort(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
+	status := models.Optional[enroll.CohortStatus]{Set: req.Status.Set, Null: req.Status.Null, Value: enroll.CohortStatus(req.Status.Value)}
 	v, err := h.svc.Enroll.UpdateCohort(c.Request().Context(), currentCoach(c), id, enroll.CohortPatch{
 		Name: req.Name, StartsAt: req.StartsAt, EndsAt: req.EndsAt, Timezone: req.Timezone, Capacity: req.Capacity,
 		PriceCents: req.PriceCents, Currency: req.Currency, EnrollmentOpensAt: req.EnrollmentOpensAt,
-		EnrollmentClosesAt: req.EnrollmentClosesAt, Status: req.Status, CoachIDs: req.CoachIDs,
+		EnrollmentClosesAt: req.EnrollmentClosesAt, Status: status, CoachIDs: req.CoachIDs,
 	})
 	if err != nil {
 		return err
@@ -308,7 +309,7 @@ type publicCohortResponse struct {
 	PriceCents     int64                       `json:"price_cents"`
 	Currency       string                      `json:"currency"`
 	SeatsLeft      int                         `json:"seats_left"`
-	Status         enroll.CohortStatus         `json:"status"`
+	Status         string                      `json:"status"`
 	EnrollmentOpen bool                        `json:"enrollment_open"`
 	Sessions       []publicLiveSessionResponse `json:"sessions"`
 }
@@ -321,7 +322,7 @@ func toPublicCohortResponse(p *enroll.PublicCohort) publicCohortResponse {
 	return publicCohortResponse{
 		ID: p.ID, ProgramID: p.ProgramID, ProgramSlug: p.ProgramSlug, ProgramTitle: p.ProgramTitle, Name: p.Name,
 		StartsAt: p.StartsAt.UTC(), EndsAt: p.EndsAt.UTC(), Timezone: p.Timezone, PriceCents: p.PriceCents,
-		Currency: p.Currency, SeatsLeft: p.SeatsLeft(), Status: p.Status, EnrollmentOpen: p.EnrollmentOpen, Sessions: sessions,
+		Currency: p.Currency, SeatsLeft: p.SeatsLeft(), Status: string(p.Status), EnrollmentOpen: p.EnrollmentOpen, Sessions: sessions,
 	}
 }
 
@@ -362,7 +363,7 @@ type portalLiveSessionResponse struct {
 
 type portalEnrollmentResponse struct {
 	ID       uuid.UUID                   `json:"id"`
-	Status   enroll.EnrollmentStatus     `json:"status"`
+	Status   string                      `json:"status"`
 	Cohort   portalEnrollmentCohort      `json:"cohort"`
 	Program  portalEnrollmentProgram     `json:"program"`
 	Sessions []portalLiveSessionResponse `json:"sessions"`
@@ -375,7 +376,7 @@ func toPortalEnrollmentResponse(e enroll.PortalEnrollment) portalEnrollmentRespo
 			DurationMinutes: l.DurationMinutes, MeetingURL: l.MeetingURL, RecordingURL: l.RecordingURL}
 	}
 	return portalEnrollmentResponse{
-		ID: e.ID, Status: e.Status,
+		ID: e.ID, Status: string(e.Status),
 		Cohort: portalEnrollmentCohort{ID: e.Cohort.ID, Name: e.Cohort.Name, StartsAt: e.Cohort.StartsAt.UTC(),
 			EndsAt: e.Cohort.EndsAt.UTC(), Timezone: e.Cohort.Timezone},
 		Program:  portalEnrollmentProgram{ID: e.Cohort.ProgramID, Slug: e.ProgramSlug, Title: e.ProgramTitle},

@@ -36,26 +36,26 @@ type refundRequest struct {
 }
 
 type enrollmentResponse struct {
-	ID                  uuid.UUID               `json:"id"`
-	CohortID            uuid.UUID               `json:"cohort_id"`
-	ParticipantID       uuid.UUID               `json:"participant_id"`
-	Email               string                  `json:"email"`
-	Name                string                  `json:"name"`
-	Status              enroll.EnrollmentStatus `json:"status"`
-	AmountPaidCents     int64                   `json:"amount_paid_cents"`
-	AmountRefundedCents int64                   `json:"amount_refunded_cents"`
-	Currency            string                  `json:"currency"`
-	HoldExpiresAt       *time.Time              `json:"hold_expires_at"`
-	Complimentary       bool                    `json:"complimentary"`
-	Seat                enroll.Seat             `json:"seat"`
-	CreatedAt           time.Time               `json:"created_at"`
+	ID                  uuid.UUID  `json:"id"`
+	CohortID            uuid.UUID  `json:"cohort_id"`
+	ParticipantID       uuid.UUID  `json:"participant_id"`
+	Email               string     `json:"email"`
+	Name                string     `json:"name"`
+	Status              string     `json:"status"`
+	AmountPaidCents     int64      `json:"amount_paid_cents"`
+	AmountRefundedCents int64      `json:"amount_refunded_cents"`
+	Currency            string     `json:"currency"`
+	HoldExpiresAt       *time.Time `json:"hold_expires_at"`
+	Complimentary       bool       `json:"complimentary"`
+	Seat                string     `json:"seat"`
+	CreatedAt           time.Time  `json:"created_at"`
 }
 
 func toEnrollmentResponse(d enroll.EnrollmentDetail) enrollmentResponse {
 	r := enrollmentResponse{
 		ID: d.ID, CohortID: d.CohortID, ParticipantID: d.ParticipantID, Email: d.Email, Name: d.Name,
-		Status: d.Status, AmountPaidCents: d.AmountPaidCents, AmountRefundedCents: d.AmountRefundedCents,
-		Currency: d.Currency, Complimentary: d.Complimentary, Seat: d.Seat, CreatedAt: d.CreatedAt.UTC(),
+		Status: string(d.Status), AmountPaidCents: d.AmountPaidCents, AmountRefundedCents: d.AmountRefundedCents,
+		Currency: d.Currency, Complimentary: d.Complimentary, Seat: string(d.Seat), CreatedAt: d.CreatedAt.UTC(),
 	}
 	// The hold only means something while it can still lapse.
 	if d.Status == enroll.EnrollmentPending {
