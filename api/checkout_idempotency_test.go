@@ -2,12 +2,10 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,27 +14,19 @@ import (
 	"github.com/grace-coaching/grace/api/stripe/stripetest"
 	"github.com/grace-coaching/grace/models/catalog"
 	"github.com/grace-coaching/grace/models/enroll"
+	"github.com/grace-coaching/grace/models/enroll/enrolltest"
 )
 
 // countingGateway counts checkout sessions created, so a test can tell a
 // replayed answer from a second checkout.
-type countingGateway struct {
-	enroll.PaymentGateway
-	creates atomic.Int64
-}
-
-func (g *countingGateway) CreateCheckoutSession(ctx context.Context, req enroll.CheckoutRequest) (enroll.CheckoutSession, error) {
-	g.creates.Add(1)
-	return g.PaymentGateway.CreateCheckoutSession(ctx, req)
-}
-
-func idemCheckoutEnv(t *testing.T) (*apitest.Env, *countingGateway, string) {
+func idemCheckoutEnv(t *testing.T) (*apitest.Env, *enrolltest.Gateway, string) {
 	t.Helper()
 	client, err := stripe.New(stripe.Config{SecretKey: "sk_test_idem", APIURL: stripetest.StartMock(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := &countingGateway{PaymentGateway: client}
+	gw := enrolltest.New()
+	gw.Next = client
 	env := apitest.NewEnv(t, apitest.WithPayments(gw, nil))
 	prog := env.Program(t, "say-no-with-grace", catalog.ProgramPublished, false)
 	start := env.Clock.Now().Add(14 * 24 * time.Hour)
@@ -63,15 +53,15 @@ func TestCheckoutIdempotencyKeyReplaysTheFirstAnswer(t *testing.T) {
 	if !bytes.Equal(again.Body, first.Body) || again.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("repeat = %s (replayed %q), want %s", again.Body, again.Header.Get("Idempotent-Replayed"), first.Body)
 	}
-	if n := gw.creates.Load(); n != 1 {
+	if n, _, _, _ := gw.Calls(); n != 1 {
 		t.Fatalf("checkout sessions created = %d, want 1", n)
 	}
 
 	// Same key, another woman: refused, nothing held for her.
 	enrollments := env.Count(t, "enrollments")
 	env.Do(t, "POST", path, checkoutBody("grace@example.com"), key).ExpectProblem(t, 422, "idempotency_key_reused")
-	if got := env.Count(t, "enrollments"); got != enrollments || gw.creates.Load() != 1 {
-		t.Fatalf("reused key wrote %d enrollments and %d sessions", got-enrollments, gw.creates.Load()-1)
+	if got, creates := env.Count(t, "enrollments"), len(gw.Creates()); got != enrollments || creates != 1 {
+		t.Fatalf("reused key wrote %d enrollments and %d sessions", got-enrollments, creates-1)
 	}
 
 	// A bad key is refused before anything runs.
@@ -120,7 +110,7 @@ func TestCheckoutIdempotencyConcurrentDuplicatesHoldOneSeat(t *testing.T) {
 	if created == nil {
 		t.Fatal("no request succeeded")
 	}
-	if got := env.Count(t, "enrollments"); got != 1 || gw.creates.Load() != 1 {
-		t.Fatalf("enrollments = %d, sessions = %d; want 1 and 1", got, gw.creates.Load())
+	if got, creates := env.Count(t, "enrollments"), len(gw.Creates()); got != 1 || creates != 1 {
+		t.Fatalf("enrollments = %d, sessions = %d; want 1 and 1", got, creates)
 	}
 }

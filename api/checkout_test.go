@@ -19,56 +19,10 @@ import (
 	"github.com/grace-coaching/grace/models/catalog"
 	"github.com/grace-coaching/grace/models/domain"
 	"github.com/grace-coaching/grace/models/enroll"
+	"github.com/grace-coaching/grace/models/enroll/enrolltest"
 	"github.com/grace-coaching/grace/models/modelstest"
 	"github.com/grace-coaching/grace/models/people"
 )
-
-// enrGateway sends every call to the Stripe adapter talking to stripe-mock
-// (so each request is checked against Stripe's API), records what was
-// asked, and can fail or stand in for Stripe's state, which the stateless
-// mock cannot keep.
-type enrGateway struct {
-	inner enroll.PaymentGateway
-
-	mu         sync.Mutex
-	creates    []enroll.CheckoutRequest
-	refunds    []enroll.RefundRequest
-	failCreate error
-	// sessions overrides what GetCheckoutSession reports, by session id.
-	sessions map[string]enroll.CheckoutSession
-}
-
-func (g *enrGateway) CreateCheckoutSession(ctx context.Context, req enroll.CheckoutRequest) (enroll.CheckoutSession, error) {
-	g.mu.Lock()
-	g.creates = append(g.creates, req)
-	fail := g.failCreate
-	g.mu.Unlock()
-	if fail != nil {
-		return enroll.CheckoutSession{}, fail
-	}
-	return g.inner.CreateCheckoutSession(ctx, req)
-}
-
-func (g *enrGateway) GetCheckoutSession(ctx context.Context, id string) (enroll.CheckoutSession, error) {
-	g.mu.Lock()
-	s, ok := g.sessions[id]
-	g.mu.Unlock()
-	if ok {
-		return s, nil
-	}
-	return g.inner.GetCheckoutSession(ctx, id)
-}
-
-func (g *enrGateway) ExpireCheckoutSession(ctx context.Context, id string) (enroll.CheckoutSession, error) {
-	return g.inner.ExpireCheckoutSession(ctx, id)
-}
-
-func (g *enrGateway) Refund(ctx context.Context, req enroll.RefundRequest) (string, error) {
-	g.mu.Lock()
-	g.refunds = append(g.refunds, req)
-	g.mu.Unlock()
-	return g.inner.Refund(ctx, req)
-}
 
 var (
 	enrSpecOnce sync.Once
@@ -76,14 +30,18 @@ var (
 	enrSpecErr  error
 )
 
-// enrEnv boots the API with payments through stripe-mock.
-func enrEnv(t *testing.T) (*apitest.Env, *enrGateway) {
+// enrEnv boots the API with payments through stripe-mock (so each request
+// is checked against Stripe's API), behind the shared fake that records
+// what was asked, can fail, and stands in for Stripe's state, which the
+// stateless mock cannot keep.
+func enrEnv(t *testing.T) (*apitest.Env, *enrolltest.Gateway) {
 	t.Helper()
 	client, err := stripe.New(stripe.Config{SecretKey: "sk_test_grace", APIURL: stripetest.StartMock(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := &enrGateway{inner: client, sessions: map[string]enroll.CheckoutSession{}}
+	gw := enrolltest.New()
+	gw.Next = client
 	db := modelstest.NewDB(t)
 	clock := models.NewFakeClock(modelstest.Start)
 	svc := domain.New(domain.Deps{DB: db, Clock: clock, Payments: gw, AppBaseURL: "https://grace.test"})
@@ -210,7 +168,7 @@ func TestCheckoutHoldsOneSeatAndRetriesFindIt(t *testing.T) {
 		consents[1].Kind != models.ConsentMarketing || consents[1].Granted {
 		t.Fatalf("consents = %+v, want disclaimer granted and marketing refused", consents)
 	}
-	if req := gw.creates[0]; req.IdempotencyKey != "checkout:"+first.EnrollmentID || req.AmountCents != 49700 || req.CustomerEmail != "ada@example.com" {
+	if req := gw.Creates()[0]; req.IdempotencyKey != "checkout:"+first.EnrollmentID || req.AmountCents != 49700 || req.CustomerEmail != "ada@example.com" {
 		t.Fatalf("checkout session request = %+v", req)
 	}
 
@@ -330,13 +288,13 @@ func TestCheckoutOfAFreeCohortEnrolsHer(t *testing.T) {
 func TestCheckoutProviderFailureReleasesTheHold(t *testing.T) {
 	env, gw := enrEnv(t)
 	c := enrCohort(t, env, 1)
-	gw.failCreate = fmt.Errorf("create checkout session: %w", enroll.ErrPaymentProvider)
+	gw.Fail(enrolltest.Create, fmt.Errorf("create checkout session: %w", enroll.ErrPaymentProvider))
 	env.Do(t, "POST", "/v1/cohorts/"+c.ID.String()+"/checkout", enrBuyer("ada@example.com")).ExpectProblem(t, 502, "payment_provider_error")
 	if _, held := enrSeats(t, env, c.ID); held != 0 {
 		t.Fatalf("seats held = %d, want the hold released", held)
 	}
 	// The freed seat is there for the retry.
-	gw.failCreate = nil
+	gw.Fail(enrolltest.Create, nil)
 	env.Do(t, "POST", "/v1/cohorts/"+c.ID.String()+"/checkout", enrBuyer("ada@example.com")).Expect(t, 201)
 }
 
@@ -348,7 +306,7 @@ func TestCheckoutProviderUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw.inner = dead
+	gw.Next = dead
 	c := enrCohort(t, env, 1)
 	env.Do(t, "POST", "/v1/cohorts/"+c.ID.String()+"/checkout", enrBuyer("ada@example.com")).ExpectProblem(t, 502, "payment_provider_error")
 	if _, held := enrSeats(t, env, c.ID); held != 0 {
@@ -422,16 +380,14 @@ func TestWaitlistJoin(t *testing.T) {
 
 // enrPay fulfils a checkout the way the sweeper does when Stripe reports the
 // session paid (the webhook path is tested with the webhooks).
-func enrPay(t *testing.T, env *apitest.Env, gw *enrGateway, enrollmentID string) {
+func enrPay(t *testing.T, env *apitest.Env, gw *enrolltest.Gateway, enrollmentID string) {
 	t.Helper()
 	var en enroll.Enrollment
 	if err := env.DB.Where("id = ?", enrollmentID).Take(&en).Error; err != nil {
 		t.Fatal(err)
 	}
-	gw.mu.Lock()
-	gw.sessions[*en.CheckoutSessionID] = enroll.CheckoutSession{ID: *en.CheckoutSessionID, Status: enroll.SessionComplete, PaymentStatus: "paid",
-		PaymentIntentID: "pi_" + strings.ReplaceAll(enrollmentID, "-", ""), AmountTotal: 49700, Currency: "EUR", EnrollmentID: enrollmentID}
-	gw.mu.Unlock()
+	gw.SetSession(enroll.CheckoutSession{ID: *en.CheckoutSessionID, Status: enroll.SessionComplete, PaymentStatus: "paid",
+		PaymentIntentID: "pi_" + strings.ReplaceAll(enrollmentID, "-", ""), AmountTotal: 49700, Currency: "EUR", EnrollmentID: enrollmentID})
 	env.Clock.Advance(enroll.CheckoutHoldTTL + enroll.HoldSweepGrace + time.Second)
 	if _, err := env.Svc.Enroll.SweepHolds(context.Background()); err != nil {
 		t.Fatal(err)

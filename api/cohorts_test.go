@@ -93,7 +93,7 @@ func cohAddSession(t *testing.T, env *apitest.Env, tok, cohortID string, body ma
 // cohEnroll writes an enrollment straight to the database in the state
 // status, with the seat and (for active) the access grant the enrollment
 // state machine would have left behind.
-func cohEnroll(t *testing.T, env *apitest.Env, cohortID string, participantID uuid.UUID, status string) uuid.UUID {
+func cohEnroll(t *testing.T, env *apitest.Env, cohortID string, participantID uuid.UUID, status enroll.EnrollmentStatus) uuid.UUID {
 	t.Helper()
 	cid := uuid.MustParse(cohortID)
 	now := env.Clock.Now()

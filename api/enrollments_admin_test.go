@@ -182,8 +182,8 @@ func TestRefundEnrollment(t *testing.T) {
 		{name: "not a number", body: map[string]any{"amount_cents": "all"}, status: 422, code: "validation_failed", field: "amount_cents"},
 		{name: "more than paid", body: map[string]any{"amount_cents": 49701}, status: 422, code: "validation_failed", field: "amount_cents"},
 	}, apitest.Token(lead))
-	if len(gw.refunds) != 0 {
-		t.Fatalf("refused refunds reached Stripe: %+v", gw.refunds)
+	if refunds := gw.Refunds(); len(refunds) != 0 {
+		t.Fatalf("refused refunds reached Stripe: %+v", refunds)
 	}
 
 	// Accepted: Stripe (the mock) is asked, with a key a double click repeats.
@@ -195,12 +195,13 @@ func TestRefundEnrollment(t *testing.T) {
 		}
 	}
 	want := fmt.Sprintf("refund:%s:1000:0", co.EnrollmentID)
-	if len(gw.refunds) != 2 || gw.refunds[0].IdempotencyKey != want || gw.refunds[1].IdempotencyKey != want || gw.refunds[0].AmountCents != 1000 {
-		t.Fatalf("refunds = %+v, want twice key %s", gw.refunds, want)
+	if refunds := gw.Refunds(); len(refunds) != 2 || refunds[0].IdempotencyKey != want || refunds[1].IdempotencyKey != want || refunds[0].AmountCents != 1000 {
+		t.Fatalf("refunds = %+v, want twice key %s", refunds, want)
 	}
 	// No body refunds the rest.
 	env.Do(t, "POST", path, nil, apitest.Token(lead)).Expect(t, 202)
-	if last := gw.refunds[len(gw.refunds)-1]; last.AmountCents != 49700 {
+	refunds := gw.Refunds()
+	if last := refunds[len(refunds)-1]; last.AmountCents != 49700 {
 		t.Fatalf("full refund amount = %d", last.AmountCents)
 	}
 	// The enrollment changes only when Stripe's event arrives.

@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/enroll"
 )
 
 // problem is an RFC 9457 problem document, with our stable machine code.
@@ -57,6 +58,16 @@ var echoCodes = map[int]string{
 	http.StatusServiceUnavailable:    "unavailable",
 }
 
+// linkURL is the URL of a link a domain error names, built from the id of
+// its target: the one place where link names meet routes (see routes.go).
+func linkURL(name, target string) string {
+	switch name {
+	case enroll.LinkWaitlist:
+		return "/v1/cohorts/" + target + "/waitlist"
+	}
+	return ""
+}
+
 // errorHandler renders every error as problem+json. Domain errors keep their
 // code; anything unexpected is logged once, with the request id, and answered
 // as a bare 500 that reveals nothing.
@@ -88,7 +99,9 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 				p.Status = http.StatusInternalServerError
 			}
 			p.Code, p.Detail, p.Errors, p.UnlockAt = de.Code, de.Message, de.Fields, de.UnlockAt
-			p.WaitlistURL = de.Links["waitlist_url"]
+			if id, ok := de.Links[enroll.LinkWaitlist]; ok {
+				p.WaitlistURL = linkURL(enroll.LinkWaitlist, id)
+			}
 			if de.RetryAfter > 0 {
 				secs := int((de.RetryAfter + time.Second - 1) / time.Second)
 				p.RetryAfterSeconds = secs

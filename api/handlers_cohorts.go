@@ -83,7 +83,7 @@ func toCohortResponse(v enroll.CohortView) cohortResponse {
 		ID: v.ID, ProgramID: v.ProgramID, Name: v.Name, StartsAt: v.StartsAt.UTC(), EndsAt: v.EndsAt.UTC(),
 		Timezone: v.Timezone, Capacity: v.Capacity, PriceCents: v.PriceCents, Currency: v.Currency,
 		EnrollmentOpensAt: catalogUTC(v.EnrollmentOpensAt), EnrollmentClosesAt: catalogUTC(v.EnrollmentClosesAt),
-		Status: v.Status, CoachIDs: coachIDs, SeatsPaid: v.SeatsPaid, SeatsHeld: v.SeatsHeld, SeatsLeft: v.SeatsLeft(),
+		Status: string(v.Status), CoachIDs: coachIDs, SeatsPaid: v.SeatsPaid, SeatsHeld: v.SeatsHeld, SeatsLeft: v.SeatsLeft(),
 		WaitlistCount: v.WaitlistCount, SeatsOverflow: v.SeatsOverflow, CreatedAt: v.CreatedAt.UTC(), UpdatedAt: v.UpdatedAt.UTC(),
 	}
 }
@@ -119,7 +119,7 @@ func (h *handlers) createCohort(c echo.Context) error {
 		ProgramID: req.ProgramID, Name: req.Name, StartsAt: req.StartsAt, EndsAt: req.EndsAt, Timezone: req.Timezone,
 		Capacity: req.Capacity, PriceCents: *req.PriceCents, Currency: req.Currency,
 		EnrollmentOpensAt: req.EnrollmentOpensAt, EnrollmentClosesAt: req.EnrollmentClosesAt,
-		Status: req.Status, CoachIDs: req.CoachIDs,
+		Status: enroll.CohortStatus(req.Status), CoachIDs: req.CoachIDs,
 	})
 	if err != nil {
 		return err
@@ -148,10 +148,11 @@ func (h *handlers) updateCohort(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
+	status := models.Optional[enroll.CohortStatus]{Set: req.Status.Set, Null: req.Status.Null, Value: enroll.CohortStatus(req.Status.Value)}
 	v, err := h.svc.Enroll.UpdateCohort(c.Request().Context(), currentCoach(c), id, enroll.CohortPatch{
 		Name: req.Name, StartsAt: req.StartsAt, EndsAt: req.EndsAt, Timezone: req.Timezone, Capacity: req.Capacity,
 		PriceCents: req.PriceCents, Currency: req.Currency, EnrollmentOpensAt: req.EnrollmentOpensAt,
-		EnrollmentClosesAt: req.EnrollmentClosesAt, Status: req.Status, CoachIDs: req.CoachIDs,
+		EnrollmentClosesAt: req.EnrollmentClosesAt, Status: status, CoachIDs: req.CoachIDs,
 	})
 	if err != nil {
 		return err
@@ -321,7 +322,7 @@ func toPublicCohortResponse(p *enroll.PublicCohort) publicCohortResponse {
 	return publicCohortResponse{
 		ID: p.ID, ProgramID: p.ProgramID, ProgramSlug: p.ProgramSlug, ProgramTitle: p.ProgramTitle, Name: p.Name,
 		StartsAt: p.StartsAt.UTC(), EndsAt: p.EndsAt.UTC(), Timezone: p.Timezone, PriceCents: p.PriceCents,
-		Currency: p.Currency, SeatsLeft: p.SeatsLeft(), Status: p.Status, EnrollmentOpen: p.EnrollmentOpen, Sessions: sessions,
+		Currency: p.Currency, SeatsLeft: p.SeatsLeft(), Status: string(p.Status), EnrollmentOpen: p.EnrollmentOpen, Sessions: sessions,
 	}
 }
 
@@ -375,7 +376,7 @@ func toPortalEnrollmentResponse(e enroll.PortalEnrollment) portalEnrollmentRespo
 			DurationMinutes: l.DurationMinutes, MeetingURL: l.MeetingURL, RecordingURL: l.RecordingURL}
 	}
 	return portalEnrollmentResponse{
-		ID: e.ID, Status: e.Status,
+		ID: e.ID, Status: string(e.Status),
 		Cohort: portalEnrollmentCohort{ID: e.Cohort.ID, Name: e.Cohort.Name, StartsAt: e.Cohort.StartsAt.UTC(),
 			EndsAt: e.Cohort.EndsAt.UTC(), Timezone: e.Cohort.Timezone},
 		Program:  portalEnrollmentProgram{ID: e.Cohort.ProgramID, Slug: e.ProgramSlug, Title: e.ProgramTitle},

@@ -54,8 +54,8 @@ type enrollmentResponse struct {
 func toEnrollmentResponse(d enroll.EnrollmentDetail) enrollmentResponse {
 	r := enrollmentResponse{
 		ID: d.ID, CohortID: d.CohortID, ParticipantID: d.ParticipantID, Email: d.Email, Name: d.Name,
-		Status: d.Status, AmountPaidCents: d.AmountPaidCents, AmountRefundedCents: d.AmountRefundedCents,
-		Currency: d.Currency, Complimentary: d.Complimentary, Seat: d.Seat, CreatedAt: d.CreatedAt.UTC(),
+		Status: string(d.Status), AmountPaidCents: d.AmountPaidCents, AmountRefundedCents: d.AmountRefundedCents,
+		Currency: d.Currency, Complimentary: d.Complimentary, Seat: string(d.Seat), CreatedAt: d.CreatedAt.UTC(),
 	}
 	// The hold only means something while it can still lapse.
 	if d.Status == enroll.EnrollmentPending {

@@ -18,6 +18,7 @@ import (
 	"github.com/grace-coaching/grace/api"
 	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/api/stripe"
+	"github.com/grace-coaching/grace/api/stripe/stripetest"
 	"github.com/grace-coaching/grace/models"
 	"github.com/grace-coaching/grace/models/catalog"
 	"github.com/grace-coaching/grace/models/enroll"
@@ -93,7 +94,7 @@ func intentID(id uuid.UUID) string  { return "pi_test_" + strings.ReplaceAll(id.
 func (w *hookWorld) deliver(t testing.TB, payload []byte) *apitest.Response {
 	t.Helper()
 	return w.env.Do(t, http.MethodPost, "/v1/webhooks/stripe", payload,
-		apitest.Header("Stripe-Signature", stripe.SignTestPayload(payload, webhookSecret, time.Time{})))
+		apitest.Header("Stripe-Signature", stripetest.SignTestPayload(payload, webhookSecret, time.Time{})))
 }
 
 func (w *hookWorld) enrollment(t testing.TB, id uuid.UUID) enroll.Enrollment {
@@ -140,15 +141,15 @@ func checkoutPayload(t testing.TB, evID, typ string, id uuid.UUID, paymentStatus
 	if typ == enroll.EventCheckoutExpired {
 		s.Status, s.PaymentStatus, s.PaymentIntentID, s.AmountTotal = enroll.SessionExpired, "unpaid", "", 0
 	}
-	return at(t, stripe.CheckoutSessionEvent(evID, typ, s), minute)
+	return at(t, stripetest.CheckoutSessionEvent(evID, typ, s), minute)
 }
 
 func refundPayload(t testing.TB, evID string, id uuid.UUID, refunded int64, minute int) []byte {
-	return at(t, stripe.ChargeRefundedEvent(evID, intentID(id), 9700, refunded), minute)
+	return at(t, stripetest.ChargeRefundedEvent(evID, intentID(id), 9700, refunded), minute)
 }
 
 func disputePayload(t testing.TB, evID, typ string, id uuid.UUID, status string, minute int) []byte {
-	return at(t, stripe.DisputeEvent(evID, typ, intentID(id), status), minute)
+	return at(t, stripetest.DisputeEvent(evID, typ, intentID(id), status), minute)
 }
 
 type hookEvent func(t testing.TB, id uuid.UUID) []byte
@@ -170,7 +171,7 @@ func TestStripeWebhookEventsConvergeInAnyOrder(t *testing.T) {
 		events []hookEvent
 		// access after each event, in the usual order (before any: none)
 		access []bool
-		status string
+		status enroll.EnrollmentStatus
 	}{
 		{"paid", []hookEvent{paidEv}, []bool{true}, enroll.EnrollmentActive},
 		{"async payment succeeds", []hookEvent{unpaidEv, func(t testing.TB, id uuid.UUID) []byte {
@@ -274,10 +275,10 @@ func TestStripeWebhookRefusesUnverifiedPayloads(t *testing.T) {
 	}{
 		{"no signature", payload, ""},
 		{"garbage signature", payload, "t=1,v1=deadbeef"},
-		{"signed with another secret", payload, stripe.SignTestPayload(payload, "whsec_someone_else", now)},
-		{"body changed after signing", []byte(strings.Replace(string(payload), `"paid"`, `"unpaid"`, 1)), stripe.SignTestPayload(payload, webhookSecret, now)},
-		{"stale: signed 10 minutes ago", payload, stripe.SignTestPayload(payload, webhookSecret, now.Add(-10*time.Minute))},
-		{"signed but not an event", []byte(`{"hello":`), stripe.SignTestPayload([]byte(`{"hello":`), webhookSecret, now)},
+		{"signed with another secret", payload, stripetest.SignTestPayload(payload, "whsec_someone_else", now)},
+		{"body changed after signing", []byte(strings.Replace(string(payload), `"paid"`, `"unpaid"`, 1)), stripetest.SignTestPayload(payload, webhookSecret, now)},
+		{"stale: signed 10 minutes ago", payload, stripetest.SignTestPayload(payload, webhookSecret, now.Add(-10*time.Minute))},
+		{"signed but not an event", []byte(`{"hello":`), stripetest.SignTestPayload([]byte(`{"hello":`), webhookSecret, now)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var opts []apitest.Option
@@ -299,7 +300,7 @@ func TestStripeWebhookRefusesOversizedBody(t *testing.T) {
 	w := newHookWorld(t, 5)
 	body := []byte(`{"pad":"` + strings.Repeat("x", 1<<20) + `"}`)
 	w.env.Do(t, http.MethodPost, "/v1/webhooks/stripe", body,
-		apitest.Header("Stripe-Signature", stripe.SignTestPayload(body, webhookSecret, time.Time{}))).Expect(t, http.StatusRequestEntityTooLarge)
+		apitest.Header("Stripe-Signature", stripetest.SignTestPayload(body, webhookSecret, time.Time{}))).Expect(t, http.StatusRequestEntityTooLarge)
 	if n := w.env.Count(t, "stripe_events"); n != 0 {
 		t.Errorf("%d events stored", n)
 	}
@@ -307,9 +308,9 @@ func TestStripeWebhookRefusesOversizedBody(t *testing.T) {
 
 func TestStripeWebhookUnconfiguredIsUnavailable(t *testing.T) {
 	env := apitest.NewEnv(t) // no webhook secret
-	payload := stripe.GenericEvent("evt_1", "invoice.paid", map[string]any{"id": "in_1", "object": "invoice"})
+	payload := stripetest.GenericEvent("evt_1", "invoice.paid", map[string]any{"id": "in_1", "object": "invoice"})
 	env.Do(t, http.MethodPost, "/v1/webhooks/stripe", payload,
-		apitest.Header("Stripe-Signature", stripe.SignTestPayload(payload, webhookSecret, time.Time{}))).ExpectProblem(t, http.StatusServiceUnavailable, "webhooks_unavailable")
+		apitest.Header("Stripe-Signature", stripetest.SignTestPayload(payload, webhookSecret, time.Time{}))).ExpectProblem(t, http.StatusServiceUnavailable, "webhooks_unavailable")
 	if n := env.Count(t, "stripe_events"); n != 0 {
 		t.Errorf("%d events stored", n)
 	}
@@ -320,7 +321,7 @@ func TestStripeWebhookAcknowledgesWhatItCannotApply(t *testing.T) {
 	e, _ := w.hold(t, "amira@example.test", uuid.New())
 	for _, payload := range [][]byte{
 		paidEv(t, uuid.New()), // an enrollment we never had (another app on the account)
-		stripe.GenericEvent("evt_invoice", "invoice.paid", map[string]any{"id": "in_1", "object": "invoice"}),
+		stripetest.GenericEvent("evt_invoice", "invoice.paid", map[string]any{"id": "in_1", "object": "invoice"}),
 	} {
 		w.deliver(t, payload).Expect(t, http.StatusOK)
 	}
@@ -390,7 +391,7 @@ func TestStripeWebhookRace(t *testing.T) {
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i, p := range deliveries {
-		sig := stripe.SignTestPayload(p, webhookSecret, time.Time{})
+		sig := stripetest.SignTestPayload(p, webhookSecret, time.Time{})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

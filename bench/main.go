@@ -339,7 +339,7 @@ func openBench(ctx context.Context, dsn string) (*bench, func(), error) {
 		sqlDB.Close()
 		return nil, nil, err
 	}
-	svc := domain.New(domain.Deps{DB: gdb, Log: discard, Payments: instantGateway{}, AppBaseURL: benchAppURL})
+	svc := domain.New(domain.Deps{DB: gdb, Log: discard, Payments: instantGateway(), AppBaseURL: benchAppURL})
 	bare := echo.New()
 	bare.HideBanner, bare.HidePort = true, true
 	grace := api.New(api.Config{Service: svc, Log: discard, StripeWebhook: verifier})

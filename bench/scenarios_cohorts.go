@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,8 +16,10 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/grace-coaching/grace/api/stripe"
+	"github.com/grace-coaching/grace/api/stripe/stripetest"
 	"github.com/grace-coaching/grace/models"
 	"github.com/grace-coaching/grace/models/enroll"
+	"github.com/grace-coaching/grace/models/enroll/enrolltest"
 )
 
 // benchWebhookSecret signs the webhook-ingest events; Grace's webhook
@@ -29,30 +30,12 @@ const benchWebhookSecret = "whsec_grace_bench"
 const benchAppURL = "https://app.grace.example"
 
 // instantGateway is a payment provider that answers at once, so seat-hold
-// times Grace's own work and not a network round trip to Stripe. Only
-// checkout creation is used.
-type instantGateway struct{}
-
-var errNotInBench = errors.New("bench: the instant gateway only creates checkouts")
-
-func (instantGateway) CreateCheckoutSession(_ context.Context, req enroll.CheckoutRequest) (enroll.CheckoutSession, error) {
-	id := "cs_bench_" + req.EnrollmentID.String()
-	return enroll.CheckoutSession{
-		ID: id, URL: "https://checkout.stripe.com/c/pay/" + id, Status: enroll.SessionOpen, PaymentStatus: "unpaid",
-		AmountTotal: req.AmountCents, Currency: req.Currency, EnrollmentID: req.EnrollmentID.String(), ExpiresAt: req.ExpiresAt,
-	}, nil
-}
-
-func (instantGateway) GetCheckoutSession(context.Context, string) (enroll.CheckoutSession, error) {
-	return enroll.CheckoutSession{}, errNotInBench
-}
-
-func (instantGateway) ExpireCheckoutSession(context.Context, string) (enroll.CheckoutSession, error) {
-	return enroll.CheckoutSession{}, errNotInBench
-}
-
-func (instantGateway) Refund(context.Context, enroll.RefundRequest) (string, error) {
-	return "", errNotInBench
+// times Grace's own work and not a network round trip to Stripe. It keeps
+// only counts, so a long run holds no memory for its checkouts.
+func instantGateway() *enrolltest.Gateway {
+	g := enrolltest.New()
+	g.Forgetful = true
+	return g
 }
 
 // newWebhookVerifier is Grace's real Stripe adapter; it makes no network
@@ -144,19 +127,19 @@ func webhookEvent(run string, i int64) (payload []byte, signature string) {
 	ref := fmt.Sprintf("%s_%d", run, i)
 	switch i % 4 {
 	case 0, 1:
-		payload = stripe.CheckoutSessionEvent(id, enroll.EventCheckoutCompleted, enroll.CheckoutSession{
+		payload = stripetest.CheckoutSessionEvent(id, enroll.EventCheckoutCompleted, enroll.CheckoutSession{
 			ID: "cs_bench_" + ref, Status: enroll.SessionComplete, PaymentStatus: "paid", PaymentIntentID: "pi_bench_" + ref,
 			AmountTotal: 49000, Currency: "EUR", EnrollmentID: uuid.NewString(),
 		})
 	case 2:
-		payload = stripe.CheckoutSessionEvent(id, enroll.EventCheckoutExpired, enroll.CheckoutSession{
+		payload = stripetest.CheckoutSessionEvent(id, enroll.EventCheckoutExpired, enroll.CheckoutSession{
 			ID: "cs_bench_" + ref, Status: enroll.SessionExpired, PaymentStatus: "unpaid",
 			AmountTotal: 49000, Currency: "EUR", EnrollmentID: uuid.NewString(),
 		})
 	default:
-		payload = stripe.ChargeRefundedEvent(id, "pi_bench_"+ref, 49000, 49000)
+		payload = stripetest.ChargeRefundedEvent(id, "pi_bench_"+ref, 49000, 49000)
 	}
-	return payload, stripe.SignTestPayload(payload, benchWebhookSecret, time.Time{})
+	return payload, stripetest.SignTestPayload(payload, benchWebhookSecret, time.Time{})
 }
 
 // setupWebhookIngest: Stripe delivering a burst of events. Grace verifies

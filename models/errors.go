@@ -39,8 +39,9 @@ type Error struct {
 	UnlockAt *time.Time
 	// RetryAfter is set for rate_limited.
 	RetryAfter time.Duration
-	// Links are extra problem members naming where to go next, by name,
-	// e.g. "waitlist_url" on sold_out. The API layer fills in the URLs.
+	// Links name where to go next: a link name mapped to the id of its
+	// target, e.g. enroll.LinkWaitlist to the cohort's id on sold_out. The
+	// API layer builds the URLs.
 	Links map[string]string
 	// Err is the cause, kept for logs and errors.Is; never shown to clients.
 	Err error

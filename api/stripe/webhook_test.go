@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/grace-coaching/grace/api/stripe"
+	"github.com/grace-coaching/grace/api/stripe/stripetest"
 	"github.com/grace-coaching/grace/models/enroll"
 )
 
@@ -32,7 +33,7 @@ func TestParseEventDecodesEachType(t *testing.T) {
 		payload []byte
 		check   func(t *testing.T, ev enroll.PaymentEvent)
 	}{
-		{"checkout completed", stripe.CheckoutSessionEvent("evt_1", enroll.EventCheckoutCompleted, session), func(t *testing.T, ev enroll.PaymentEvent) {
+		{"checkout completed", stripetest.CheckoutSessionEvent("evt_1", enroll.EventCheckoutCompleted, session), func(t *testing.T, ev enroll.PaymentEvent) {
 			if ev.Session == nil || *ev.Session != session {
 				t.Errorf("session = %+v, want %+v", ev.Session, session)
 			}
@@ -42,27 +43,27 @@ func TestParseEventDecodesEachType(t *testing.T) {
 				t.Errorf("session = %+v, want the enrollment id from metadata and status expired", ev.Session)
 			}
 		}},
-		{"charge refunded", stripe.ChargeRefundedEvent("evt_2", "pi_1", 29900, 10000), func(t *testing.T, ev enroll.PaymentEvent) {
+		{"charge refunded", stripetest.ChargeRefundedEvent("evt_2", "pi_1", 29900, 10000), func(t *testing.T, ev enroll.PaymentEvent) {
 			if ev.ChargePaymentIntentID != "pi_1" || ev.AmountCaptured != 29900 || ev.AmountRefunded != 10000 || ev.Session != nil {
 				t.Errorf("event = %+v, want pi_1 29900/10000", ev)
 			}
 		}},
-		{"dispute created", stripe.DisputeEvent("evt_3", enroll.EventDisputeCreated, "pi_1", "needs_response"), func(t *testing.T, ev enroll.PaymentEvent) {
+		{"dispute created", stripetest.DisputeEvent("evt_3", enroll.EventDisputeCreated, "pi_1", "needs_response"), func(t *testing.T, ev enroll.PaymentEvent) {
 			if ev.ChargePaymentIntentID != "pi_1" || ev.DisputeStatus != "needs_response" {
 				t.Errorf("event = %+v, want pi_1 needs_response", ev)
 			}
 		}},
-		{"dispute closed", stripe.DisputeEvent("evt_4", enroll.EventDisputeClosed, "pi_1", "won"), func(t *testing.T, ev enroll.PaymentEvent) {
+		{"dispute closed", stripetest.DisputeEvent("evt_4", enroll.EventDisputeClosed, "pi_1", "won"), func(t *testing.T, ev enroll.PaymentEvent) {
 			if ev.ChargePaymentIntentID != "pi_1" || ev.DisputeStatus != "won" {
 				t.Errorf("event = %+v, want pi_1 won", ev)
 			}
 		}},
-		{"unknown type", stripe.GenericEvent("evt_5", "customer.created", map[string]any{"id": "cus_1", "object": "customer"}), func(t *testing.T, ev enroll.PaymentEvent) {
+		{"unknown type", stripetest.GenericEvent("evt_5", "customer.created", map[string]any{"id": "cus_1", "object": "customer"}), func(t *testing.T, ev enroll.PaymentEvent) {
 			if ev.Session != nil || ev.ChargePaymentIntentID != "" {
 				t.Errorf("event = %+v, want only id, type and payload", ev)
 			}
 		}},
-		{"other API version", otherAPIVersion(t, stripe.ChargeRefundedEvent("evt_6", "pi_1", 100, 100)), func(t *testing.T, ev enroll.PaymentEvent) {
+		{"other API version", otherAPIVersion(t, stripetest.ChargeRefundedEvent("evt_6", "pi_1", 100, 100)), func(t *testing.T, ev enroll.PaymentEvent) {
 			if ev.AmountRefunded != 100 {
 				t.Errorf("event = %+v, want refunded 100", ev)
 			}
@@ -70,7 +71,7 @@ func TestParseEventDecodesEachType(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ev, err := c.ParseEvent(tt.payload, stripe.SignTestPayload(tt.payload, testWebhookSecret, time.Time{}))
+			ev, err := c.ParseEvent(tt.payload, stripetest.SignTestPayload(tt.payload, testWebhookSecret, time.Time{}))
 			if err != nil {
 				t.Fatalf("ParseEvent: %v", err)
 			}
@@ -83,8 +84,8 @@ func TestParseEventDecodesEachType(t *testing.T) {
 }
 
 func TestParseEventRefusesUnverifiedPayloads(t *testing.T) {
-	payload := stripe.CheckoutSessionEvent("evt_1", enroll.EventCheckoutCompleted, enroll.CheckoutSession{ID: "cs_1", Status: enroll.SessionComplete, PaymentStatus: "paid", EnrollmentID: "e1"})
-	good := stripe.SignTestPayload(payload, testWebhookSecret, time.Time{})
+	payload := stripetest.CheckoutSessionEvent("evt_1", enroll.EventCheckoutCompleted, enroll.CheckoutSession{ID: "cs_1", Status: enroll.SessionComplete, PaymentStatus: "paid", EnrollmentID: "e1"})
+	good := stripetest.SignTestPayload(payload, testWebhookSecret, time.Time{})
 	tampered := bytes.Replace(payload, []byte(`"paid"`), []byte(`"unpaid"`), 1)
 	if bytes.Equal(tampered, payload) {
 		t.Fatal("tampering changed nothing")
@@ -95,12 +96,12 @@ func TestParseEventRefusesUnverifiedPayloads(t *testing.T) {
 		payload []byte
 		header  string
 	}{
-		{"other secret", testWebhookSecret, payload, stripe.SignTestPayload(payload, "whsec_other", time.Time{})},
-		{"stale", testWebhookSecret, payload, stripe.SignTestPayload(payload, testWebhookSecret, time.Now().Add(-10*time.Minute))},
+		{"other secret", testWebhookSecret, payload, stripetest.SignTestPayload(payload, "whsec_other", time.Time{})},
+		{"stale", testWebhookSecret, payload, stripetest.SignTestPayload(payload, testWebhookSecret, time.Now().Add(-10*time.Minute))},
 		{"tampered body", testWebhookSecret, tampered, good},
 		{"no header", testWebhookSecret, payload, ""},
 		{"garbage header", testWebhookSecret, payload, "not a signature"},
-		{"no secret configured", "", payload, stripe.SignTestPayload(payload, "", time.Time{})},
+		{"no secret configured", "", payload, stripetest.SignTestPayload(payload, "", time.Time{})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,7 +120,7 @@ func TestParseEventRefusesUnverifiedPayloads(t *testing.T) {
 func TestParseEventRefusesSignedGarbage(t *testing.T) {
 	c := webhookClient(t, testWebhookSecret)
 	for _, payload := range [][]byte{[]byte(`not json`), []byte(`{"object":"event"}`)} {
-		_, err := c.ParseEvent(payload, stripe.SignTestPayload(payload, testWebhookSecret, time.Time{}))
+		_, err := c.ParseEvent(payload, stripetest.SignTestPayload(payload, testWebhookSecret, time.Time{}))
 		if !errors.Is(err, stripe.ErrMalformedEvent) {
 			t.Errorf("ParseEvent(%s) err = %v, want ErrMalformedEvent", payload, err)
 		}
@@ -128,7 +129,7 @@ func TestParseEventRefusesSignedGarbage(t *testing.T) {
 
 func checkoutEventWithoutReference(t *testing.T) []byte {
 	t.Helper()
-	return stripe.GenericEvent("evt_x", enroll.EventCheckoutExpired, map[string]any{
+	return stripetest.GenericEvent("evt_x", enroll.EventCheckoutExpired, map[string]any{
 		"id": "cs_2", "object": "checkout.session", "status": "expired", "payment_status": "unpaid",
 		"client_reference_id": nil, "metadata": map[string]string{"enrollment_id": "e-from-metadata"},
 	})
@@ -136,7 +137,7 @@ func checkoutEventWithoutReference(t *testing.T) []byte {
 
 func otherAPIVersion(t *testing.T, payload []byte) []byte {
 	t.Helper()
-	out := bytes.Replace(payload, []byte(`"api_version":"`+stripe.TestAPIVersion+`"`), []byte(`"api_version":"2024-06-20"`), 1)
+	out := bytes.Replace(payload, []byte(`"api_version":"`+stripetest.TestAPIVersion+`"`), []byte(`"api_version":"2024-06-20"`), 1)
 	if bytes.Equal(out, payload) {
 		t.Fatal("payload has no api_version to change")
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/grace-coaching/grace/api/stripe"
 	"github.com/grace-coaching/grace/api/stripe/stripetest"
 )
 
@@ -56,12 +55,12 @@ func TestPaymentsWiring(t *testing.T) {
 			}
 
 			// An event type the domain ignores: accepted once verified.
-			payload := stripe.GenericEvent("evt_wiring", "customer.created", map[string]any{"id": "cus_1", "object": "customer"})
+			payload := stripetest.GenericEvent("evt_wiring", "customer.created", map[string]any{"id": "cus_1", "object": "customer"})
 			url := "http://" + a.Addr() + "/v1/webhooks/stripe"
-			if got := postWebhook(t, url, payload, stripe.SignTestPayload(payload, secret, time.Time{})); got != tt.signedStatus {
+			if got := postWebhook(t, url, payload, stripetest.SignTestPayload(payload, secret, time.Time{})); got != tt.signedStatus {
 				t.Errorf("signed event: status %d, want %d", got, tt.signedStatus)
 			}
-			if got := postWebhook(t, url, payload, stripe.SignTestPayload(payload, "whsec_forged", time.Time{})); got != tt.unsignedStatus {
+			if got := postWebhook(t, url, payload, stripetest.SignTestPayload(payload, "whsec_forged", time.Time{})); got != tt.unsignedStatus {
 				t.Errorf("forged event: status %d, want %d", got, tt.unsignedStatus)
 			}
 		})

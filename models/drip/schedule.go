@@ -141,7 +141,7 @@ func (s *Service) OnFreeAccessClaimed(tx *gorm.DB, participantID, programID uuid
 // ends a lead's free-workshop sequences in a paid cohort); leaving active
 // cancels what is pending with the reason; a dispute won restores what its
 // opening cancelled and is still to come.
-func (s *Service) OnEnrollmentStatusChange(tx *gorm.DB, e *enroll.Enrollment, prev string) error {
+func (s *Service) OnEnrollmentStatusChange(tx *gorm.DB, e *enroll.Enrollment, prev enroll.EnrollmentStatus) error {
 	if prev == e.Status {
 		return nil
 	}
@@ -165,7 +165,7 @@ func (s *Service) OnEnrollmentStatusChange(tx *gorm.DB, e *enroll.Enrollment, pr
 	if prev != enroll.EnrollmentActive {
 		return nil
 	}
-	code := "enrollment_" + e.Status
+	code := "enrollment_" + string(e.Status)
 	switch e.Status {
 	case enroll.EnrollmentRefunded:
 		code = ReasonEnrollmentRefunded
@@ -176,7 +176,7 @@ func (s *Service) OnEnrollmentStatusChange(tx *gorm.DB, e *enroll.Enrollment, pr
 	case enroll.EnrollmentDisputed:
 		code = ReasonEnrollmentDisputed
 	}
-	return s.cancelScheduled(tx, "enrollment_id = ?", []any{e.ID}, dripReason(code, "the enrollment is "+e.Status))
+	return s.cancelScheduled(tx, "enrollment_id = ?", []any{e.ID}, dripReason(code, "the enrollment is "+string(e.Status)))
 }
 
 // onCohortUpdated follows a cohort's change from prev to cur: cancelled
@@ -405,7 +405,7 @@ func (b *schedSQL) subjects(f *schedFilter, replan bool) string {
 
 	// Enrollments: active ones, in a cohort that is not cancelled.
 	enrollWhere := func(extra ...string) string {
-		conds := append([]string{"e.status = '" + enroll.EnrollmentActive + "'", "c.status <> '" + enroll.CohortCancelled + "'"}, extra...)
+		conds := append([]string{"e.status = '" + string(enroll.EnrollmentActive) + "'", "c.status <> '" + string(enroll.CohortCancelled) + "'"}, extra...)
 		cond(&conds, "e.participant_id", f.participantID)
 		cond(&conds, "c.program_id", f.programID)
 		cond(&conds, "e.cohort_id", f.cohortID)
@@ -477,7 +477,7 @@ func (b *schedSQL) scheduleSQL(f *schedFilter, now time.Time) string {
 		// A lead who is already a client does not get the free-workshop
 		// sequence at all.
 		`NOT (q.exit_on_enrollment AND EXISTS (SELECT 1 FROM enrollments xe JOIN cohorts xc ON xc.id = xe.cohort_id
-			WHERE xe.participant_id = s.participant_id AND xe.status = '` + enroll.EnrollmentActive + `' AND xc.price_cents > 0))`,
+			WHERE xe.participant_id = s.participant_id AND xe.status = '` + string(enroll.EnrollmentActive) + `' AND xc.price_cents > 0))`,
 	}
 	if f.sequenceID != nil {
 		conds = append(conds, "q.id = "+b.arg(*f.sequenceID))

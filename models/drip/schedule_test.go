@@ -174,7 +174,7 @@ func (w *dripWorld) payEvent(t *testing.T, ev enroll.PaymentEvent) {
 	modelstest.MustDo(t, w.svc.Enroll.ApplyPaymentEvent(w.ctx, ev))
 }
 
-func (w *dripWorld) wantEnrollment(t *testing.T, id uuid.UUID, status string) {
+func (w *dripWorld) wantEnrollment(t *testing.T, id uuid.UUID, status enroll.EnrollmentStatus) {
 	t.Helper()
 	var e enroll.Enrollment
 	modelstest.MustDo(t, w.db.Where("id = ?", id).Take(&e).Error)
@@ -544,7 +544,7 @@ func TestDripEnrollmentEndingCancels(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		end    func(w *dripWorld, t *testing.T, id uuid.UUID, pi string)
-		status string
+		status enroll.EnrollmentStatus
 		reason string
 	}{
 		{"refunded", func(w *dripWorld, t *testing.T, id uuid.UUID, pi string) {

@@ -193,7 +193,7 @@ type calendarEvent struct {
 	LiveSession
 	CohortName     string
 	CohortTimezone string
-	CohortStatus   string
+	CohortStatus   CohortStatus
 }
 
 // icsText keeps a value on one logical line; the library escapes the rest.

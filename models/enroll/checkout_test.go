@@ -16,109 +16,16 @@ import (
 	"github.com/grace-coaching/grace/models/catalog"
 	"github.com/grace-coaching/grace/models/domain"
 	"github.com/grace-coaching/grace/models/enroll"
+	"github.com/grace-coaching/grace/models/enroll/enrolltest"
 	"github.com/grace-coaching/grace/models/modelstest"
 	"github.com/grace-coaching/grace/models/people"
 )
-
-// checkoutFakeGateway is a payment provider in memory: it records every call, keeps
-// sessions by idempotency key like Stripe does, and fails on demand.
-type checkoutFakeGateway struct {
-	mu         sync.Mutex
-	creates    []enroll.CheckoutRequest
-	sessions   map[string]enroll.CheckoutSession
-	byKey      map[string]string
-	gets       []string
-	expires    []string
-	refunds    []enroll.RefundRequest
-	failCreate error
-	failGet    error
-	failRefund error
-}
-
-func newCheckoutFakeGateway() *checkoutFakeGateway {
-	return &checkoutFakeGateway{sessions: map[string]enroll.CheckoutSession{}, byKey: map[string]string{}}
-}
-
-func (g *checkoutFakeGateway) CreateCheckoutSession(_ context.Context, req enroll.CheckoutRequest) (enroll.CheckoutSession, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.creates = append(g.creates, req)
-	if g.failCreate != nil {
-		return enroll.CheckoutSession{}, g.failCreate
-	}
-	if id, ok := g.byKey[req.IdempotencyKey]; ok {
-		return g.sessions[id], nil
-	}
-	id := fmt.Sprintf("cs_test_%d", len(g.sessions)+1)
-	s := enroll.CheckoutSession{ID: id, URL: "https://checkout.stripe.test/c/pay/" + id, Status: enroll.SessionOpen,
-		PaymentStatus: "unpaid", AmountTotal: req.AmountCents, Currency: req.Currency, EnrollmentID: req.EnrollmentID.String(), ExpiresAt: req.ExpiresAt}
-	g.sessions[id], g.byKey[req.IdempotencyKey] = s, id
-	return s, nil
-}
-
-func (g *checkoutFakeGateway) GetCheckoutSession(_ context.Context, id string) (enroll.CheckoutSession, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.gets = append(g.gets, id)
-	if g.failGet != nil {
-		return enroll.CheckoutSession{}, g.failGet
-	}
-	s, ok := g.sessions[id]
-	if !ok {
-		return s, errors.New("no such session")
-	}
-	return s, nil
-}
-
-func (g *checkoutFakeGateway) ExpireCheckoutSession(_ context.Context, id string) (enroll.CheckoutSession, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.expires = append(g.expires, id)
-	s := g.sessions[id]
-	if s.Status == enroll.SessionOpen {
-		s.Status = enroll.SessionExpired
-		g.sessions[id] = s
-	}
-	return s, nil
-}
-
-func (g *checkoutFakeGateway) Refund(_ context.Context, req enroll.RefundRequest) (string, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.refunds = append(g.refunds, req)
-	if g.failRefund != nil {
-		return "", g.failRefund
-	}
-	return fmt.Sprintf("re_%d", len(g.refunds)), nil
-}
-
-// complete marks a session as completed by her, paid or not.
-func (g *checkoutFakeGateway) complete(t *testing.T, id string, paid bool) {
-	t.Helper()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	s, ok := g.sessions[id]
-	if !ok {
-		t.Fatalf("no session %s", id)
-	}
-	s.Status, s.PaymentStatus = enroll.SessionComplete, "unpaid"
-	if paid {
-		s.PaymentStatus, s.PaymentIntentID = "paid", "pi_"+id
-	}
-	g.sessions[id] = s
-}
-
-func (g *checkoutFakeGateway) calls() (creates, gets, expires, refunds int) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.creates), len(g.gets), len(g.expires), len(g.refunds)
-}
 
 type checkoutEnv struct {
 	svc   *domain.Services
 	clock *models.FakeClock
 	db    *gorm.DB
-	gw    *checkoutFakeGateway
+	gw    *enrolltest.Gateway
 }
 
 // newCheckoutEnv is a service with the fake gateway and no rate limits, so
@@ -127,7 +34,7 @@ func newCheckoutEnv(t *testing.T) *checkoutEnv {
 	t.Helper()
 	db := modelstest.NewDB(t)
 	clock := models.NewFakeClock(modelstest.Start)
-	gw := newCheckoutFakeGateway()
+	gw := enrolltest.New()
 	svc := domain.New(domain.Deps{DB: db, Clock: clock, Payments: gw, AppBaseURL: "https://grace.test", Limits: &models.Limits{}})
 	return &checkoutEnv{svc: svc, clock: clock, db: db, gw: gw}
 }
@@ -228,7 +135,7 @@ func TestStartCheckoutHoldsOneSeatAndResumesIt(t *testing.T) {
 	if n := e.count(t, "consents", "participant_id = ? AND program_id = ? AND granted", en.ParticipantID, c.ProgramID); n != 2 {
 		t.Fatalf("granted consents = %d, want disclaimer and marketing", n)
 	}
-	req := e.gw.creates[0]
+	req := e.gw.Creates()[0]
 	if req.IdempotencyKey != "checkout:"+en.ID.String() || req.EnrollmentID != en.ID || req.AmountCents != 49700 || req.Currency != "EUR" ||
 		req.CustomerEmail != "ada@example.com" || !req.ExpiresAt.Equal(*en.HoldExpiresAt) ||
 		!strings.HasPrefix(req.SuccessURL, "https://grace.test/") || !strings.Contains(req.SuccessURL, en.ID.String()) {
@@ -242,7 +149,7 @@ func TestStartCheckoutHoldsOneSeatAndResumesIt(t *testing.T) {
 	if _, held := e.seats(t, c.ID); held != 1 {
 		t.Fatalf("seats held after double click = %d, want 1", held)
 	}
-	if creates, _, _, _ := e.gw.calls(); creates != 1 {
+	if creates, _, _, _ := e.gw.Calls(); creates != 1 {
 		t.Fatalf("sessions created = %d, want 1", creates)
 	}
 }
@@ -342,7 +249,7 @@ func TestStartCheckoutRefusals(t *testing.T) {
 			}
 			before := e.count(t, "enrollments", "")
 			beforeConsents := e.count(t, "consents", "")
-			creates, _, _, _ := e.gw.calls()
+			creates, _, _, _ := e.gw.Calls()
 			_, err := e.svc.Enroll.StartCheckout(context.Background(), id, in, models.ClientInfo{IP: "203.0.113.9"})
 			modelstest.WantCode(t, err, tc.code)
 			if tc.field != "" {
@@ -353,7 +260,7 @@ func TestStartCheckoutRefusals(t *testing.T) {
 			}
 			if tc.code == "sold_out" {
 				de, _ := models.AsError(err)
-				if de.Links["waitlist_url"] != "/v1/cohorts/"+id.String()+"/waitlist" {
+				if de.Links[enroll.LinkWaitlist] != id.String() {
 					t.Fatalf("links = %v, want the waitlist", de.Links)
 				}
 			}
@@ -363,7 +270,7 @@ func TestStartCheckoutRefusals(t *testing.T) {
 			if got := e.count(t, "consents", ""); got != beforeConsents {
 				t.Fatalf("consents %d -> %d, want no new row", beforeConsents, got)
 			}
-			if after, _, _, _ := e.gw.calls(); after != creates {
+			if after, _, _, _ := e.gw.Calls(); after != creates {
 				t.Fatalf("provider called on a refused checkout")
 			}
 		})
@@ -417,7 +324,7 @@ func TestStartCheckoutOfAFreeCohortEnrolsHer(t *testing.T) {
 			if len(welcome) != 1 || welcome[0].Data["enrollment_id"] != en.ID.String() {
 				t.Fatalf("welcome emails = %+v, want one", welcome)
 			}
-			if creates, _, _, _ := e.gw.calls(); creates != 0 {
+			if creates, _, _, _ := e.gw.Calls(); creates != 0 {
 				t.Fatalf("the provider was asked for a free cohort")
 			}
 
@@ -474,7 +381,7 @@ func TestFreeCohortWaitlistOfferEnrolsHer(t *testing.T) {
 func TestStartCheckoutProviderFailureReleasesTheHold(t *testing.T) {
 	e := newCheckoutEnv(t)
 	c := e.cohort(t, 1)
-	e.gw.failCreate = errors.New("stripe: 500")
+	e.gw.Fail(enrolltest.Create, errors.New("stripe: 500"))
 	_, err := e.svc.Enroll.StartCheckout(context.Background(), c.ID, checkoutBuyer("ada@example.com"), models.ClientInfo{})
 	modelstest.WantCode(t, err, "payment_provider_error")
 	if _, held := e.seats(t, c.ID); held != 0 {
@@ -485,7 +392,7 @@ func TestStartCheckoutProviderFailureReleasesTheHold(t *testing.T) {
 	}
 
 	// The seat is free again: she (or anyone) can retry.
-	e.gw.failCreate = nil
+	e.gw.Fail(enrolltest.Create, nil)
 	res := e.checkout(t, c.ID, "ada@example.com")
 	if !res.Created {
 		t.Fatalf("retry resumed a released hold: %+v", res)
@@ -546,7 +453,7 @@ func TestStartCheckoutRace(t *testing.T) {
 	if n := e.count(t, "enrollments", ""); n != 20 {
 		t.Fatalf("enrollment rows = %d, want 20 (losers leave nothing behind)", n)
 	}
-	if creates, _, _, _ := e.gw.calls(); creates != 20 {
+	if creates, _, _, _ := e.gw.Calls(); creates != 20 {
 		t.Fatalf("sessions created = %d, want 20", creates)
 	}
 }
@@ -610,7 +517,8 @@ func TestWaitlistGetsTheSeatOfAnExpiredHold(t *testing.T) {
 	if res.Created || res.Enrollment.ID != bea.ID || res.CheckoutURL == "" || !res.ExpiresAt.Equal(*bea.HoldExpiresAt) {
 		t.Fatalf("offer checkout = %+v", res)
 	}
-	last := e.gw.creates[len(e.gw.creates)-1]
+	creates := e.gw.Creates()
+	last := creates[len(creates)-1]
 	if !last.ExpiresAt.Equal(*bea.HoldExpiresAt) || last.IdempotencyKey != "checkout:"+bea.ID.String() {
 		t.Fatalf("offer session request = %+v", last)
 	}
@@ -669,7 +577,7 @@ func TestWaitlistOfferLapsesToTheNextWoman(t *testing.T) {
 		t.Fatalf("seats held = %d, want Cat's offer", held)
 	}
 	// No provider call: offers are on our clock because we issued no session.
-	if _, gets, expires, _ := e.gw.calls(); gets+expires != 0 {
+	if _, gets, expires, _ := e.gw.Calls(); gets+expires != 0 {
 		t.Fatalf("provider asked about an offer without a session")
 	}
 }
@@ -705,7 +613,7 @@ func TestJoinWaitlist(t *testing.T) {
 	})
 	refusals := []struct {
 		name                   string
-		status                 string
+		status                 enroll.CohortStatus
 		email, applicant, code string
 	}{
 		{"draft", enroll.CohortDraft, "bea@example.com", "Bea", "not_found"},
@@ -797,7 +705,7 @@ func TestCancelEnrollment(t *testing.T) {
 	if _, err := e.svc.Enroll.CancelEnrollment(ctx, admin, hold.Enrollment.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, expires, _ := e.gw.calls(); expires != 1 {
+	if _, _, expires, _ := e.gw.Calls(); expires != 1 {
 		t.Fatalf("sessions expired = %d, want 1", expires)
 	}
 	if _, held := e.seats(t, c.ID); held != 0 {
@@ -809,7 +717,7 @@ func TestCancelEnrollment(t *testing.T) {
 func (e *checkoutEnv) paidEnrollment(t *testing.T, cohortID uuid.UUID, email string) *enroll.Enrollment {
 	t.Helper()
 	res := e.checkout(t, cohortID, email)
-	e.gw.complete(t, *res.Enrollment.CheckoutSessionID, true)
+	e.gw.Complete(t, *res.Enrollment.CheckoutSessionID, true)
 	e.clock.Advance(enroll.CheckoutHoldTTL + enroll.HoldSweepGrace + time.Second)
 	if _, err := e.svc.Enroll.SweepHolds(context.Background()); err != nil {
 		t.Fatal(err)
@@ -837,7 +745,7 @@ func TestRequestRefund(t *testing.T) {
 	modelstest.WantCode(t, e.svc.Enroll.RequestRefund(ctx, lead, gift.ID, 0), "not_refundable")
 	modelstest.WantCode(t, e.svc.Enroll.RequestRefund(ctx, lead, en.ID, 49701), "validation_failed")
 	modelstest.WantCode(t, e.svc.Enroll.RequestRefund(ctx, lead, en.ID, -1), "validation_failed")
-	if _, _, _, refunds := e.gw.calls(); refunds != 0 {
+	if _, _, _, refunds := e.gw.Calls(); refunds != 0 {
 		t.Fatalf("refused refunds reached the provider")
 	}
 
@@ -848,15 +756,15 @@ func TestRequestRefund(t *testing.T) {
 		}
 	}
 	want := enroll.RefundRequest{PaymentIntentID: *en.PaymentIntentID, AmountCents: 49700, IdempotencyKey: fmt.Sprintf("refund:%s:49700:0", en.ID)}
-	if len(e.gw.refunds) != 2 || e.gw.refunds[0] != want || e.gw.refunds[1] != want {
-		t.Fatalf("refunds = %+v, want twice %+v", e.gw.refunds, want)
+	if refunds := e.gw.Refunds(); len(refunds) != 2 || refunds[0] != want || refunds[1] != want {
+		t.Fatalf("refunds = %+v, want twice %+v", refunds, want)
 	}
 	// The state waits for the provider's event.
 	if st := e.enrollment(t, en.ID).Status; st != enroll.EnrollmentActive {
 		t.Fatalf("status = %s, want active until charge.refunded", st)
 	}
 
-	e.gw.failRefund = errors.New("stripe: 500")
+	e.gw.Fail(enrolltest.Refund, errors.New("stripe: 500"))
 	modelstest.WantCode(t, e.svc.Enroll.RequestRefund(ctx, lead, en.ID, 100), "payment_provider_error")
 }
 

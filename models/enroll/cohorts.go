@@ -43,7 +43,7 @@ type CohortInput struct {
 	Currency           string
 	EnrollmentOpensAt  *time.Time
 	EnrollmentClosesAt *time.Time
-	Status             string
+	Status             CohortStatus
 	CoachIDs           []uuid.UUID
 }
 
@@ -59,7 +59,7 @@ type CohortPatch struct {
 	Currency           models.Optional[string]
 	EnrollmentOpensAt  models.Optional[time.Time]
 	EnrollmentClosesAt models.Optional[time.Time]
-	Status             models.Optional[string]
+	Status             models.Optional[CohortStatus]
 	CoachIDs           models.Optional[[]uuid.UUID]
 }
 
@@ -71,7 +71,7 @@ type CohortView struct {
 	WaitlistCount int
 }
 
-func validCohortStatus(s string) bool {
+func validCohortStatus(s CohortStatus) bool {
 	return s == CohortDraft || s == CohortOpen || s == CohortClosed || s == CohortCancelled
 }
 
@@ -335,12 +335,11 @@ func (s *Service) UpdateCohort(ctx context.Context, actor *people.Coach, id uuid
 	if err := c.Err(); err != nil {
 		return nil, err
 	}
-	optTime := func(o models.Optional[time.Time]) *time.Time {
-		if o.Null {
-			return nil
-		}
-		t := models.StoredTime(o.Value)
-		return &t
+	// Times are applied as the database will store them, so the answer
+	// shows what a read would.
+	stored := func(o models.Optional[time.Time]) models.Optional[time.Time] {
+		o.Value = models.StoredTime(o.Value)
+		return o
 	}
 
 	var view *CohortView
@@ -352,40 +351,16 @@ func (s *Service) UpdateCohort(ctx context.Context, actor *people.Coach, id uuid
 		oldStart := co.StartsAt
 		prev := *co
 		changes := map[string]any{}
-		if patch.Name.Set {
-			co.Name, changes["name"] = patch.Name.Value, patch.Name.Value
-		}
-		if patch.StartsAt.Set {
-			co.StartsAt = models.StoredTime(patch.StartsAt.Value)
-			changes["starts_at"] = co.StartsAt
-		}
-		if patch.EndsAt.Set {
-			co.EndsAt = models.StoredTime(patch.EndsAt.Value)
-			changes["ends_at"] = co.EndsAt
-		}
-		if patch.Timezone.Set {
-			co.Timezone, changes["timezone"] = patch.Timezone.Value, patch.Timezone.Value
-		}
-		if patch.Capacity.Set {
-			co.Capacity, changes["capacity"] = patch.Capacity.Value, patch.Capacity.Value
-		}
-		if patch.PriceCents.Set {
-			co.PriceCents, changes["price_cents"] = patch.PriceCents.Value, patch.PriceCents.Value
-		}
-		if patch.Currency.Set {
-			co.Currency, changes["currency"] = patch.Currency.Value, patch.Currency.Value
-		}
-		if patch.EnrollmentOpensAt.Set {
-			co.EnrollmentOpensAt = optTime(patch.EnrollmentOpensAt)
-			changes["enrollment_opens_at"] = co.EnrollmentOpensAt
-		}
-		if patch.EnrollmentClosesAt.Set {
-			co.EnrollmentClosesAt = optTime(patch.EnrollmentClosesAt)
-			changes["enrollment_closes_at"] = co.EnrollmentClosesAt
-		}
-		if patch.Status.Set {
-			co.Status, changes["status"] = patch.Status.Value, patch.Status.Value
-		}
+		models.Apply(changes, "name", &co.Name, patch.Name)
+		models.Apply(changes, "starts_at", &co.StartsAt, stored(patch.StartsAt))
+		models.Apply(changes, "ends_at", &co.EndsAt, stored(patch.EndsAt))
+		models.Apply(changes, "timezone", &co.Timezone, patch.Timezone)
+		models.Apply(changes, "capacity", &co.Capacity, patch.Capacity)
+		models.Apply(changes, "price_cents", &co.PriceCents, patch.PriceCents)
+		models.Apply(changes, "currency", &co.Currency, patch.Currency)
+		models.ApplyPtr(changes, "enrollment_opens_at", &co.EnrollmentOpensAt, stored(patch.EnrollmentOpensAt))
+		models.ApplyPtr(changes, "enrollment_closes_at", &co.EnrollmentClosesAt, stored(patch.EnrollmentClosesAt))
+		models.Apply(changes, "status", &co.Status, patch.Status)
 		checkCohort(&c, co)
 		if patch.CoachIDs.Set {
 			if err := checkCoachIDs(tx, &c, actor, patch.CoachIDs.Value); err != nil {
@@ -537,12 +512,14 @@ func (s *Service) CloneCohort(ctx context.Context, actor *people.Coach, id uuid.
 	return view, nil
 }
 
-// Cohort statuses.
+// CohortStatus is a cohort's life stage, set by its coaches.
+type CohortStatus string
+
 const (
-	CohortDraft     = "draft"
-	CohortOpen      = "open"
-	CohortClosed    = "closed"
-	CohortCancelled = "cancelled"
+	CohortDraft     CohortStatus = "draft"
+	CohortOpen      CohortStatus = "open"
+	CohortClosed    CohortStatus = "closed"
+	CohortCancelled CohortStatus = "cancelled"
 )
 
 // Cohort is one dated run of a program. Seat counters are kept on the row so
@@ -559,7 +536,7 @@ type Cohort struct {
 	Currency           string
 	EnrollmentOpensAt  *time.Time
 	EnrollmentClosesAt *time.Time
-	Status             string
+	Status             CohortStatus
 	SeatsPaid          int
 	SeatsHeld          int
 	SeatsOverflow      int

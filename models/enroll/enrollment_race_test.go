@@ -98,8 +98,8 @@ func TestLaunchDayRace(t *testing.T) {
 	if cohort.SeatsPaid != 15 || cohort.SeatsHeld != 0 || cohort.SeatsOverflow != 0 {
 		t.Fatalf("seats paid/held/overflow = %d/%d/%d, want 15/0/0", cohort.SeatsPaid, cohort.SeatsHeld, cohort.SeatsOverflow)
 	}
-	counts := map[string]int64{}
-	for _, status := range []string{enroll.EnrollmentActive, enroll.EnrollmentExpired} {
+	counts := map[enroll.EnrollmentStatus]int64{}
+	for _, status := range []enroll.EnrollmentStatus{enroll.EnrollmentActive, enroll.EnrollmentExpired} {
 		counts[status] = e.count(t, "enrollments", "cohort_id = ? AND status = ?", c.ID, status)
 	}
 	if counts[enroll.EnrollmentActive] != 15 || counts[enroll.EnrollmentExpired] != 5 || e.count(t, "enrollments", "") != 20 {

@@ -153,24 +153,13 @@ func (s *Service) UpdateLiveSession(ctx context.Context, actor *people.Coach, id
 			return err
 		}
 		changes := map[string]any{}
-		if patch.Title.Set {
-			l.Title, changes["title"] = patch.Title.Value, patch.Title.Value
-		}
-		if patch.StartsAt.Set {
-			l.StartsAt = models.StoredTime(patch.StartsAt.Value)
-			changes["starts_at"] = l.StartsAt
-		}
-		if patch.DurationMinutes.Set {
-			l.DurationMinutes, changes["duration_minutes"] = patch.DurationMinutes.Value, patch.DurationMinutes.Value
-		}
-		if patch.MeetingURL.Set {
-			l.MeetingURL = patch.MeetingURL.Ptr()
-			changes["meeting_url"] = l.MeetingURL
-		}
-		if patch.RecordingURL.Set {
-			l.RecordingURL = patch.RecordingURL.Ptr()
-			changes["recording_url"] = l.RecordingURL
-		}
+		models.Apply(changes, "title", &l.Title, patch.Title)
+		startsAt := patch.StartsAt
+		startsAt.Value = models.StoredTime(startsAt.Value) // as the database will store it
+		models.Apply(changes, "starts_at", &l.StartsAt, startsAt)
+		models.Apply(changes, "duration_minutes", &l.DurationMinutes, patch.DurationMinutes)
+		models.ApplyPtr(changes, "meeting_url", &l.MeetingURL, patch.MeetingURL)
+		models.ApplyPtr(changes, "recording_url", &l.RecordingURL, patch.RecordingURL)
 		checkLiveSession(&c, l)
 		if err := c.Err(); err != nil {
 			return err

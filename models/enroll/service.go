@@ -28,7 +28,7 @@ type Service struct {
 // EnrollmentHooks hear of the changes that move a woman's email schedule,
 // inside the transaction that makes them. The drip engine implements them.
 type EnrollmentHooks interface {
-	OnEnrollmentStatusChange(tx *gorm.DB, e *Enrollment, prev string) error
+	OnEnrollmentStatusChange(tx *gorm.DB, e *Enrollment, prev EnrollmentStatus) error
 	OnCohortUpdated(tx *gorm.DB, prev, cur *Cohort) error
 	OnLiveSessionCreated(tx *gorm.DB, l *LiveSession) error
 	OnLiveSessionMoved(tx *gorm.DB, l *LiveSession) error

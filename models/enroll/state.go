@@ -2,6 +2,7 @@ package enroll
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/google/uuid"
@@ -10,10 +11,6 @@ import (
 	"github.com/grace-coaching/grace/models"
 	"github.com/grace-coaching/grace/models/people"
 )
-
-// WaitlistOfferTTL is how long a freed seat is held for the first woman on
-// the waitlist before it passes to the next.
-const WaitlistOfferTTL = 24 * time.Hour
 
 // Templates of the enrollment emails.
 const (
@@ -29,7 +26,7 @@ const (
 // only moves one way (a time set once, a refunded amount that only grows, a
 // dispute that only closes), so the result does not depend on the order in
 // which payment events arrived or how often.
-func deriveStatus(e *Enrollment) string {
+func deriveStatus(e *Enrollment) EnrollmentStatus {
 	switch {
 	case e.CancelledAt != nil:
 		return EnrollmentCancelled
@@ -54,7 +51,7 @@ func deriveStatus(e *Enrollment) string {
 // seatFor is the seat an enrollment in its derived status should occupy. A
 // disputed payment keeps its seat while the dispute is open; a lost one
 // gives it up.
-func seatFor(e *Enrollment) string {
+func seatFor(e *Enrollment) Seat {
 	switch e.Status {
 	case EnrollmentPending, EnrollmentAwaitingPayment:
 		return SeatHeld
@@ -74,7 +71,7 @@ var errSoldOut = models.E(models.KindConflict, "sold_out", "This cohort is full.
 // moveSeat moves e from seat from to seat to on its cohort's counters. A
 // hold, or a seat without payment (strict), is only ever taken from a free
 // seat; a payment that finds none is honoured as overflow, never lost.
-func moveSeat(tx *gorm.DB, e *Enrollment, from, to string, strict bool) (overflowed bool, err error) {
+func moveSeat(tx *gorm.DB, e *Enrollment, from, to Seat, strict bool) (overflowed bool, err error) {
 	if from == to || (from == SeatOverflow && to == SeatPaid) {
 		return false, nil
 	}
@@ -82,7 +79,7 @@ func moveSeat(tx *gorm.DB, e *Enrollment, from, to string, strict bool) (overflo
 		res := tx.Exec(sql, e.CohortID)
 		return res.RowsAffected == 1, res.Error
 	}
-	release := map[string]string{SeatHeld: "seats_held = seats_held - 1", SeatPaid: "seats_paid = seats_paid - 1", SeatOverflow: "seats_overflow = seats_overflow - 1"}
+	release := map[Seat]string{SeatHeld: "seats_held = seats_held - 1", SeatPaid: "seats_paid = seats_paid - 1", SeatOverflow: "seats_overflow = seats_overflow - 1"}
 	switch to {
 	case SeatNone:
 		if _, err := exec(`UPDATE cohorts SET ` + release[from] + `, updated_at = now() WHERE id = ?`); err != nil {
@@ -202,7 +199,10 @@ func (s *Service) settleEnrollment(tx *gorm.DB, e *Enrollment, strict bool) erro
 			return err
 		}
 		if before != EnrollmentCancelled { // a reinstatement says so below
-			if err := s.flagOverbooked(tx, e, &cohort, &p); err != nil {
+			// A payment was honoured without a seat: the coaches can raise
+			// capacity or refund.
+			s.Log.Warn("payment honoured beyond capacity", "enrollment_id", e.ID, "cohort_id", cohort.ID)
+			if err := s.tellCoaches(tx, TemplateCohortOverbooked, "overbooked", e, &cohort, &p, nil); err != nil {
 				return err
 			}
 		}
@@ -211,7 +211,11 @@ func (s *Service) settleEnrollment(tx *gorm.DB, e *Enrollment, strict bool) erro
 		if err := load(); err != nil {
 			return err
 		}
-		if err := s.flagReinstated(tx, e, &cohort, &p); err != nil {
+		// A place a coach cancelled came back because its payment arrived
+		// afterwards, on a free seat or beyond capacity: the coaches can
+		// refund and cancel her again if they meant to remove her.
+		if err := s.tellCoaches(tx, TemplateEnrollmentReinstated, "reinstated", e, &cohort, &p,
+			map[string]any{"overbooked": e.Seat == SeatOverflow}); err != nil {
 			return err
 		}
 	}
@@ -239,77 +243,25 @@ func (s *Service) syncGrant(tx *gorm.DB, e *Enrollment, c *Cohort) error {
 	return tx.Exec(`UPDATE access_grants SET revoked_at = ? WHERE enrollment_id = ? AND revoked_at IS NULL`, s.Now(), e.ID).Error
 }
 
-// flagOverbooked tells the cohort's coaches that a payment was honoured
-// without a seat, so they can raise capacity or refund.
-func (s *Service) flagOverbooked(tx *gorm.DB, e *Enrollment, c *Cohort, p *people.Participant) error {
-	s.Log.Warn("payment honoured beyond capacity", "enrollment_id", e.ID, "cohort_id", c.ID)
+// tellCoaches emails each active coach of the cohort about her place (e in
+// c), once per coach and enrollment (kind keys the email); extra adds to
+// what every such email carries.
+func (s *Service) tellCoaches(tx *gorm.DB, template, kind string, e *Enrollment, c *Cohort, p *people.Participant, extra map[string]any) error {
 	var coaches []people.Coach
 	if err := tx.Raw(`SELECT co.* FROM coaches co JOIN cohort_coaches cc ON cc.coach_id = co.id WHERE cc.cohort_id = ? AND co.active`, c.ID).Scan(&coaches).Error; err != nil {
 		return err
 	}
 	for _, co := range coaches {
-		err := s.EnqueueEmail(tx, TemplateCohortOverbooked, co.Email, co.Name, fmt.Sprintf("overbooked:%s:%s", e.ID, co.ID), map[string]any{
+		data := map[string]any{
 			"name": co.Name, "cohort_id": c.ID.String(), "cohort_name": c.Name, "capacity": c.Capacity,
 			"participant_name": p.Name, "participant_email": p.Email,
-		})
-		if err != nil {
+		}
+		maps.Copy(data, extra)
+		if err := s.EnqueueEmail(tx, template, co.Email, co.Name, fmt.Sprintf("%s:%s:%s", kind, e.ID, co.ID), data); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// flagReinstated tells the cohort's coaches that a place one of them
-// cancelled came back because its payment arrived afterwards, and whether
-// it took a free seat or is honoured beyond capacity, so they can refund
-// and cancel her again if they meant to remove her.
-func (s *Service) flagReinstated(tx *gorm.DB, e *Enrollment, c *Cohort, p *people.Participant) error {
-	var coaches []people.Coach
-	if err := tx.Raw(`SELECT co.* FROM coaches co JOIN cohort_coaches cc ON cc.coach_id = co.id WHERE cc.cohort_id = ? AND co.active`, c.ID).Scan(&coaches).Error; err != nil {
-		return err
-	}
-	for _, co := range coaches {
-		err := s.EnqueueEmail(tx, TemplateEnrollmentReinstated, co.Email, co.Name, fmt.Sprintf("reinstated:%s:%s", e.ID, co.ID), map[string]any{
-			"name": co.Name, "cohort_id": c.ID.String(), "cohort_name": c.Name, "capacity": c.Capacity,
-			"participant_name": p.Name, "participant_email": p.Email, "overbooked": e.Seat == SeatOverflow,
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// offerNextSeat holds a freed seat for the first woman waiting, for
-// WaitlistOfferTTL, and emails her the link to pay for it.
-func (s *Service) offerNextSeat(tx *gorm.DB, cohortID uuid.UUID) error {
-	var next Enrollment
-	err := tx.Raw(`SELECT * FROM enrollments WHERE cohort_id = ? AND status = ? ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED`,
-		cohortID, EnrollmentWaitlisted).Scan(&next).Error
-	if err != nil || next.ID == uuid.Nil {
-		return err
-	}
-	now := s.Now()
-	hold := now.Add(WaitlistOfferTTL)
-	next.OfferedAt, next.HoldExpiresAt = &now, &hold
-	if err := s.settleEnrollment(tx, &next, true); err != nil {
-		if models.IsCode(err, "sold_out") { // the seat went to someone else first
-			return nil
-		}
-		return err
-	}
-	var p people.Participant
-	if err := tx.Where("id = ?", next.ParticipantID).Take(&p).Error; err != nil {
-		return err
-	}
-	var c Cohort
-	if err := tx.Where("id = ?", cohortID).Take(&c).Error; err != nil {
-		return err
-	}
-	return s.EnqueueEmail(tx, TemplateWaitlistOffer, p.Email, p.Name, "waitlist_offer:"+next.ID.String(), map[string]any{
-		"name": p.Name, "enrollment_id": next.ID.String(), "cohort_id": c.ID.String(), "cohort_name": c.Name,
-		"email": p.Email, "expires_hours": int(WaitlistOfferTTL / time.Hour),
-	})
 }
 
 // promoteOverflow gives a freed seat to a payment that was honoured beyond
@@ -330,32 +282,39 @@ func (s *Service) promoteOverflow(tx *gorm.DB, cohortID uuid.UUID) (bool, error)
 	return true, tx.Exec(`UPDATE enrollments SET seat = ?, updated_at = ? WHERE id = ?`, SeatPaid, s.Now(), over.ID).Error
 }
 
-// Enrollment statuses.
+// EnrollmentStatus is where an enrollment stands; deriveStatus decides it.
+type EnrollmentStatus string
+
 const (
-	EnrollmentPending         = "pending"
-	EnrollmentAwaitingPayment = "awaiting_payment"
-	EnrollmentActive          = "active"
-	EnrollmentExpired         = "expired"
-	EnrollmentCancelled       = "cancelled"
-	EnrollmentRefunded        = "refunded"
-	EnrollmentDisputed        = "disputed"
-	EnrollmentWaitlisted      = "waitlisted"
+	EnrollmentPending         EnrollmentStatus = "pending"
+	EnrollmentAwaitingPayment EnrollmentStatus = "awaiting_payment"
+	EnrollmentActive          EnrollmentStatus = "active"
+	EnrollmentExpired         EnrollmentStatus = "expired"
+	EnrollmentCancelled       EnrollmentStatus = "cancelled"
+	EnrollmentRefunded        EnrollmentStatus = "refunded"
+	EnrollmentDisputed        EnrollmentStatus = "disputed"
+	EnrollmentWaitlisted      EnrollmentStatus = "waitlisted"
 )
 
-// Seats an enrollment can occupy.
+// Seat is which of its cohort's seat counters an enrollment is counted in.
+type Seat string
+
 const (
-	SeatNone     = "none"
-	SeatHeld     = "held"
-	SeatPaid     = "paid"
-	SeatOverflow = "overflow"
+	SeatNone     Seat = "none"
+	SeatHeld     Seat = "held"
+	SeatPaid     Seat = "paid"
+	SeatOverflow Seat = "overflow"
 )
 
-// Dispute states, in the order they can only move forward.
+// DisputeStatus is the state of a payment's dispute, in the order it can
+// only move forward.
+type DisputeStatus string
+
 const (
-	DisputeNone = "none"
-	DisputeOpen = "open"
-	DisputeWon  = "won"
-	DisputeLost = "lost"
+	DisputeNone DisputeStatus = "none"
+	DisputeOpen DisputeStatus = "open"
+	DisputeWon  DisputeStatus = "won"
+	DisputeLost DisputeStatus = "lost"
 )
 
 // Enrollment is a participant's place in a cohort. Status is never set by
@@ -366,8 +325,8 @@ type Enrollment struct {
 	ID                  uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
 	CohortID            uuid.UUID
 	ParticipantID       uuid.UUID
-	Status              string
-	Seat                string
+	Status              EnrollmentStatus
+	Seat                Seat
 	Complimentary       bool
 	HoldExpiresAt       *time.Time
 	CheckoutSessionID   *string
@@ -381,7 +340,7 @@ type Enrollment struct {
 	PaymentFailedAt     *time.Time
 	ExpiredAt           *time.Time
 	CancelledAt         *time.Time
-	DisputeStatus       string
+	DisputeStatus       DisputeStatus
 	OfferedAt           *time.Time
 	CreatedAt           time.Time
 	UpdatedAt           time.Time

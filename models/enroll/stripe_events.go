@@ -302,7 +302,7 @@ func recordChargeFacts(e *Enrollment, typ string, f eventFacts) {
 
 // disputeOutcome maps the provider's status of a closed dispute. A
 // warning (inquiry) that closed never took the money: she keeps her place.
-func disputeOutcome(status string) string {
+func disputeOutcome(status string) DisputeStatus {
 	switch status {
 	case "won", "warning_closed":
 		return DisputeWon
@@ -314,9 +314,9 @@ func disputeOutcome(status string) string {
 
 // disputeRank orders dispute states so that they only move forward; of the
 // two outcomes, lost (money gone) dominates.
-var disputeRank = map[string]int{"": 0, DisputeNone: 0, DisputeOpen: 1, DisputeWon: 2, DisputeLost: 3}
+var disputeRank = map[DisputeStatus]int{"": 0, DisputeNone: 0, DisputeOpen: 1, DisputeWon: 2, DisputeLost: 3}
 
-func laterDispute(cur, next string) string {
+func laterDispute(cur, next DisputeStatus) DisputeStatus {
 	if disputeRank[next] > disputeRank[cur] {
 		return next
 	}

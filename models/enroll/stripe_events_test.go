@@ -143,11 +143,11 @@ type payScenario struct {
 	name   string
 	events func(id uuid.UUID) []enroll.PaymentEvent
 	// the final state, whatever the order
-	status               string
-	seat                 string
+	status               enroll.EnrollmentStatus
+	seat                 enroll.Seat
 	paid, held           int
 	amountPaid, refunded int64
-	dispute              string
+	dispute              enroll.DisputeStatus
 	access               bool
 }
 
@@ -429,7 +429,7 @@ func TestPaymentForACancelledPlaceReinstatesHer(t *testing.T) {
 	tests := []struct {
 		name       string
 		seatTaken  bool // another woman holds the freed seat meanwhile
-		wantSeat   string
+		wantSeat   enroll.Seat
 		paid, over int
 	}{
 		{name: "seat still free", wantSeat: enroll.SeatPaid, paid: 1},

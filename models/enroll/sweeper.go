@@ -127,7 +127,7 @@ func (s *Service) resolveHold(ctx context.Context, id uuid.UUID, now bool) (bool
 		if err := tx.Raw(`SELECT * FROM enrollments WHERE id = ? FOR UPDATE SKIP LOCKED`, id).Scan(&cur).Error; err != nil {
 			return err
 		}
-		if cur.ID == uuid.Nil || cur.Status != EnrollmentPending || !sameSession(cur.CheckoutSessionID, e.CheckoutSessionID) {
+		if cur.ID == uuid.Nil || cur.Status != EnrollmentPending || !models.SamePtr(cur.CheckoutSessionID, e.CheckoutSessionID) {
 			return nil
 		}
 		at := s.Now()
@@ -159,13 +159,6 @@ func (s *Service) resolveHold(ctx context.Context, id uuid.UUID, now bool) (bool
 		return s.settleEnrollment(tx, &cur, false)
 	})
 	return settled && err == nil, err
-}
-
-func sameSession(a, b *string) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return *a == *b
 }
 
 // RunSweeper sweeps overdue holds every interval until ctx ends, and prunes

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/grace-coaching/grace/models/enroll"
+	"github.com/grace-coaching/grace/models/enroll/enrolltest"
 	"github.com/grace-coaching/grace/models/people"
 )
 
@@ -15,21 +16,21 @@ func TestSweepHoldsAsksTheProvider(t *testing.T) {
 	tests := []struct {
 		name string
 		// provider moves the session at Stripe before the sweep.
-		provider     func(t *testing.T, g *checkoutFakeGateway, sessionID string)
-		wantStatus   string
+		provider     func(t *testing.T, g *enrolltest.Gateway, sessionID string)
+		wantStatus   enroll.EnrollmentStatus
 		wantPaid     int
 		wantHeld     int
 		wantExpireAt bool // the sweeper closed an open session itself
 		wantGrant    bool
 	}{
-		{name: "still open is expired and released", provider: func(*testing.T, *checkoutFakeGateway, string) {},
+		{name: "still open is expired and released", provider: func(*testing.T, *enrolltest.Gateway, string) {},
 			wantStatus: enroll.EnrollmentExpired, wantExpireAt: true},
-		{name: "expired at the provider is released", provider: func(_ *testing.T, g *checkoutFakeGateway, id string) {
+		{name: "expired at the provider is released", provider: func(_ *testing.T, g *enrolltest.Gateway, id string) {
 			g.ExpireCheckoutSession(context.Background(), id)
 		}, wantStatus: enroll.EnrollmentExpired},
-		{name: "paid is fulfilled", provider: func(t *testing.T, g *checkoutFakeGateway, id string) { g.complete(t, id, true) },
+		{name: "paid is fulfilled", provider: func(t *testing.T, g *enrolltest.Gateway, id string) { g.Complete(t, id, true) },
 			wantStatus: enroll.EnrollmentActive, wantPaid: 1, wantGrant: true},
-		{name: "completed unpaid awaits payment and keeps the seat", provider: func(t *testing.T, g *checkoutFakeGateway, id string) { g.complete(t, id, false) },
+		{name: "completed unpaid awaits payment and keeps the seat", provider: func(t *testing.T, g *enrolltest.Gateway, id string) { g.Complete(t, id, false) },
 			wantStatus: enroll.EnrollmentAwaitingPayment, wantHeld: 1},
 	}
 	for _, tc := range tests {
@@ -39,7 +40,7 @@ func TestSweepHoldsAsksTheProvider(t *testing.T) {
 			res := e.checkout(t, c.ID, "ada@example.com")
 			sid := *res.Enrollment.CheckoutSessionID
 			tc.provider(t, e.gw, sid)
-			_, _, expiresBefore, _ := e.gw.calls()
+			_, _, expiresBefore, _ := e.gw.Calls()
 
 			// Never on our clock alone: within an hour of the hold's expiry
 			// the provider's own event is awaited and nobody is asked.
@@ -47,7 +48,7 @@ func TestSweepHoldsAsksTheProvider(t *testing.T) {
 			if n, err := e.svc.Enroll.SweepHolds(ctx); err != nil || n != 0 {
 				t.Fatalf("early sweep = %d, %v; want nothing", n, err)
 			}
-			if _, gets, _, _ := e.gw.calls(); gets != 0 {
+			if _, gets, _, _ := e.gw.Calls(); gets != 0 {
 				t.Fatalf("provider asked %d times before hold + grace", gets)
 			}
 			if st := e.enrollment(t, res.Enrollment.ID).Status; st != enroll.EnrollmentPending {
@@ -65,7 +66,7 @@ func TestSweepHoldsAsksTheProvider(t *testing.T) {
 			if paid, held := e.seats(t, c.ID); paid != tc.wantPaid || held != tc.wantHeld {
 				t.Fatalf("seats paid/held = %d/%d, want %d/%d", paid, held, tc.wantPaid, tc.wantHeld)
 			}
-			if _, _, expires, _ := e.gw.calls(); (expires > expiresBefore) != tc.wantExpireAt {
+			if _, _, expires, _ := e.gw.Calls(); (expires > expiresBefore) != tc.wantExpireAt {
 				t.Fatalf("session expired by the sweeper: %v, want %v", expires > expiresBefore, tc.wantExpireAt)
 			}
 			grants := e.count(t, "access_grants", "enrollment_id = ? AND revoked_at IS NULL", en.ID)
@@ -89,7 +90,7 @@ func TestSweepHoldsLeavesHoldsOnProviderFailure(t *testing.T) {
 	e := newCheckoutEnv(t)
 	c := e.cohort(t, 3)
 	res := e.checkout(t, c.ID, "ada@example.com")
-	e.gw.failGet = errors.New("stripe: timeout")
+	e.gw.Fail(enrolltest.Get, errors.New("stripe: timeout"))
 	e.clock.Advance(enroll.CheckoutHoldTTL + enroll.HoldSweepGrace + time.Second)
 	if n, err := e.svc.Enroll.SweepHolds(ctx); err != nil || n != 0 {
 		t.Fatalf("sweep = %d, %v; want 0 and no error (retried next sweep)", n, err)
@@ -100,7 +101,7 @@ func TestSweepHoldsLeavesHoldsOnProviderFailure(t *testing.T) {
 	if _, held := e.seats(t, c.ID); held != 1 {
 		t.Fatalf("seat released without the provider's word")
 	}
-	e.gw.failGet = nil
+	e.gw.Fail(enrolltest.Get, nil)
 	if n, err := e.svc.Enroll.SweepHolds(ctx); err != nil || n != 1 {
 		t.Fatalf("retry sweep = %d, %v; want 1", n, err)
 	}
@@ -116,12 +117,12 @@ func TestSweepHoldsIgnoresSettledEnrollments(t *testing.T) {
 	if _, err := e.svc.Enroll.CancelEnrollment(ctx, admin, res.Enrollment.ID); err != nil {
 		t.Fatal(err)
 	}
-	_, getsBefore, _, _ := e.gw.calls()
+	_, getsBefore, _, _ := e.gw.Calls()
 	e.clock.Advance(enroll.CheckoutHoldTTL + enroll.HoldSweepGrace + time.Second)
 	if n, err := e.svc.Enroll.SweepHolds(ctx); err != nil || n != 0 {
 		t.Fatalf("sweep = %d, %v; want nothing", n, err)
 	}
-	if _, gets, _, _ := e.gw.calls(); gets != getsBefore {
+	if _, gets, _, _ := e.gw.Calls(); gets != getsBefore {
 		t.Fatal("provider asked about a settled enrollment")
 	}
 	if st := e.enrollment(t, res.Enrollment.ID).Status; st != enroll.EnrollmentCancelled {
@@ -151,7 +152,7 @@ func TestSweepHoldsExpiresHoldsWithoutSession(t *testing.T) {
 	if _, held := e.seats(t, c.ID); held != 0 {
 		t.Fatalf("seats held = %d, want 0", held)
 	}
-	if _, gets, _, _ := e.gw.calls(); gets != 0 {
+	if _, gets, _, _ := e.gw.Calls(); gets != 0 {
 		t.Fatal("provider asked about a hold without a session")
 	}
 }

@@ -1,4 +1,4 @@
-package stripe
+package stripetest
 
 import (
 	"encoding/json"
@@ -11,9 +11,9 @@ import (
 )
 
 // The helpers in this file build and sign webhook payloads shaped like the
-// ones Stripe sends (API version 2023-10-16), so tests in other packages can
-// exercise the webhook route without importing stripe-go. They are not used
-// in production code paths.
+// ones Stripe sends (API version 2023-10-16), so tests and the bench can
+// exercise the webhook route without importing stripe-go. They live here,
+// not in package stripe, so production code carries no test helpers.
 
 // TestAPIVersion is the API version the test events claim to be rendered in.
 const TestAPIVersion = "2023-10-16"
