@@ -344,7 +344,7 @@ func toParticipantDetailResponse(d *people.ParticipantDetail) participantDetailR
 	for _, g := range d.Grants {
 		out.Grants = append(out.Grants, grantResponseAdmin{
 			ID: g.ID, ProgramID: g.ProgramID, ProgramSlug: g.ProgramSlug, ProgramTitle: g.ProgramTitle,
-			Source: g.Source, StartsAt: g.StartsAt.UTC(), RevokedAt: catalogUTC(g.RevokedAt), CreatedAt: g.CreatedAt.UTC(),
+			Source: string(g.Source), StartsAt: g.StartsAt.UTC(), RevokedAt: catalogUTC(g.RevokedAt), CreatedAt: g.CreatedAt.UTC(),
 		})
 	}
 	for _, k := range d.Consents {

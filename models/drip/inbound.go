@@ -253,7 +253,7 @@ func truncateRunes(s string, n int) string {
 // suppress adds the addresses to the suppression list and cancels every
 // scheduled delivery to them, marketing or not. A complaint is never
 // downgraded to a bounce: it is the stronger signal.
-func (s *Service) suppress(tx *gorm.DB, addresses []string, reason, detail string) error {
+func (s *Service) suppress(tx *gorm.DB, addresses []string, reason SuppressionReason, detail string) error {
 	if len(addresses) == 0 {
 		return nil
 	}
@@ -340,7 +340,7 @@ func (s *Service) DeleteSuppression(ctx context.Context, actor *people.Coach, em
 
 // DeliveryFilter narrows the delivery log; zero fields do not filter.
 type DeliveryFilter struct {
-	Status        string
+	Status        DeliveryStatus
 	ParticipantID *uuid.UUID
 	SequenceID    *uuid.UUID
 }
@@ -357,7 +357,7 @@ type DeliveryLogEntry struct {
 	Events []DeliveryEvent
 }
 
-var deliveryStatuses = []string{DeliveryScheduled, DeliverySending, DeliverySent, DeliveryFailed, DeliveryCancelled, DeliverySkipped}
+var deliveryStatuses = []DeliveryStatus{DeliveryScheduled, DeliverySending, DeliverySent, DeliveryFailed, DeliveryCancelled, DeliverySkipped}
 
 // deliveryLogColumns leaves out the frozen rendered email: the log shows
 // what happened, not the bytes.
@@ -381,8 +381,8 @@ func (s *Service) ListDeliveries(ctx context.Context, actor *people.Coach, f Del
 	q := db.Model(&EmailDelivery{}).Select(deliveryLogColumns)
 	if f.Status != "" {
 		if !slices.Contains(deliveryStatuses, f.Status) {
-			e := models.E(models.KindBadRequest, "invalid_query", "status must be one of %s.", strings.Join(deliveryStatuses, ", "))
-			e.Fields = []models.FieldError{{Field: "status", Message: "must be one of: " + strings.Join(deliveryStatuses, ", ")}}
+			e := models.E(models.KindBadRequest, "invalid_query", "status must be one of %s.", joinEnum(deliveryStatuses))
+			e.Fields = []models.FieldError{{Field: "status", Message: "must be one of: " + joinEnum(deliveryStatuses)}}
 			return models.Page[DeliveryLogEntry]{}, e
 		}
 		q = q.Where("status = ?", f.Status)
@@ -463,16 +463,18 @@ func withDeliveryEvents(db *gorm.DB, rows []EmailDelivery) ([]DeliveryLogEntry, 
 	return entries, nil
 }
 
-// Suppression reasons.
+// SuppressionReason is why no email at all goes to an address any more.
+type SuppressionReason string
+
 const (
-	SuppressionBounced    = "bounced"
-	SuppressionComplained = "complained"
-	SuppressionManual     = "manual"
+	SuppressionBounced    SuppressionReason = "bounced"
+	SuppressionComplained SuppressionReason = "complained"
+	SuppressionManual     SuppressionReason = "manual"
 )
 
 type EmailSuppression struct {
 	Email     string `gorm:"primaryKey"`
-	Reason    string
+	Reason    SuppressionReason
 	Detail    *string
 	CreatedAt time.Time
 }

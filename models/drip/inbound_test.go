@@ -59,7 +59,7 @@ func noErr(t testing.TB, err error) {
 	}
 }
 
-func dripSequence(t *testing.T, db *gorm.DB, name, trigger, kind string) (drip.EmailSequence, drip.EmailStep) {
+func dripSequence(t *testing.T, db *gorm.DB, name string, trigger drip.Trigger, kind drip.SequenceKind) (drip.EmailSequence, drip.EmailStep) {
 	t.Helper()
 	seq := drip.EmailSequence{Name: name, Trigger: trigger, Kind: kind, Active: true}
 	noErr(t, db.Create(&seq).Error)
@@ -82,7 +82,7 @@ func (w *inbound) participant(t *testing.T, email string) people.Participant {
 }
 
 // delivery writes a delivery row as the scheduler or the worker would.
-func (w *inbound) delivery(t *testing.T, p people.Participant, step drip.EmailStep, status string, cohort bool, mod func(*drip.EmailDelivery)) drip.EmailDelivery {
+func (w *inbound) delivery(t *testing.T, p people.Participant, step drip.EmailStep, status drip.DeliveryStatus, cohort bool, mod func(*drip.EmailDelivery)) drip.EmailDelivery {
 	t.Helper()
 	now := w.clock.Now()
 	d := drip.EmailDelivery{ParticipantID: p.ID, Email: p.Email, SequenceID: &step.SequenceID, StepID: &step.ID,
@@ -212,7 +212,7 @@ func TestApplyEmailEventSuppressesHardBouncesAndComplaints(t *testing.T) {
 		name       string
 		typ        string
 		bounceType string
-		reason     string // "" means not suppressed
+		reason     drip.SuppressionReason // "" means not suppressed
 	}{
 		{"hard bounce", drip.EmailEventBounced, "Permanent", drip.SuppressionBounced},
 		{"bounce without a type", drip.EmailEventBounced, "", drip.SuppressionBounced},
@@ -255,7 +255,7 @@ func TestApplyEmailEventSuppressesHardBouncesAndComplaints(t *testing.T) {
 			}
 			for _, d := range pending {
 				d = w.reload(t, d)
-				if tt.reason != "" && (d.Status != drip.DeliveryCancelled || lastError(d) != "suppressed: "+tt.reason) {
+				if tt.reason != "" && (d.Status != drip.DeliveryCancelled || lastError(d) != "suppressed: "+string(tt.reason)) {
 					t.Errorf("pending delivery = %s %q, want cancelled: suppressed: %s", d.Status, lastError(d), tt.reason)
 				}
 				if tt.reason == "" && d.Status != drip.DeliveryScheduled {

@@ -43,10 +43,10 @@ var errPreviewUnavailable = models.E(models.KindUnavailable, "unavailable", "Ema
 // inactive unless Active says otherwise.
 type SequenceInput struct {
 	Name             string
-	Trigger          string
+	Trigger          Trigger
 	ProgramID        *uuid.UUID
 	CohortID         *uuid.UUID
-	Kind             string
+	Kind             SequenceKind
 	Active           bool
 	ExitOnEnrollment bool
 }
@@ -55,10 +55,10 @@ type SequenceInput struct {
 // be Null (widening the scope); the others may not.
 type SequencePatch struct {
 	Name             models.Optional[string]
-	Trigger          models.Optional[string]
+	Trigger          models.Optional[Trigger]
 	ProgramID        models.Optional[uuid.UUID]
 	CohortID         models.Optional[uuid.UUID]
-	Kind             models.Optional[string]
+	Kind             models.Optional[SequenceKind]
 	Active           models.Optional[bool]
 	ExitOnEnrollment models.Optional[bool]
 }
@@ -93,7 +93,7 @@ func checkSequence(c *models.Checker, seq *EmailSequence) {
 	c.Text("name", seq.Name, 1, 200)
 	models.SingleLine(c, "name", seq.Name)
 	if !slices.Contains(Triggers, seq.Trigger) {
-		c.Add("trigger", "must be one of: "+strings.Join(Triggers, ", "))
+		c.Add("trigger", "must be one of: "+joinEnum(Triggers))
 	}
 	if seq.Kind != SequenceMarketing && seq.Kind != SequenceTransactional {
 		c.Add("kind", "must be one of: marketing, transactional")
@@ -917,23 +917,38 @@ func (s *Service) previewVars(db *gorm.DB, seq *EmailSequence, p *people.Partici
 	return vars, nil
 }
 
-// Sequence triggers: the moment a step's offset counts from.
+// Trigger is what fires a sequence: the moment its steps' offsets count
+// from.
+type Trigger string
+
 const (
-	TriggerFreeAccessClaimed   = "free_access_claimed"  // her free-access grant starts
-	TriggerEnrollmentActivated = "enrollment_activated" // her enrollment became active
-	TriggerCohortStart         = "cohort_start"         // her cohort's starts_at (negative offsets: before)
-	TriggerSessionReminder     = "session_reminder"     // each live session's starts_at
-	TriggerLessonUnlocked      = "lesson_unlocked"      // each lesson's unlock moment for her
+	TriggerFreeAccessClaimed   Trigger = "free_access_claimed"  // her free-access grant starts
+	TriggerEnrollmentActivated Trigger = "enrollment_activated" // her enrollment became active
+	TriggerCohortStart         Trigger = "cohort_start"         // her cohort's starts_at (negative offsets: before)
+	TriggerSessionReminder     Trigger = "session_reminder"     // each live session's starts_at
+	TriggerLessonUnlocked      Trigger = "lesson_unlocked"      // each lesson's unlock moment for her
 )
 
 // Triggers lists every trigger, for validation and the API enum.
-var Triggers = []string{TriggerFreeAccessClaimed, TriggerEnrollmentActivated, TriggerCohortStart, TriggerSessionReminder, TriggerLessonUnlocked}
+var Triggers = []Trigger{TriggerFreeAccessClaimed, TriggerEnrollmentActivated, TriggerCohortStart, TriggerSessionReminder, TriggerLessonUnlocked}
 
-// Sequence kinds. Marketing email honours unsubscribe; transactional email
-// (receipts, reminders she asked for) does not. Both honour suppressions.
+// joinEnum lists an enum's values for an error message.
+func joinEnum[T ~string](values []T) string {
+	s := make([]string, len(values))
+	for i, v := range values {
+		s[i] = string(v)
+	}
+	return strings.Join(s, ", ")
+}
+
+// SequenceKind says which rules a sequence's email obeys. Marketing email
+// honours unsubscribe; transactional email (receipts, reminders she asked
+// for) does not. Both honour suppressions.
+type SequenceKind string
+
 const (
-	SequenceMarketing     = "marketing"
-	SequenceTransactional = "transactional"
+	SequenceMarketing     SequenceKind = "marketing"
+	SequenceTransactional SequenceKind = "transactional"
 )
 
 // DripPlaceholders are the names a step's subject and body may use as
@@ -946,10 +961,10 @@ var Placeholders = []string{
 type EmailSequence struct {
 	ID               uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
 	Name             string
-	Trigger          string
+	Trigger          Trigger
 	ProgramID        *uuid.UUID `gorm:"type:uuid"`
 	CohortID         *uuid.UUID `gorm:"type:uuid"`
-	Kind             string
+	Kind             SequenceKind
 	Active           bool
 	ExitOnEnrollment bool
 	CreatedAt        time.Time

@@ -157,7 +157,7 @@ func (s *Service) InviteCoach(ctx context.Context, inviter *Coach, in InviteCoac
 	return coach, nil
 }
 
-func (s *Service) newActionToken(tx *gorm.DB, coach *Coach, purpose string, ttl time.Duration) (string, *CoachActionToken, error) {
+func (s *Service) newActionToken(tx *gorm.DB, coach *Coach, purpose TokenPurpose, ttl time.Duration) (string, *CoachActionToken, error) {
 	token, hash := models.NewToken()
 	now := s.Now()
 	tok := &CoachActionToken{CoachID: coach.ID, Purpose: purpose, TokenHash: hash, ExpiresAt: now.Add(ttl), CreatedAt: now}
@@ -481,16 +481,19 @@ type Coach struct {
 	UpdatedAt    time.Time
 }
 
-// Purposes of a coach action token.
+// TokenPurpose is why a coach action token was minted. Either kind sets
+// her password; the purpose decides its lifetime and the log says which.
+type TokenPurpose string
+
 const (
-	PurposePasswordReset = "password_reset"
-	PurposeInvite        = "invite"
+	PurposePasswordReset TokenPurpose = "password_reset"
+	PurposeInvite        TokenPurpose = "invite"
 )
 
 type CoachActionToken struct {
 	ID        uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
 	CoachID   uuid.UUID
-	Purpose   string
+	Purpose   TokenPurpose
 	TokenHash []byte
 	ExpiresAt time.Time
 	UsedAt    *time.Time

@@ -211,18 +211,21 @@ func (s *Service) UncompleteLesson(ctx context.Context, p *Participant, lessonID
 	return nil
 }
 
-// Sources of an access grant.
+// GrantSource is how she came to hold an access grant: the gate treats
+// them alike, but the scheduler and the coach's view of her do not.
+type GrantSource string
+
 const (
-	GrantFreeAccess    = "free_access"
-	GrantEnrollment    = "enrollment"
-	GrantComplimentary = "complimentary"
+	GrantFreeAccess    GrantSource = "free_access"
+	GrantEnrollment    GrantSource = "enrollment"
+	GrantComplimentary GrantSource = "complimentary"
 )
 
 type AccessGrant struct {
 	ID            uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
 	ParticipantID uuid.UUID
 	ProgramID     uuid.UUID
-	Source        string
+	Source        GrantSource
 	StartsAt      time.Time
 	RevokedAt     *time.Time
 	CreatedAt     time.Time
