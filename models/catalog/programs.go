@@ -170,36 +170,16 @@ func (s *Service) UpdateProgram(ctx context.Context, id uuid.UUID, patch Program
 			return models.MapDBError(err, "program")
 		}
 		changes := map[string]any{}
-		if patch.Slug.Set {
-			p.Slug, changes["slug"] = patch.Slug.Value, patch.Slug.Value
-		}
-		if patch.Title.Set {
-			p.Title, changes["title"] = patch.Title.Value, patch.Title.Value
-		}
-		if patch.Summary.Set {
-			p.Summary, changes["summary"] = patch.Summary.Value, patch.Summary.Value
-		}
-		if patch.Description.Set {
-			p.Description, changes["description"] = patch.Description.Value, patch.Description.Value
-		}
-		if patch.Status.Set {
-			p.Status, changes["status"] = patch.Status.Value, patch.Status.Value
-		}
-		if patch.FreeAccessUntil.Set {
-			if patch.FreeAccessUntil.Null {
-				p.FreeAccessUntil = nil
-			} else {
-				t := models.StoredTime(patch.FreeAccessUntil.Value)
-				p.FreeAccessUntil = &t
-			}
-			changes["free_access_until"] = p.FreeAccessUntil
-		}
-		if patch.PriceCents.Set {
-			p.PriceCents, changes["price_cents"] = patch.PriceCents.Value, patch.PriceCents.Value
-		}
-		if patch.Currency.Set {
-			p.Currency, changes["currency"] = patch.Currency.Value, patch.Currency.Value
-		}
+		models.Apply(changes, "slug", &p.Slug, patch.Slug)
+		models.Apply(changes, "title", &p.Title, patch.Title)
+		models.Apply(changes, "summary", &p.Summary, patch.Summary)
+		models.Apply(changes, "description", &p.Description, patch.Description)
+		models.Apply(changes, "status", &p.Status, patch.Status)
+		until := patch.FreeAccessUntil
+		until.Value = models.StoredTime(until.Value)
+		models.ApplyPtr(changes, "free_access_until", &p.FreeAccessUntil, until)
+		models.Apply(changes, "price_cents", &p.PriceCents, patch.PriceCents)
+		models.Apply(changes, "currency", &p.Currency, patch.Currency)
 		checkProgram(&c, &p)
 		if err := c.Err(); err != nil {
 			return err

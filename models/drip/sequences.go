@@ -265,29 +265,13 @@ func (s *Service) UpdateSequence(ctx context.Context, actor *people.Coach, id uu
 		wasActive := seq.Active
 		old := *seq
 		changes := map[string]any{}
-		if patch.Name.Set {
-			seq.Name, changes["name"] = patch.Name.Value, patch.Name.Value
-		}
-		if patch.Trigger.Set {
-			seq.Trigger, changes["trigger"] = patch.Trigger.Value, patch.Trigger.Value
-		}
-		if patch.ProgramID.Set {
-			seq.ProgramID = patch.ProgramID.Ptr()
-			changes["program_id"] = seq.ProgramID
-		}
-		if patch.CohortID.Set {
-			seq.CohortID = patch.CohortID.Ptr()
-			changes["cohort_id"] = seq.CohortID
-		}
-		if patch.Kind.Set {
-			seq.Kind, changes["kind"] = patch.Kind.Value, patch.Kind.Value
-		}
-		if patch.Active.Set {
-			seq.Active, changes["active"] = patch.Active.Value, patch.Active.Value
-		}
-		if patch.ExitOnEnrollment.Set {
-			seq.ExitOnEnrollment, changes["exit_on_enrollment"] = patch.ExitOnEnrollment.Value, patch.ExitOnEnrollment.Value
-		}
+		models.Apply(changes, "name", &seq.Name, patch.Name)
+		models.Apply(changes, "trigger", &seq.Trigger, patch.Trigger)
+		models.ApplyPtr(changes, "program_id", &seq.ProgramID, patch.ProgramID)
+		models.ApplyPtr(changes, "cohort_id", &seq.CohortID, patch.CohortID)
+		models.Apply(changes, "kind", &seq.Kind, patch.Kind)
+		models.Apply(changes, "active", &seq.Active, patch.Active)
+		models.Apply(changes, "exit_on_enrollment", &seq.ExitOnEnrollment, patch.ExitOnEnrollment)
 		checkSequence(&c, seq)
 		if err := checkSequenceScope(tx, &c, actor, seq); err != nil {
 			return err
@@ -298,7 +282,7 @@ func (s *Service) UpdateSequence(ctx context.Context, actor *people.Coach, id uu
 		if len(changes) == 0 {
 			return nil
 		}
-		moved := seq.Trigger != old.Trigger || !sameUUIDPtr(seq.ProgramID, old.ProgramID) || !sameUUIDPtr(seq.CohortID, old.CohortID)
+		moved := seq.Trigger != old.Trigger || !models.SamePtr(seq.ProgramID, old.ProgramID) || !models.SamePtr(seq.CohortID, old.CohortID)
 		if moved {
 			var used bool
 			if err := tx.Raw(`SELECT EXISTS (SELECT 1 FROM email_deliveries WHERE sequence_id = ?)`, id).Scan(&used).Error; err != nil {
@@ -325,13 +309,6 @@ func (s *Service) UpdateSequence(ctx context.Context, actor *people.Coach, id uu
 		return nil, err
 	}
 	return seq, nil
-}
-
-func sameUUIDPtr(a, b *uuid.UUID) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return *a == *b
 }
 
 // DeleteSequence deletes a sequence and its steps. Its scheduled emails are
@@ -601,21 +578,13 @@ func (s *Service) UpdateStep(ctx context.Context, actor *people.Coach, id uuid.U
 			st.OffsetDays = nil
 		}
 		if patch.SendAtLocal.Set {
-			st.SendAtLocal = nil
-			if !patch.SendAtLocal.Null {
-				v := patch.SendAtLocal.Value
-				st.SendAtLocal = &v
-			}
+			st.SendAtLocal = patch.SendAtLocal.Ptr()
 		} else if minutesSet && !daysSet {
 			st.SendAtLocal = nil
 		}
 		changes["offset_minutes"], changes["offset_days"], changes["send_at_local"] = st.OffsetMinutes, st.OffsetDays, st.SendAtLocal
-		if patch.Subject.Set {
-			st.Subject, changes["subject"] = patch.Subject.Value, patch.Subject.Value
-		}
-		if patch.Body.Set {
-			st.Body, changes["body"] = patch.Body.Value, patch.Body.Value
-		}
+		models.Apply(changes, "subject", &st.Subject, patch.Subject)
+		models.Apply(changes, "body", &st.Body, patch.Body)
 		checkStep(&c, st)
 		if err := c.Err(); err != nil {
 			return err
@@ -630,7 +599,7 @@ func (s *Service) UpdateStep(ctx context.Context, actor *people.Coach, id uuid.U
 		if err := tx.Model(&EmailStep{}).Where("id = ?", id).Updates(changes).Error; err != nil {
 			return models.MapDBError(err, "step")
 		}
-		if !sameIntPtr(st.OffsetMinutes, old.OffsetMinutes) || !sameIntPtr(st.OffsetDays, old.OffsetDays) || !sameStringPtr(st.SendAtLocal, old.SendAtLocal) {
+		if !models.SamePtr(st.OffsetMinutes, old.OffsetMinutes) || !models.SamePtr(st.OffsetDays, old.OffsetDays) || !models.SamePtr(st.SendAtLocal, old.SendAtLocal) {
 			return s.replanStep(tx, st)
 		}
 		return nil
@@ -639,20 +608,6 @@ func (s *Service) UpdateStep(ctx context.Context, actor *people.Coach, id uuid.U
 		return nil, err
 	}
 	return st, nil
-}
-
-func sameIntPtr(a, b *int) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return *a == *b
-}
-
-func sameStringPtr(a, b *string) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return *a == *b
 }
 
 // moveStepTo puts st at position to (past the end: last), shifting the steps

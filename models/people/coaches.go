@@ -436,22 +436,18 @@ func (s *Service) changeCoach(tx *gorm.DB, actor *Coach, id uuid.UUID, in Update
 		return nil, models.MapDBError(err, "coach")
 	}
 	wasActive, wasAdmin := coach.Active, coach.Active && coach.Role == RoleAdmin
-	if in.Name.Set {
-		coach.Name = in.Name.Value
-	}
-	if in.Role.Set {
-		coach.Role = in.Role.Value
-	}
-	if in.Active.Set {
-		coach.Active = in.Active.Value
-	}
+	// Every column is written, set or not: the row is locked, so the
+	// unset ones are written back as they are.
+	changes := map[string]any{"name": coach.Name, "role": coach.Role, "active": coach.Active}
+	models.Apply(changes, "name", &coach.Name, in.Name)
+	models.Apply(changes, "role", &coach.Role, in.Role)
+	models.Apply(changes, "active", &coach.Active, in.Active)
 	if wasAdmin && !(coach.Active && coach.Role == RoleAdmin) && len(admins) <= 1 {
 		return nil, errLastAdmin
 	}
 	coach.UpdatedAt = now
-	if err := tx.Model(&Coach{}).Where("id = ?", coach.ID).Updates(map[string]any{
-		"name": coach.Name, "role": coach.Role, "active": coach.Active, "updated_at": now,
-	}).Error; err != nil {
+	changes["updated_at"] = now
+	if err := tx.Model(&Coach{}).Where("id = ?", coach.ID).Updates(changes).Error; err != nil {
 		return nil, models.MapDBError(err, "coach")
 	}
 	if !coach.Active {
