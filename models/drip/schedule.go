@@ -329,7 +329,8 @@ func (b *schedSQL) with() string {
 	return "WITH "
 }
 
-// unlockAt is the SQL of gate.go's unlockAt: days counted on her calendar.
+// unlockAt is the SQL of people.UnlockAt: days counted on her calendar.
+// TestUnlockAtSQLMatchesGo holds the two to the same answers.
 func (b *schedSQL) unlockAt(start, days, tz string) string {
 	z := b.zone(tz)
 	return "CASE WHEN " + days + " = 0 THEN " + start + " ELSE ((" + start + " AT TIME ZONE " + z +

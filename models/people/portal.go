@@ -363,7 +363,7 @@ func (s *Service) ListPortalLessons(ctx context.Context, p *Participant, slug st
 		case prog.GrantStartsAt == nil:
 			sum.Locked = true
 		default:
-			at := unlockAt(*prog.GrantStartsAt, r.UnlockOffsetDays, p.Timezone)
+			at := UnlockAt(*prog.GrantStartsAt, r.UnlockOffsetDays, p.Timezone)
 			sum.UnlockAt = &at
 			sum.Locked = now.Before(at)
 		}
