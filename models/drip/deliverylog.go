@@ -71,9 +71,7 @@ func (s *Service) ListDeliveries(ctx context.Context, actor *people.Coach, f Del
 	if f.SequenceID != nil {
 		q = q.Where("sequence_id = ?", *f.SequenceID)
 	}
-	if !people.IsAdmin(actor) {
-		q = q.Where("cohort_id IN (SELECT cc.cohort_id FROM cohort_coaches cc WHERE cc.coach_id = ?)", actor.ID)
-	}
+	q = people.ScopeManaged(q, actor, "cohort_id IN (SELECT cc.cohort_id FROM cohort_coaches cc WHERE cc.coach_id = ?)")
 	if cur != nil {
 		q = q.Where("(created_at, id) < (?, ?)", cur.At, cur.ID)
 	}

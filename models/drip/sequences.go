@@ -139,28 +139,14 @@ func checkSequenceScope(tx *gorm.DB, c *models.Checker, actor *people.Coach, seq
 // sequences are too; a cohort's sequence belongs to the coaches who lead or
 // co-lead that cohort, and to admins. Any other is simply not found.
 func scopeSequences(q *gorm.DB, actor *people.Coach) *gorm.DB {
-	if people.IsAdmin(actor) {
-		return q
-	}
-	var id uuid.UUID
-	if actor != nil {
-		id = actor.ID
-	}
-	return q.Where("(email_sequences.cohort_id IS NULL OR EXISTS (SELECT 1 FROM cohort_coaches cc WHERE cc.cohort_id = email_sequences.cohort_id AND cc.coach_id = ?))", id)
+	return people.ScopeManaged(q, actor,
+		"(email_sequences.cohort_id IS NULL OR EXISTS (SELECT 1 FROM cohort_coaches cc WHERE cc.cohort_id = email_sequences.cohort_id AND cc.coach_id = ?))")
 }
 
 // findSequence reads a sequence the actor manages (locked FOR UPDATE when
 // lock is set: the row serialises changes to its steps' order), or not found.
 func findSequence(tx *gorm.DB, actor *people.Coach, id uuid.UUID, lock bool) (*EmailSequence, error) {
-	q := scopeSequences(tx.Model(&EmailSequence{}), actor).Where("email_sequences.id = ?", id)
-	if lock {
-		q = q.Clauses(models.RowLock)
-	}
-	var seq EmailSequence
-	if err := q.Take(&seq).Error; err != nil {
-		return nil, models.MapDBError(err, "sequence")
-	}
-	return &seq, nil
+	return models.Take[EmailSequence](scopeSequences(tx.Model(&EmailSequence{}), actor).Where("email_sequences.id = ?", id), lock, "sequence")
 }
 
 // findStep reads a step of a sequence the actor manages, with its sequence

@@ -267,3 +267,17 @@ const (
 
 // isAdmin reports whether the actor manages every cohort, not only her own.
 func IsAdmin(actor *Coach) bool { return actor != nil && actor.Role == RoleAdmin }
+
+// ScopeManaged limits q to what actor manages: everything for an admin,
+// else the rows cond (SQL with one ? for her id) admits. Whatever lies
+// outside is simply not found, never forbidden. A nil actor is no coach.
+func ScopeManaged(q *gorm.DB, actor *Coach, cond string) *gorm.DB {
+	if IsAdmin(actor) {
+		return q
+	}
+	var id uuid.UUID
+	if actor != nil {
+		id = actor.ID
+	}
+	return q.Where(cond, id)
+}
