@@ -427,7 +427,7 @@ func (h *handlers) listPublicPrograms(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return renderPage(c, page, func(p catalog.CatalogProgram) publicProgramResponse {
+	return renderPage(c, page, func(p catalog.ListedProgram) publicProgramResponse {
 		return publicProgramResponse{
 			ID: p.ID, Slug: p.Slug, Title: p.Title, Summary: p.Summary, PriceCents: p.PriceCents, Currency: p.Currency,
 			FreeAccessUntil: catalogUTC(p.FreeAccessUntil), FreeAccessOpen: p.FreeAccessOpen,

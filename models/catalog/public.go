@@ -11,9 +11,9 @@ import (
 
 // The published catalogue: what anyone may read about the programs on offer.
 
-// CatalogProgram is a published program as the catalogue lists it, with
+// ListedProgram is a published program as the catalogue lists it, with
 // whether free access can be claimed right now.
-type CatalogProgram struct {
+type ListedProgram struct {
 	Program
 	FreeAccessOpen bool
 }
@@ -21,7 +21,7 @@ type CatalogProgram struct {
 // PublishedProgram is a catalogue page: the program and the outline of its
 // published lessons.
 type PublishedProgram struct {
-	CatalogProgram
+	ListedProgram
 	Lessons []LessonOutline
 }
 
@@ -36,15 +36,15 @@ type LessonOutline struct {
 }
 
 // ListPublishedPrograms is the public catalogue, newest first.
-func (s *Service) ListPublishedPrograms(ctx context.Context, pp models.PageParams) (models.Page[CatalogProgram], error) {
+func (s *Service) ListPublishedPrograms(ctx context.Context, pp models.PageParams) (models.Page[ListedProgram], error) {
 	page, err := listProgramsNewestFirst(s.DB.WithContext(ctx).Model(&Program{}).Where("status = ?", ProgramPublished), pp)
 	if err != nil {
-		return models.Page[CatalogProgram]{}, err
+		return models.Page[ListedProgram]{}, err
 	}
 	now := s.Now()
-	out := models.Page[CatalogProgram]{Items: make([]CatalogProgram, len(page.Items)), NextCursor: page.NextCursor}
+	out := models.Page[ListedProgram]{Items: make([]ListedProgram, len(page.Items)), NextCursor: page.NextCursor}
 	for i, p := range page.Items {
-		out.Items[i] = CatalogProgram{Program: p, FreeAccessOpen: p.FreeAccessOpen(now)}
+		out.Items[i] = ListedProgram{Program: p, FreeAccessOpen: p.FreeAccessOpen(now)}
 	}
 	return out, nil
 }

@@ -105,13 +105,13 @@ const (
 // then what the coach reads.
 func dripReason(code, detail string) string { return code + ": " + detail }
 
-// BackfillDrip schedules trigger's active sequences for every current
+// Backfill schedules trigger's active sequences for every current
 // subject of that trigger, optionally only those of one program or cohort,
 // in one statement and its own transaction, and returns how many
 // deliveries it wrote (skipped ones included). Triggers fire by themselves
 // as things happen; this is for a sequence switched on after the fact and
 // for the scheduling benchmark.
-func (s *Service) BackfillDrip(ctx context.Context, trigger Trigger, programID, cohortID *uuid.UUID) (int64, error) {
+func (s *Service) Backfill(ctx context.Context, trigger Trigger, programID, cohortID *uuid.UUID) (int64, error) {
 	var n int64
 	err := s.InTx(ctx, func(tx *gorm.DB) error {
 		var err error

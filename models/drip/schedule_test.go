@@ -387,7 +387,7 @@ func TestDripTriggerFiringTwiceSchedulesOnce(t *testing.T) {
 	w.complimentary(t, c, "bea@example.com")
 
 	for _, trigger := range []drip.Trigger{drip.TriggerFreeAccessClaimed, drip.TriggerCohortStart} {
-		n, err := w.svc.Drip.BackfillDrip(w.ctx, trigger, nil, nil)
+		n, err := w.svc.Drip.Backfill(w.ctx, trigger, nil, nil)
 		modelstest.MustDo(t, err)
 		if n != 0 {
 			t.Errorf("backfill of %s wrote %d rows, want 0", trigger, n)
