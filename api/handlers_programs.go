@@ -349,7 +349,7 @@ func toParticipantDetailResponse(d *people.ParticipantDetail) participantDetailR
 	}
 	for _, k := range d.Consents {
 		out.Consents = append(out.Consents, consentResponseAdmin{
-			ID: k.ID, Kind: k.Kind, TextVersion: k.TextVersion, Granted: k.Granted, ProgramID: k.ProgramID,
+			ID: k.ID, Kind: string(k.Kind), TextVersion: k.TextVersion, Granted: k.Granted, ProgramID: k.ProgramID,
 			IP: k.IP, UserAgent: k.UserAgent, CreatedAt: k.CreatedAt.UTC(),
 		})
 	}
