@@ -60,7 +60,7 @@ func TestFreeAccessClaimCreatesParticipantGrantConsentsAndEmail(t *testing.T) {
 	}
 
 	cs := freeAccessConsents(t, env)
-	want := map[string]struct {
+	want := map[models.ConsentKind]struct {
 		version string
 		granted bool
 	}{

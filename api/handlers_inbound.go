@@ -181,7 +181,7 @@ func toDeliveryResponse(d drip.DeliveryLogEntry) deliveryResponse {
 	}
 	return deliveryResponse{
 		ID: d.ID, ParticipantID: d.ParticipantID, Email: d.Email, SequenceID: d.SequenceID, StepID: d.StepID,
-		Status: d.Status, SendAt: d.SendAt.UTC(), SentAt: utcPtr(d.SentAt), Attempts: d.Attempts,
+		Status: string(d.Status), SendAt: d.SendAt.UTC(), SentAt: utcPtr(d.SentAt), Attempts: d.Attempts,
 		LastError: d.LastError, ResendID: d.ResendID, Events: events,
 	}
 }
@@ -206,7 +206,7 @@ func (h *handlers) listEmailDeliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	f := drip.DeliveryFilter{Status: c.QueryParam("status")}
+	f := drip.DeliveryFilter{Status: drip.DeliveryStatus(c.QueryParam("status"))}
 	if f.ParticipantID, err = queryUUID(c, "participant_id"); err != nil {
 		return err
 	}
@@ -228,7 +228,7 @@ type suppressionResponse struct {
 }
 
 func toSuppressionResponse(s drip.EmailSuppression) suppressionResponse {
-	return suppressionResponse{Email: s.Email, Reason: s.Reason, Detail: s.Detail, CreatedAt: s.CreatedAt.UTC()}
+	return suppressionResponse{Email: s.Email, Reason: string(s.Reason), Detail: s.Detail, CreatedAt: s.CreatedAt.UTC()}
 }
 
 func (h *handlers) listSuppressions(c echo.Context) error {

@@ -344,12 +344,12 @@ func toParticipantDetailResponse(d *people.ParticipantDetail) participantDetailR
 	for _, g := range d.Grants {
 		out.Grants = append(out.Grants, grantResponseAdmin{
 			ID: g.ID, ProgramID: g.ProgramID, ProgramSlug: g.ProgramSlug, ProgramTitle: g.ProgramTitle,
-			Source: g.Source, StartsAt: g.StartsAt.UTC(), RevokedAt: catalogUTC(g.RevokedAt), CreatedAt: g.CreatedAt.UTC(),
+			Source: string(g.Source), StartsAt: g.StartsAt.UTC(), RevokedAt: catalogUTC(g.RevokedAt), CreatedAt: g.CreatedAt.UTC(),
 		})
 	}
 	for _, k := range d.Consents {
 		out.Consents = append(out.Consents, consentResponseAdmin{
-			ID: k.ID, Kind: k.Kind, TextVersion: k.TextVersion, Granted: k.Granted, ProgramID: k.ProgramID,
+			ID: k.ID, Kind: string(k.Kind), TextVersion: k.TextVersion, Granted: k.Granted, ProgramID: k.ProgramID,
 			IP: k.IP, UserAgent: k.UserAgent, CreatedAt: k.CreatedAt.UTC(),
 		})
 	}
@@ -427,7 +427,7 @@ func (h *handlers) listPublicPrograms(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return renderPage(c, page, func(p catalog.CatalogProgram) publicProgramResponse {
+	return renderPage(c, page, func(p catalog.ListedProgram) publicProgramResponse {
 		return publicProgramResponse{
 			ID: p.ID, Slug: p.Slug, Title: p.Title, Summary: p.Summary, PriceCents: p.PriceCents, Currency: p.Currency,
 			FreeAccessUntil: catalogUTC(p.FreeAccessUntil), FreeAccessOpen: p.FreeAccessOpen,

@@ -16,38 +16,38 @@ import (
 // coach sees only the sequences she may manage.
 
 type sequenceCreateRequest struct {
-	Name             string     `json:"name" validate:"required,max=200"`
-	Trigger          string     `json:"trigger" validate:"required"`
-	ProgramID        *uuid.UUID `json:"program_id"`
-	CohortID         *uuid.UUID `json:"cohort_id"`
-	Kind             string     `json:"kind" validate:"required"`
-	Active           bool       `json:"active"`
-	ExitOnEnrollment bool       `json:"exit_on_enrollment"`
+	Name             string            `json:"name" validate:"required,max=200"`
+	Trigger          drip.Trigger      `json:"trigger" validate:"required"`
+	ProgramID        *uuid.UUID        `json:"program_id"`
+	CohortID         *uuid.UUID        `json:"cohort_id"`
+	Kind             drip.SequenceKind `json:"kind" validate:"required"`
+	Active           bool              `json:"active"`
+	ExitOnEnrollment bool              `json:"exit_on_enrollment"`
 }
 
 // sequenceUpdateRequest: the domain checks each sent field, since a tag on
 // an Optional cannot tell "absent" from "empty".
 type sequenceUpdateRequest struct {
-	Name             models.Optional[string]    `json:"name"`
-	Trigger          models.Optional[string]    `json:"trigger"`
-	ProgramID        models.Optional[uuid.UUID] `json:"program_id"`
-	CohortID         models.Optional[uuid.UUID] `json:"cohort_id"`
-	Kind             models.Optional[string]    `json:"kind"`
-	Active           models.Optional[bool]      `json:"active"`
-	ExitOnEnrollment models.Optional[bool]      `json:"exit_on_enrollment"`
+	Name             models.Optional[string]            `json:"name"`
+	Trigger          models.Optional[drip.Trigger]      `json:"trigger"`
+	ProgramID        models.Optional[uuid.UUID]         `json:"program_id"`
+	CohortID         models.Optional[uuid.UUID]         `json:"cohort_id"`
+	Kind             models.Optional[drip.SequenceKind] `json:"kind"`
+	Active           models.Optional[bool]              `json:"active"`
+	ExitOnEnrollment models.Optional[bool]              `json:"exit_on_enrollment"`
 }
 
 type sequenceResponse struct {
-	ID               uuid.UUID  `json:"id"`
-	Name             string     `json:"name"`
-	Trigger          string     `json:"trigger"`
-	ProgramID        *uuid.UUID `json:"program_id"`
-	CohortID         *uuid.UUID `json:"cohort_id"`
-	Kind             string     `json:"kind"`
-	Active           bool       `json:"active"`
-	ExitOnEnrollment bool       `json:"exit_on_enrollment"`
-	CreatedAt        time.Time  `json:"created_at"`
-	UpdatedAt        time.Time  `json:"updated_at"`
+	ID               uuid.UUID         `json:"id"`
+	Name             string            `json:"name"`
+	Trigger          drip.Trigger      `json:"trigger"`
+	ProgramID        *uuid.UUID        `json:"program_id"`
+	CohortID         *uuid.UUID        `json:"cohort_id"`
+	Kind             drip.SequenceKind `json:"kind"`
+	Active           bool              `json:"active"`
+	ExitOnEnrollment bool              `json:"exit_on_enrollment"`
+	CreatedAt        time.Time         `json:"created_at"`
+	UpdatedAt        time.Time         `json:"updated_at"`
 }
 
 func toSequenceResponse(s drip.EmailSequence) sequenceResponse {

@@ -72,7 +72,7 @@ func ok(t testing.TB, err error) {
 	}
 }
 
-func (w *mailWorld) step(t *testing.T, name, trigger, kind string) drip.EmailStep {
+func (w *mailWorld) step(t *testing.T, name string, trigger drip.Trigger, kind drip.SequenceKind) drip.EmailStep {
 	t.Helper()
 	seq := drip.EmailSequence{Name: name, Trigger: trigger, Kind: kind, Active: true}
 	ok(t, w.env.DB.Create(&seq).Error)
@@ -93,7 +93,7 @@ func (w *mailWorld) participant(t *testing.T, email string) people.Participant {
 
 // delivery writes a row as the scheduler (and, for sent, the worker) would;
 // one clock minute apart, so the log's order is known.
-func (w *mailWorld) delivery(t *testing.T, p people.Participant, step drip.EmailStep, status string, inCohort bool) drip.EmailDelivery {
+func (w *mailWorld) delivery(t *testing.T, p people.Participant, step drip.EmailStep, status drip.DeliveryStatus, inCohort bool) drip.EmailDelivery {
 	t.Helper()
 	w.env.Clock.Advance(time.Minute)
 	now := w.env.Clock.Now()
@@ -110,7 +110,7 @@ func (w *mailWorld) delivery(t *testing.T, p people.Participant, step drip.Email
 	return d
 }
 
-func (w *mailWorld) status(t *testing.T, d drip.EmailDelivery) (string, string) {
+func (w *mailWorld) status(t *testing.T, d drip.EmailDelivery) (drip.DeliveryStatus, string) {
 	t.Helper()
 	var got drip.EmailDelivery
 	ok(t, w.env.DB.Take(&got, "id = ?", d.ID).Error)
@@ -280,7 +280,7 @@ type suppressionList struct {
 func TestResendWebhookSuppressesHardBouncesAndComplaints(t *testing.T) {
 	tests := []struct {
 		name, typ, bounceType string
-		reason                string // "" means not suppressed
+		reason                drip.SuppressionReason // "" means not suppressed
 	}{
 		{"hard bounce", drip.EmailEventBounced, "Permanent", drip.SuppressionBounced},
 		{"complaint", drip.EmailEventComplained, "", drip.SuppressionComplained},
@@ -300,7 +300,7 @@ func TestResendWebhookSuppressesHardBouncesAndComplaints(t *testing.T) {
 				if tt.reason == "" && st != drip.DeliveryScheduled {
 					t.Errorf("a %s cancelled a delivery: %s %q", tt.name, st, reason)
 				}
-				if tt.reason != "" && (st != drip.DeliveryCancelled || reason != "suppressed: "+tt.reason) {
+				if tt.reason != "" && (st != drip.DeliveryCancelled || reason != "suppressed: "+string(tt.reason)) {
 					t.Errorf("delivery = %s %q, want cancelled: suppressed: %s", st, reason, tt.reason)
 				}
 			}
@@ -310,7 +310,7 @@ func TestResendWebhookSuppressesHardBouncesAndComplaints(t *testing.T) {
 				}
 				return
 			}
-			if len(list.Data) != 1 || list.Data[0].Email != w.jane.Email || list.Data[0].Reason != tt.reason || list.Data[0].Detail == nil {
+			if len(list.Data) != 1 || list.Data[0].Email != w.jane.Email || list.Data[0].Reason != string(tt.reason) || list.Data[0].Detail == nil {
 				t.Errorf("suppressions = %+v, want %s %s with a detail", list.Data, w.jane.Email, tt.reason)
 			}
 		})
@@ -437,7 +437,7 @@ func TestDeliveryLogShowsEventsAndReasons(t *testing.T) {
 	if want := "[email.sent email.delivered email.opened email.clicked]"; fmt.Sprint(types) != want || sent.ResendID == nil || sent.Attempts != 1 {
 		t.Errorf("sent delivery = %+v, events %v, want %s", sent, types, want)
 	}
-	if c := list.Data[1]; c.Status != drip.DeliveryCancelled || c.LastError == nil || !strings.HasPrefix(*c.LastError, "unsubscribed: ") {
+	if c := list.Data[1]; c.Status != string(drip.DeliveryCancelled) || c.LastError == nil || !strings.HasPrefix(*c.LastError, "unsubscribed: ") {
 		t.Errorf("unsubscribed delivery = %+v", c)
 	}
 

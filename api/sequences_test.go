@@ -344,11 +344,11 @@ func TestSequenceDeletionCancelsScheduledDeliveries(t *testing.T) {
 	a := createStepAPI(t, env, token, seq.ID, map[string]any{"offset_minutes": 5, "subject": "A", "body": "a"})
 	b := createStepAPI(t, env, token, seq.ID, map[string]any{"offset_days": 2, "send_at_local": "09:00", "subject": "B", "body": "b"})
 	now := env.Clock.Now()
-	deliver := func(stepID, status string) uuid.UUID {
+	deliver := func(stepID string, status drip.DeliveryStatus) uuid.UUID {
 		t.Helper()
 		seqID, sid := uuid.MustParse(seq.ID), uuid.MustParse(stepID)
 		d := &drip.EmailDelivery{ParticipantID: p.ID, Email: p.Email, SequenceID: &seqID, StepID: &sid,
-			SubjectKey: "program:" + prog.ID.String() + "/" + status, ProgramID: &prog.ID, AnchorAt: now, Timezone: "UTC", Status: status, SendAt: now.Add(time.Hour)}
+			SubjectKey: "program:" + prog.ID.String() + "/" + string(status), ProgramID: &prog.ID, AnchorAt: now, Timezone: "UTC", Status: status, SendAt: now.Add(time.Hour)}
 		if status == drip.DeliverySent {
 			d.SentAt = &now
 		}
@@ -365,9 +365,9 @@ func TestSequenceDeletionCancelsScheduledDeliveries(t *testing.T) {
 			t.Fatal(err)
 		}
 		if d.LastError != nil {
-			return d.Status + " " + *d.LastError
+			return string(d.Status) + " " + *d.LastError
 		}
-		return d.Status
+		return string(d.Status)
 	}
 
 	env.Do(t, http.MethodDelete, "/v1/admin/steps/"+a.ID, nil, apitest.Token(token)).Expect(t, http.StatusNoContent)

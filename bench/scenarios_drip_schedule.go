@@ -30,7 +30,7 @@ type bulkSide func(ctx context.Context) (rows int64, err error)
 var bulkScenarios = []bulkScenario{
 	{
 		name: "drip-schedule",
-		grace: fmt.Sprintf("models.Service.BackfillDrip(cohort_start): %d active enrollments in one cohort x a 3-step sequence "+
+		grace: fmt.Sprintf("drip.Service.Backfill(cohort_start): %d active enrollments in one cohort x a 3-step sequence "+
 			"(two local-time steps in mixed zones, one minute offset), one INSERT ... SELECT ... ON CONFLICT; rows/s in the rps column",
 			dripBenchParticipants),
 		baseline: "pgx: INSERT INTO email_deliveries ... SELECT FROM generate_series of the same row count (same foreign keys and indexes)",
@@ -176,7 +176,7 @@ func setupDripSchedule(ctx context.Context, b *bench) (bulkSide, bulkSide, func(
 		return tag.RowsAffected(), err
 	}
 	grace := func(ctx context.Context) (int64, error) {
-		return b.svc.Drip.BackfillDrip(ctx, drip.TriggerCohortStart, nil, &cohort.ID)
+		return b.svc.Drip.Backfill(ctx, drip.TriggerCohortStart, nil, &cohort.ID)
 	}
 	reset := func(ctx context.Context) error {
 		if _, err := b.pool.Exec(ctx, `TRUNCATE email_deliveries CASCADE`); err != nil {

@@ -9,17 +9,19 @@ import (
 	"github.com/google/uuid"
 )
 
-// Kinds of consent.
+// ConsentKind is what a woman agreed to, or declined.
+type ConsentKind string
+
 const (
-	ConsentDisclaimer = "disclaimer"
-	ConsentMarketing  = "marketing"
+	ConsentDisclaimer ConsentKind = "disclaimer"
+	ConsentMarketing  ConsentKind = "marketing"
 )
 
 type Consent struct {
 	ID            uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
 	ParticipantID uuid.UUID
 	ProgramID     *uuid.UUID
-	Kind          string
+	Kind          ConsentKind
 	TextVersion   string
 	Granted       bool
 	IP            *string `gorm:"column:ip;type:inet"`

@@ -171,6 +171,19 @@ func (l queryLogger) Trace(ctx context.Context, begin time.Time, fc func() (stri
 	l.log.WarnContext(ctx, "slow query", "duration_ms", elapsed.Milliseconds(), "rows", rows, "caller", utils.FileWithLineNum())
 }
 
-// catalogRowLock is SELECT ... FOR UPDATE: the program row is the lock that
-// serialises every change to its lessons' order.
+// RowLock is SELECT ... FOR UPDATE: a parent row (a program, a sequence, a
+// cohort) is the lock that serialises every change to what hangs off it.
 var RowLock = clause.Locking{Strength: "UPDATE"}
+
+// Take reads the one row q selects (locked FOR UPDATE when lock is set), or
+// not found naming what. Every domain's find-by-id-in-scope ends this way.
+func Take[T any](q *gorm.DB, lock bool, what string) (*T, error) {
+	if lock {
+		q = q.Clauses(RowLock)
+	}
+	var row T
+	if err := q.Take(&row).Error; err != nil {
+		return nil, MapDBError(err, what)
+	}
+	return &row, nil
+}

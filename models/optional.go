@@ -39,7 +39,9 @@ func (o *Optional[T]) UnmarshalJSON(b []byte) error {
 
 // Changes are the columns a PATCH writes, gathered while its fields are
 // applied to the loaded row, so the row (for checks and the answer) and the
-// UPDATE never disagree.
+// UPDATE never disagree. Build it as a map[string]any and hand that to
+// GORM's Updates: GORM recognises the unnamed map type only and refuses a
+// Changes as invalid data.
 type Changes map[string]any
 
 // Apply copies a set field onto the row's dst and records it as column.

@@ -42,13 +42,15 @@ func (s *Kernel) EnqueueEmail(tx *gorm.DB, template, toEmail, toName, dedupeKey 
 	return q.Create(&msg).Error
 }
 
-// Outbox statuses.
+// OutboxStatus is where an outbox email stands (outbox.status).
+type OutboxStatus string
+
 const (
-	OutboxPending   = "pending"
-	OutboxSending   = "sending"
-	OutboxSent      = "sent"
-	OutboxFailed    = "failed"
-	OutboxCancelled = "cancelled"
+	OutboxPending   OutboxStatus = "pending"
+	OutboxSending   OutboxStatus = "sending"
+	OutboxSent      OutboxStatus = "sent"
+	OutboxFailed    OutboxStatus = "failed"
+	OutboxCancelled OutboxStatus = "cancelled"
 )
 
 // OutboxMessage is one email to send, written in the same transaction as the
@@ -61,7 +63,7 @@ type OutboxMessage struct {
 	ToName            string
 	Data              map[string]any `gorm:"serializer:json;type:jsonb"`
 	DedupeKey         *string
-	Status            string
+	Status            OutboxStatus
 	Attempts          int
 	NextAttemptAt     time.Time
 	LockedUntil       *time.Time

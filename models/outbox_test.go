@@ -41,7 +41,7 @@ func loadOutbox(t *testing.T, s *models.Kernel, id uuid.UUID) models.OutboxMessa
 }
 
 // insertOutbox writes a row in the given state; next is relative to the clock.
-func insertOutbox(t *testing.T, s *models.Kernel, status string, next time.Duration, lockedFor *time.Duration) models.OutboxMessage {
+func insertOutbox(t *testing.T, s *models.Kernel, status models.OutboxStatus, next time.Duration, lockedFor *time.Duration) models.OutboxMessage {
 	t.Helper()
 	m := models.OutboxMessage{
 		Template:      models.TemplateLoginLink,

@@ -84,7 +84,7 @@ func (e *Env) Lesson(t testing.TB, programID uuid.UUID, title string, published,
 }
 
 // Grant gives a participant access to a program from startsAt.
-func (e *Env) Grant(t testing.TB, participantID, programID uuid.UUID, source string, startsAt time.Time) *people.AccessGrant {
+func (e *Env) Grant(t testing.TB, participantID, programID uuid.UUID, source people.GrantSource, startsAt time.Time) *people.AccessGrant {
 	t.Helper()
 	g := &people.AccessGrant{ParticipantID: participantID, ProgramID: programID, Source: source, StartsAt: startsAt}
 	if err := e.DB.Create(g).Error; err != nil {

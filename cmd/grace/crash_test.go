@@ -157,7 +157,7 @@ func TestWorkerProcessSurvivesSIGKILL(t *testing.T) {
 			lost++
 		case len(es) > 1:
 			dups++
-		case r.Status != drip.DeliverySent || r.ResendID == nil || *r.ResendID != es[0].ID:
+		case r.Status != string(drip.DeliverySent) || r.ResendID == nil || *r.ResendID != es[0].ID:
 			t.Errorf("delivery %s: status %s resend_id %v, want sent as %s", r.ID, r.Status, r.ResendID, es[0].ID)
 		}
 	}

@@ -89,7 +89,7 @@ func drain(t *testing.T, w *drip.Worker) {
 type deliveryRow struct {
 	ID        uuid.UUID
 	Email     string
-	Status    string
+	Status    dripdom.DeliveryStatus
 	Attempts  int
 	LastError *string
 	ResendID  *string

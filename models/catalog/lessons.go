@@ -194,38 +194,17 @@ func (s *Service) UpdateLesson(ctx context.Context, id uuid.UUID, patch LessonPa
 		}
 		prev := l
 		changes := map[string]any{}
-		if patch.Title.Set {
-			l.Title, changes["title"] = patch.Title.Value, patch.Title.Value
-		}
+		models.Apply(changes, "title", &l.Title, patch.Title)
+		models.Apply(changes, "body", &l.Body, patch.Body)
 		if patch.Body.Set {
-			l.Body, changes["body"] = patch.Body.Value, patch.Body.Value
-			l.BodyHTML, changes["body_html"] = bodyHTML, bodyHTML
+			// The rendered body is stored beside its source, never apart.
+			models.Apply(changes, "body_html", &l.BodyHTML, models.Some(bodyHTML))
 		}
-		if patch.MediaURL.Set {
-			l.MediaURL = nil
-			if !patch.MediaURL.Null {
-				v := patch.MediaURL.Value
-				l.MediaURL = &v
-			}
-			changes["media_url"] = l.MediaURL
-		}
-		if patch.DurationSeconds.Set {
-			l.DurationSeconds = nil
-			if !patch.DurationSeconds.Null {
-				v := patch.DurationSeconds.Value
-				l.DurationSeconds = &v
-			}
-			changes["duration_seconds"] = l.DurationSeconds
-		}
-		if patch.FreePreview.Set {
-			l.FreePreview, changes["free_preview"] = patch.FreePreview.Value, patch.FreePreview.Value
-		}
-		if patch.UnlockOffsetDays.Set {
-			l.UnlockOffsetDays, changes["unlock_offset_days"] = patch.UnlockOffsetDays.Value, patch.UnlockOffsetDays.Value
-		}
-		if patch.Published.Set {
-			l.Published, changes["published"] = patch.Published.Value, patch.Published.Value
-		}
+		models.ApplyPtr(changes, "media_url", &l.MediaURL, patch.MediaURL)
+		models.ApplyPtr(changes, "duration_seconds", &l.DurationSeconds, patch.DurationSeconds)
+		models.Apply(changes, "free_preview", &l.FreePreview, patch.FreePreview)
+		models.Apply(changes, "unlock_offset_days", &l.UnlockOffsetDays, patch.UnlockOffsetDays)
+		models.Apply(changes, "published", &l.Published, patch.Published)
 		checkLesson(&c, &l)
 		if err := c.Err(); err != nil {
 			return err

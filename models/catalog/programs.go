@@ -3,7 +3,6 @@ package catalog
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -170,36 +169,16 @@ func (s *Service) UpdateProgram(ctx context.Context, id uuid.UUID, patch Program
 			return models.MapDBError(err, "program")
 		}
 		changes := map[string]any{}
-		if patch.Slug.Set {
-			p.Slug, changes["slug"] = patch.Slug.Value, patch.Slug.Value
-		}
-		if patch.Title.Set {
-			p.Title, changes["title"] = patch.Title.Value, patch.Title.Value
-		}
-		if patch.Summary.Set {
-			p.Summary, changes["summary"] = patch.Summary.Value, patch.Summary.Value
-		}
-		if patch.Description.Set {
-			p.Description, changes["description"] = patch.Description.Value, patch.Description.Value
-		}
-		if patch.Status.Set {
-			p.Status, changes["status"] = patch.Status.Value, patch.Status.Value
-		}
-		if patch.FreeAccessUntil.Set {
-			if patch.FreeAccessUntil.Null {
-				p.FreeAccessUntil = nil
-			} else {
-				t := models.StoredTime(patch.FreeAccessUntil.Value)
-				p.FreeAccessUntil = &t
-			}
-			changes["free_access_until"] = p.FreeAccessUntil
-		}
-		if patch.PriceCents.Set {
-			p.PriceCents, changes["price_cents"] = patch.PriceCents.Value, patch.PriceCents.Value
-		}
-		if patch.Currency.Set {
-			p.Currency, changes["currency"] = patch.Currency.Value, patch.Currency.Value
-		}
+		models.Apply(changes, "slug", &p.Slug, patch.Slug)
+		models.Apply(changes, "title", &p.Title, patch.Title)
+		models.Apply(changes, "summary", &p.Summary, patch.Summary)
+		models.Apply(changes, "description", &p.Description, patch.Description)
+		models.Apply(changes, "status", &p.Status, patch.Status)
+		until := patch.FreeAccessUntil
+		until.Value = models.StoredTime(until.Value)
+		models.ApplyPtr(changes, "free_access_until", &p.FreeAccessUntil, until)
+		models.Apply(changes, "price_cents", &p.PriceCents, patch.PriceCents)
+		models.Apply(changes, "currency", &p.Currency, patch.Currency)
 		checkProgram(&c, &p)
 		if err := c.Err(); err != nil {
 			return err
@@ -251,164 +230,6 @@ func (s *Service) DeleteProgram(ctx context.Context, id uuid.UUID) error {
 		return nil
 	})
 }
-
-// CatalogProgram is a published program as the catalogue lists it, with
-// whether free access can be claimed right now.
-type CatalogProgram struct {
-	Program
-	FreeAccessOpen bool
-}
-
-// PublishedProgram is a catalogue page: the program and the outline of its
-// published lessons.
-type PublishedProgram struct {
-	CatalogProgram
-	Lessons []LessonOutline
-}
-
-// LessonOutline is a lesson's place in a program, without its content.
-type LessonOutline struct {
-	ID               uuid.UUID
-	Position         int
-	Title            string
-	FreePreview      bool
-	UnlockOffsetDays int
-	DurationSeconds  *int
-}
-
-// ListPublishedPrograms is the public catalogue, newest first.
-func (s *Service) ListPublishedPrograms(ctx context.Context, pp models.PageParams) (models.Page[CatalogProgram], error) {
-	page, err := listProgramsNewestFirst(s.DB.WithContext(ctx).Model(&Program{}).Where("status = ?", ProgramPublished), pp)
-	if err != nil {
-		return models.Page[CatalogProgram]{}, err
-	}
-	now := s.Now()
-	out := models.Page[CatalogProgram]{Items: make([]CatalogProgram, len(page.Items)), NextCursor: page.NextCursor}
-	for i, p := range page.Items {
-		out.Items[i] = CatalogProgram{Program: p, FreeAccessOpen: p.FreeAccessOpen(now)}
-	}
-	return out, nil
-}
-
-// GetPublishedProgram is the public program page, the read every campaign
-// email sends a crowd to. Pages are served from a short-lived in-process
-// cache (see programPageCache); a miss costs two indexed queries. Nothing is
-// rendered: the description stays Markdown. Draft, archived and unknown
-// programs are all simply not found. The result's Lessons are shared with
-// the cache: read them, do not change them.
-func (s *Service) GetPublishedProgram(ctx context.Context, slug string) (*PublishedProgram, error) {
-	if len(slug) > 100 || !models.SlugRE.MatchString(slug) {
-		return nil, models.NotFound("program")
-	}
-	cache := s.pages
-	page, gen := cache.get(slug)
-	if page == nil {
-		var err error
-		if page, err = s.loadPublishedProgram(ctx, slug); err != nil {
-			return nil, err
-		}
-		cache.put(slug, page, gen)
-	}
-	out := *page
-	// Computed on every read, so the window closes on time whatever the cache holds.
-	out.FreeAccessOpen = out.Program.FreeAccessOpen(s.Now())
-	return &out, nil
-}
-
-func (s *Service) loadPublishedProgram(ctx context.Context, slug string) (*PublishedProgram, error) {
-	db := s.DB.WithContext(ctx)
-	out := &PublishedProgram{}
-	err := db.Where("slug = ? AND status = ?", slug, ProgramPublished).Take(&out.Program).Error
-	if err != nil {
-		return nil, models.MapDBError(err, "program")
-	}
-	out.Lessons = []LessonOutline{}
-	err = db.Raw(`SELECT id, position, title, free_preview, unlock_offset_days, duration_seconds
-		FROM lessons WHERE program_id = ? AND published ORDER BY position`, out.Program.ID).Scan(&out.Lessons).Error
-	if err != nil {
-		return nil, fmt.Errorf("program outline: %w", err)
-	}
-	return out, nil
-}
-
-// The public program page is what a launch-day crowd hits, all at once and
-// all for the same few slugs, so each process keeps the pages it served in
-// memory for programPageTTL. Every catalogue write through this process
-// purges them at once; other processes see it within the TTL. Only pages
-// that exist are kept, so random slugs cannot fill memory.
-const (
-	programPageTTL = time.Second
-	programPageMax = 1024
-)
-
-type programPageCache struct {
-	mu sync.RWMutex
-	// gen counts purges: a page read from the database is stored only if no
-	// write committed since the read began.
-	gen     uint64
-	entries map[string]programPageEntry
-}
-
-type programPageEntry struct {
-	page    *PublishedProgram
-	expires time.Time // wall clock with monotonic reading: a cache, not a domain rule
-}
-
-// get returns the cached page (nil when absent or expired) and the
-// generation to pass to put.
-func (c *programPageCache) get(slug string) (*PublishedProgram, uint64) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if e, ok := c.entries[slug]; ok && time.Now().Before(e.expires) {
-		return e.page, c.gen
-	}
-	return nil, c.gen
-}
-
-func (c *programPageCache) put(slug string, page *PublishedProgram, gen uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if gen != c.gen {
-		return
-	}
-	now := time.Now()
-	if len(c.entries) >= programPageMax {
-		for k, e := range c.entries {
-			if !now.Before(e.expires) {
-				delete(c.entries, k)
-			}
-		}
-		if len(c.entries) >= programPageMax {
-			clear(c.entries)
-		}
-	}
-	c.entries[slug] = programPageEntry{page: page, expires: now.Add(programPageTTL)}
-}
-
-func (c *programPageCache) purge() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gen++
-	clear(c.entries)
-}
-
-func newProgramPageCache() *programPageCache {
-	return &programPageCache{entries: map[string]programPageEntry{}}
-}
-
-// inCatalogTx is inTx for writes to programs and lessons: once fn has
-// committed, this process's public pages are purged.
-func (s *Service) inCatalogTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	if err := s.InTx(ctx, fn); err != nil {
-		return err
-	}
-	s.catalogChanged()
-	return nil
-}
-
-// catalogChanged is called after every committed write to programs or
-// lessons, so this process never serves a page older than its own writes.
-func (s *Service) catalogChanged() { s.pages.purge() }
 
 // ProgramStatus is the publication state of a program.
 type ProgramStatus string

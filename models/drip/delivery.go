@@ -201,7 +201,7 @@ type dueDelivery struct {
 	Email                   string
 	Timezone                string
 	Reason                  string
-	Kind                    string
+	Kind                    SequenceKind
 	Subject                 string
 	Body                    string
 	ParticipantName         string
@@ -352,7 +352,7 @@ func (s *Service) formDripBatch(ctx context.Context, limit int, lease time.Durat
 }
 
 // setDripStatus settles rows with a reason each.
-func setDripStatus[T any](tx *gorm.DB, status string, rows []T, now time.Time) error {
+func setDripStatus[T any](tx *gorm.DB, status DeliveryStatus, rows []T, now time.Time) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -567,7 +567,7 @@ func (s *Service) settleDripFenced(ctx context.Context, what string, b *Batch, f
 
 // settleDripBatch ends a batch with status and its 'sending' rows failed
 // with reason, returning how many rows.
-func settleDripBatch(tx *gorm.DB, id uuid.UUID, now time.Time, status, reason string) (int, error) {
+func settleDripBatch(tx *gorm.DB, id uuid.UUID, now time.Time, status BatchStatus, reason string) (int, error) {
 	reason = models.TruncateError(reason)
 	if err := tx.Exec(`
 		UPDATE email_batches SET status = ?, locked_until = NULL, last_error = ?, updated_at = ? WHERE id = ?`,
@@ -628,21 +628,26 @@ func (s *Service) DelaySendSlots(ctx context.Context, name string, d time.Durati
 	return nil
 }
 
-// Delivery statuses.
+// DeliveryStatus is where one email of a sequence stands, as the
+// email_deliveries.status column and the delivery log spell it.
+type DeliveryStatus string
+
 const (
-	DeliveryScheduled = "scheduled"
-	DeliverySending   = "sending"
-	DeliverySent      = "sent"
-	DeliveryFailed    = "failed"
-	DeliveryCancelled = "cancelled"
-	DeliverySkipped   = "skipped"
+	DeliveryScheduled DeliveryStatus = "scheduled"
+	DeliverySending   DeliveryStatus = "sending"
+	DeliverySent      DeliveryStatus = "sent"
+	DeliveryFailed    DeliveryStatus = "failed"
+	DeliveryCancelled DeliveryStatus = "cancelled"
+	DeliverySkipped   DeliveryStatus = "skipped"
 )
 
-// Batch statuses.
+// BatchStatus is where a batch of drip emails stands (email_batches.status).
+type BatchStatus string
+
 const (
-	BatchSending = "sending"
-	BatchSent    = "sent"
-	BatchFailed  = "failed"
+	BatchSending BatchStatus = "sending"
+	BatchSent    BatchStatus = "sent"
+	BatchFailed  BatchStatus = "failed"
 )
 
 type EmailDelivery struct {
@@ -659,7 +664,7 @@ type EmailDelivery struct {
 	LessonID       *uuid.UUID `gorm:"type:uuid"`
 	AnchorAt       time.Time
 	Timezone       string
-	Status         string
+	Status         DeliveryStatus
 	SendAt         time.Time
 	SentAt         *time.Time
 	Attempts       int
@@ -675,7 +680,7 @@ type EmailDelivery struct {
 
 type EmailBatch struct {
 	ID             uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
-	Status         string
+	Status         BatchStatus
 	Size           int
 	Attempts       int
 	FirstAttemptAt *time.Time

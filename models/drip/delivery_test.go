@@ -132,7 +132,7 @@ func (w *ddWorld) enroll(p, cohort uuid.UUID, status string) uuid.UUID {
 	return w.id(`INSERT INTO enrollments (cohort_id, participant_id, status, currency) VALUES (?, ?, ?, 'EUR') RETURNING id`, cohort, p, status)
 }
 
-func (w *ddWorld) sequence(kind, trigger string, active, exit bool) (seq, step uuid.UUID) {
+func (w *ddWorld) sequence(kind drip.SequenceKind, trigger drip.Trigger, active, exit bool) (seq, step uuid.UUID) {
 	w.t.Helper()
 	seq = w.id(`INSERT INTO email_sequences (name, trigger, program_id, kind, active, exit_on_enrollment)
 		VALUES ('Welcome', ?, ?, ?, ?, ?) RETURNING id`, trigger, w.program, kind, active, exit)
@@ -168,7 +168,7 @@ func (w *ddWorld) delivery(d ddDelivery) uuid.UUID {
 // ddRow is a delivery as the tests read it back.
 type ddRow struct {
 	ID             uuid.UUID
-	Status         string
+	Status         drip.DeliveryStatus
 	Attempts       int
 	LastError      *string
 	ResendID       *string
@@ -300,9 +300,9 @@ func TestClaimDripBatchRechecksEligibility(t *testing.T) {
 
 	type tc struct {
 		name  string
-		setup func() uuid.UUID // writes the row, returns its id
-		want  string           // status
-		why   string           // last_error prefix
+		setup func() uuid.UUID    // writes the row, returns its id
+		want  drip.DeliveryStatus // status
+		why   string              // last_error prefix
 	}
 	tests := []tc{
 		{"unsubscribed from marketing", func() uuid.UUID {

@@ -45,7 +45,7 @@ func (s *Service) scheduleNewStep(tx *gorm.DB, step *EmailStep) error {
 	if err != nil || seq == nil || !seq.Active {
 		return err
 	}
-	_, err = s.schedule(tx, schedFilter{triggers: []string{seq.Trigger}, sequenceID: &seq.ID, stepID: &step.ID, inSequence: true})
+	_, err = s.schedule(tx, schedFilter{triggers: []Trigger{seq.Trigger}, sequenceID: &seq.ID, stepID: &step.ID, inSequence: true})
 	return err
 }
 
@@ -56,7 +56,7 @@ func (s *Service) replanStep(tx *gorm.DB, step *EmailStep) error {
 	if err != nil || seq == nil {
 		return err
 	}
-	return s.replan(tx, schedFilter{triggers: []string{seq.Trigger}, sequenceID: &seq.ID, stepID: &step.ID})
+	return s.replan(tx, schedFilter{triggers: []Trigger{seq.Trigger}, sequenceID: &seq.ID, stepID: &step.ID})
 }
 
 // scheduleSequence schedules an active sequence for every woman its trigger
@@ -67,7 +67,7 @@ func (s *Service) scheduleSequence(tx *gorm.DB, sequenceID uuid.UUID) error {
 	if err != nil || seq == nil || !seq.Active {
 		return err
 	}
-	_, err = s.schedule(tx, schedFilter{triggers: []string{seq.Trigger}, sequenceID: &seq.ID})
+	_, err = s.schedule(tx, schedFilter{triggers: []Trigger{seq.Trigger}, sequenceID: &seq.ID})
 	return err
 }
 
@@ -105,17 +105,17 @@ const (
 // then what the coach reads.
 func dripReason(code, detail string) string { return code + ": " + detail }
 
-// BackfillDrip schedules trigger's active sequences for every current
+// Backfill schedules trigger's active sequences for every current
 // subject of that trigger, optionally only those of one program or cohort,
 // in one statement and its own transaction, and returns how many
 // deliveries it wrote (skipped ones included). Triggers fire by themselves
 // as things happen; this is for a sequence switched on after the fact and
 // for the scheduling benchmark.
-func (s *Service) BackfillDrip(ctx context.Context, trigger string, programID, cohortID *uuid.UUID) (int64, error) {
+func (s *Service) Backfill(ctx context.Context, trigger Trigger, programID, cohortID *uuid.UUID) (int64, error) {
 	var n int64
 	err := s.InTx(ctx, func(tx *gorm.DB) error {
 		var err error
-		n, err = s.schedule(tx, schedFilter{triggers: []string{trigger}, programID: programID, cohortID: cohortID})
+		n, err = s.schedule(tx, schedFilter{triggers: []Trigger{trigger}, programID: programID, cohortID: cohortID})
 		return err
 	})
 	return n, err
@@ -124,13 +124,13 @@ func (s *Service) BackfillDrip(ctx context.Context, trigger string, programID, c
 // Trigger hooks, called by the domain code whose change fires them.
 
 // enrollmentTriggers fire for an enrollment as it becomes active.
-var enrollmentTriggers = []string{TriggerEnrollmentActivated, TriggerCohortStart, TriggerSessionReminder, TriggerLessonUnlocked}
+var enrollmentTriggers = []Trigger{TriggerEnrollmentActivated, TriggerCohortStart, TriggerSessionReminder, TriggerLessonUnlocked}
 
 // onFreeAccessClaimed fires free_access_claimed and lesson_unlocked for her
 // new free-access grant to a program. Only a first claim calls it.
 func (s *Service) OnFreeAccessClaimed(tx *gorm.DB, participantID, programID uuid.UUID) error {
 	_, err := s.schedule(tx, schedFilter{
-		triggers: []string{TriggerFreeAccessClaimed, TriggerLessonUnlocked}, grantsOnly: true,
+		triggers: []Trigger{TriggerFreeAccessClaimed, TriggerLessonUnlocked}, grantsOnly: true,
 		participantID: &participantID, programID: &programID,
 	})
 	return err
@@ -196,12 +196,12 @@ func (s *Service) OnCohortUpdated(tx *gorm.DB, prev, cur *enroll.Cohort) error {
 			return err
 		}
 	}
-	var triggers []string
+	var triggers []Trigger
 	switch {
 	case cur.Timezone != prev.Timezone:
 		triggers = enrollmentTriggers
 	case !cur.StartsAt.Equal(prev.StartsAt):
-		triggers = []string{TriggerCohortStart, TriggerLessonUnlocked}
+		triggers = []Trigger{TriggerCohortStart, TriggerLessonUnlocked}
 	}
 	if len(triggers) > 0 {
 		if err := s.replan(tx, schedFilter{triggers: triggers, cohortID: &cur.ID}); err != nil {
@@ -218,14 +218,14 @@ func (s *Service) OnCohortUpdated(tx *gorm.DB, prev, cur *enroll.Cohort) error {
 // onLiveSessionCreated schedules the reminders of a new session for every
 // woman active in its cohort.
 func (s *Service) OnLiveSessionCreated(tx *gorm.DB, l *enroll.LiveSession) error {
-	_, err := s.schedule(tx, schedFilter{triggers: []string{TriggerSessionReminder}, sessionID: &l.ID})
+	_, err := s.schedule(tx, schedFilter{triggers: []Trigger{TriggerSessionReminder}, sessionID: &l.ID})
 	return err
 }
 
 // onLiveSessionMoved re-plans a session's pending reminders from its new
 // start.
 func (s *Service) OnLiveSessionMoved(tx *gorm.DB, l *enroll.LiveSession) error {
-	return s.replan(tx, schedFilter{triggers: []string{TriggerSessionReminder}, sessionID: &l.ID})
+	return s.replan(tx, schedFilter{triggers: []Trigger{TriggerSessionReminder}, sessionID: &l.ID})
 }
 
 // onLiveSessionDeleting cancels a session's pending reminders; it runs
@@ -245,7 +245,7 @@ func (s *Service) OnParticipantTimezoneSet(tx *gorm.DB, participantID uuid.UUID)
 // unpublishing cancelled), unpublished cancels them, and a new drip delay
 // re-plans them.
 func (s *Service) OnLessonSaved(tx *gorm.DB, prev, cur *catalog.Lesson) error {
-	f := schedFilter{triggers: []string{TriggerLessonUnlocked}, lessonID: &cur.ID}
+	f := schedFilter{triggers: []Trigger{TriggerLessonUnlocked}, lessonID: &cur.ID}
 	wasPublished := prev != nil && prev.Published
 	switch {
 	case cur.Published && !wasPublished:
@@ -277,7 +277,7 @@ func (s *Service) OnLessonDeleting(tx *gorm.DB, id uuid.UUID) error {
 
 // schedFilter narrows a schedule or replan run. Nil fields do not filter.
 type schedFilter struct {
-	triggers []string // nil: every trigger
+	triggers []Trigger // nil: every trigger
 
 	participantID *uuid.UUID
 	programID     *uuid.UUID
@@ -296,7 +296,7 @@ type schedFilter struct {
 	activatedAt *time.Time
 }
 
-func (f *schedFilter) wants(trigger string) bool {
+func (f *schedFilter) wants(trigger Trigger) bool {
 	return f.triggers == nil || slices.Contains(f.triggers, trigger)
 }
 
@@ -329,7 +329,8 @@ func (b *schedSQL) with() string {
 	return "WITH "
 }
 
-// unlockAt is the SQL of gate.go's unlockAt: days counted on her calendar.
+// unlockAt is the SQL of people.UnlockAt: days counted on her calendar.
+// TestUnlockAtSQLMatchesGo holds the two to the same answers.
 func (b *schedSQL) unlockAt(start, days, tz string) string {
 	z := b.zone(tz)
 	return "CASE WHEN " + days + " = 0 THEN " + start + " ELSE ((" + start + " AT TIME ZONE " + z +
@@ -349,7 +350,7 @@ func schedSendAt(anchor, tz, st string) string {
 // with the reason when it is more than LateSkipAfter past due.
 func (b *schedSQL) lateCases(sendAt string, now time.Time) (status, lastError string) {
 	late := b.arg(now.Add(-LateSkipAfter))
-	status = "CASE WHEN " + sendAt + " < " + late + " THEN '" + DeliverySkipped + "' ELSE '" + DeliveryScheduled + "' END"
+	status = "CASE WHEN " + sendAt + " < " + late + " THEN '" + string(DeliverySkipped) + "' ELSE '" + string(DeliveryScheduled) + "' END"
 	lastError = "CASE WHEN " + sendAt + " < " + late + " THEN " + b.arg(ReasonLate+": due ") +
 		` || to_char(` + sendAt + ` AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"') || ` +
 		b.arg(fmt.Sprintf(", more than %dh before it was scheduled", int(LateSkipAfter/time.Hour))) + " END"
@@ -384,7 +385,7 @@ func (b *schedSQL) subjects(f *schedFilter, replan bool) string {
 	}
 	if grants && f.wants(TriggerFreeAccessClaimed) && f.lessonID == nil {
 		branches = append(branches, `
-		SELECT '`+TriggerFreeAccessClaimed+`'::text AS trigger, p.id AS participant_id, p.email, NULL::uuid AS enrollment_id,
+		SELECT '`+string(TriggerFreeAccessClaimed)+`'::text AS trigger, p.id AS participant_id, p.email, NULL::uuid AS enrollment_id,
 			NULL::uuid AS cohort_id, g.program_id, NULL::uuid AS live_session_id, NULL::uuid AS lesson_id,
 			'program:' || g.program_id AS subject_key, g.starts_at AS anchor_at,
 			CASE WHEN p.timezone_set THEN `+b.zone("p.timezone")+` ELSE 'UTC' END AS tz
@@ -395,7 +396,7 @@ func (b *schedSQL) subjects(f *schedFilter, replan bool) string {
 		extra := []string{}
 		cond(&extra, "l.id", f.lessonID)
 		branches = append(branches, `
-		SELECT '`+TriggerLessonUnlocked+`'::text, p.id, p.email, NULL::uuid, NULL::uuid, g.program_id, NULL::uuid, l.id,
+		SELECT '`+string(TriggerLessonUnlocked)+`'::text, p.id, p.email, NULL::uuid, NULL::uuid, g.program_id, NULL::uuid, l.id,
 			'lesson:' || l.id || '/grant:' || g.id, `+b.unlockAt("g.starts_at", "l.unlock_offset_days", "p.timezone")+`,
 			CASE WHEN p.timezone_set THEN `+b.zone("p.timezone")+` ELSE 'UTC' END
 		FROM access_grants g JOIN participants p ON p.id = g.participant_id
@@ -426,18 +427,18 @@ func (b *schedSQL) subjects(f *schedFilter, replan bool) string {
 			// The activation already on record (a dispute won, a step
 			// added later) wins over this moment.
 			anchor = `COALESCE((SELECT min(d0.anchor_at) FROM email_deliveries d0
-				JOIN email_sequences q0 ON q0.id = d0.sequence_id AND q0.trigger = '` + TriggerEnrollmentActivated + `'
+				JOIN email_sequences q0 ON q0.id = d0.sequence_id AND q0.trigger = '` + string(TriggerEnrollmentActivated) + `'
 				WHERE d0.participant_id = e.participant_id AND d0.subject_key = 'enrollment:' || e.id),
 				CAST(` + b.arg(at) + ` AS timestamptz), e.paid_at, e.created_at)`
 		}
 		branches = append(branches, `
-		SELECT '`+TriggerEnrollmentActivated+`'::text, p.id, p.email, e.id, c.id, c.program_id, NULL::uuid, NULL::uuid,
+		SELECT '`+string(TriggerEnrollmentActivated)+`'::text, p.id, p.email, e.id, c.id, c.program_id, NULL::uuid, NULL::uuid,
 			'enrollment:' || e.id, `+anchor+`, `+enrollTZ+enrollFrom+`
 		WHERE `+enrollWhere())
 	}
 	if enrollments && plain && f.wants(TriggerCohortStart) {
 		branches = append(branches, `
-		SELECT '`+TriggerCohortStart+`'::text, p.id, p.email, e.id, c.id, c.program_id, NULL::uuid, NULL::uuid,
+		SELECT '`+string(TriggerCohortStart)+`'::text, p.id, p.email, e.id, c.id, c.program_id, NULL::uuid, NULL::uuid,
 			'enrollment:' || e.id, c.starts_at, `+enrollTZ+enrollFrom+`
 		WHERE `+enrollWhere())
 	}
@@ -445,7 +446,7 @@ func (b *schedSQL) subjects(f *schedFilter, replan bool) string {
 		extra := []string{}
 		cond(&extra, "ls.id", f.sessionID)
 		branches = append(branches, `
-		SELECT '`+TriggerSessionReminder+`'::text, p.id, p.email, e.id, c.id, c.program_id, ls.id, NULL::uuid,
+		SELECT '`+string(TriggerSessionReminder)+`'::text, p.id, p.email, e.id, c.id, c.program_id, ls.id, NULL::uuid,
 			'session:' || ls.id || '/enrollment:' || e.id, ls.starts_at, `+enrollTZ+enrollFrom+`
 		JOIN live_sessions ls ON ls.cohort_id = e.cohort_id
 		WHERE `+enrollWhere(extra...))
@@ -454,7 +455,7 @@ func (b *schedSQL) subjects(f *schedFilter, replan bool) string {
 		extra := []string{}
 		cond(&extra, "l.id", f.lessonID)
 		branches = append(branches, `
-		SELECT '`+TriggerLessonUnlocked+`'::text, p.id, p.email, e.id, c.id, c.program_id, NULL::uuid, l.id,
+		SELECT '`+string(TriggerLessonUnlocked)+`'::text, p.id, p.email, e.id, c.id, c.program_id, NULL::uuid, l.id,
 			'lesson:' || l.id || '/enrollment:' || e.id, `+b.unlockAt("c.starts_at", "l.unlock_offset_days", "p.timezone")+`, `+enrollTZ+enrollFrom+`
 		JOIN lessons l ON l.program_id = c.program_id AND l.published
 		WHERE `+enrollWhere(extra...))
@@ -519,7 +520,7 @@ func (b *schedSQL) replanSQL(f *schedFilter, now time.Time) string {
 		return ""
 	}
 	pending := func(d string) string {
-		return "(" + d + ".status = '" + DeliveryScheduled + "' OR (" + d + ".status = '" + DeliverySkipped + "' AND " + d + ".last_error LIKE '" + ReasonLate + ":%'))"
+		return "(" + d + ".status = '" + string(DeliveryScheduled) + "' OR (" + d + ".status = '" + string(DeliverySkipped) + "' AND " + d + ".last_error LIKE '" + ReasonLate + ":%'))"
 	}
 	conds := []string{pending("d0")}
 	if f.sequenceID != nil {

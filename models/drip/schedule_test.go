@@ -86,9 +86,9 @@ func scopedToCohort(id uuid.UUID) seqOpt     { return func(s *drip.EmailSequence
 
 // sequence inserts an active marketing sequence of trigger with steps at
 // positions 1..n.
-func (w *dripWorld) sequence(t *testing.T, trigger string, steps []drip.EmailStep, opts ...seqOpt) (*drip.EmailSequence, []drip.EmailStep) {
+func (w *dripWorld) sequence(t *testing.T, trigger drip.Trigger, steps []drip.EmailStep, opts ...seqOpt) (*drip.EmailSequence, []drip.EmailStep) {
 	t.Helper()
-	seq := &drip.EmailSequence{Name: trigger + " sequence", Trigger: trigger, Kind: drip.SequenceMarketing, Active: true}
+	seq := &drip.EmailSequence{Name: string(trigger) + " sequence", Trigger: trigger, Kind: drip.SequenceMarketing, Active: true}
 	for _, o := range opts {
 		o(seq)
 	}
@@ -198,7 +198,7 @@ func wantSendAt(t *testing.T, d drip.EmailDelivery, want string) {
 	}
 }
 
-func wantStatus(t *testing.T, d drip.EmailDelivery, status, reasonCode string) {
+func wantStatus(t *testing.T, d drip.EmailDelivery, status drip.DeliveryStatus, reasonCode string) {
 	t.Helper()
 	reason := ""
 	if d.LastError != nil {
@@ -303,7 +303,7 @@ func TestDripSessionRemindersFollowTheirSession(t *testing.T) {
 	first, err := w.svc.Enroll.CreateLiveSession(w.ctx, w.admin, c.ID, enroll.LiveSessionInput{Title: "Week 1", StartsAt: utc("2026-04-02T17:00:00Z"), DurationMinutes: 90})
 	modelstest.MustDo(t, err)
 	ada := w.complimentary(t, c, "ada@example.com")
-	wantRows := func(session *enroll.LiveSession, status, reason string, sendAts ...string) {
+	wantRows := func(session *enroll.LiveSession, status drip.DeliveryStatus, reason string, sendAts ...string) {
 		t.Helper()
 		rows := w.deliveries(t, "live_session_id = ? OR subject_key LIKE ?", session.ID, "session:"+session.ID.String()+"/%")
 		if len(rows) != len(sendAts) {
@@ -355,7 +355,8 @@ func TestDripLateJoinerSkipsStaleSteps(t *testing.T) {
 	})
 	ada := w.complimentary(t, c, "ada@example.com")
 	for i, tc := range []struct {
-		status, reason, sendAt string
+		status         drip.DeliveryStatus
+		reason, sendAt string
 	}{
 		{drip.DeliverySkipped, drip.ReasonLate, "2026-02-26T09:00:00Z"},
 		{drip.DeliverySkipped, drip.ReasonLate, "2026-03-01T20:00:00Z"},
@@ -385,8 +386,8 @@ func TestDripTriggerFiringTwiceSchedulesOnce(t *testing.T) {
 	w.claim(t, w.program, "ada@example.com")
 	w.complimentary(t, c, "bea@example.com")
 
-	for _, trigger := range []string{drip.TriggerFreeAccessClaimed, drip.TriggerCohortStart} {
-		n, err := w.svc.Drip.BackfillDrip(w.ctx, trigger, nil, nil)
+	for _, trigger := range []drip.Trigger{drip.TriggerFreeAccessClaimed, drip.TriggerCohortStart} {
+		n, err := w.svc.Drip.Backfill(w.ctx, trigger, nil, nil)
 		modelstest.MustDo(t, err)
 		if n != 0 {
 			t.Errorf("backfill of %s wrote %d rows, want 0", trigger, n)
@@ -482,7 +483,7 @@ func TestDripCohortStartMoved(t *testing.T) {
 	// Berlin's, though she has not confirmed the zone.
 	w.participant(t, "ada@example.com", "Europe/Berlin", false)
 	ada := w.complimentary(t, c, "ada@example.com")
-	check := func(step drip.EmailStep, status, reason, sendAt string) {
+	check := func(step drip.EmailStep, status drip.DeliveryStatus, reason, sendAt string) {
 		t.Helper()
 		d := w.delivery(t, ada.ParticipantID, step.ID)
 		wantStatus(t, d, status, reason)

@@ -43,10 +43,10 @@ var errPreviewUnavailable = models.E(models.KindUnavailable, "unavailable", "Ema
 // inactive unless Active says otherwise.
 type SequenceInput struct {
 	Name             string
-	Trigger          string
+	Trigger          Trigger
 	ProgramID        *uuid.UUID
 	CohortID         *uuid.UUID
-	Kind             string
+	Kind             SequenceKind
 	Active           bool
 	ExitOnEnrollment bool
 }
@@ -55,10 +55,10 @@ type SequenceInput struct {
 // be Null (widening the scope); the others may not.
 type SequencePatch struct {
 	Name             models.Optional[string]
-	Trigger          models.Optional[string]
+	Trigger          models.Optional[Trigger]
 	ProgramID        models.Optional[uuid.UUID]
 	CohortID         models.Optional[uuid.UUID]
-	Kind             models.Optional[string]
+	Kind             models.Optional[SequenceKind]
 	Active           models.Optional[bool]
 	ExitOnEnrollment models.Optional[bool]
 }
@@ -93,7 +93,7 @@ func checkSequence(c *models.Checker, seq *EmailSequence) {
 	c.Text("name", seq.Name, 1, 200)
 	models.SingleLine(c, "name", seq.Name)
 	if !slices.Contains(Triggers, seq.Trigger) {
-		c.Add("trigger", "must be one of: "+strings.Join(Triggers, ", "))
+		c.Add("trigger", "must be one of: "+joinEnum(Triggers))
 	}
 	if seq.Kind != SequenceMarketing && seq.Kind != SequenceTransactional {
 		c.Add("kind", "must be one of: marketing, transactional")
@@ -139,28 +139,14 @@ func checkSequenceScope(tx *gorm.DB, c *models.Checker, actor *people.Coach, seq
 // sequences are too; a cohort's sequence belongs to the coaches who lead or
 // co-lead that cohort, and to admins. Any other is simply not found.
 func scopeSequences(q *gorm.DB, actor *people.Coach) *gorm.DB {
-	if people.IsAdmin(actor) {
-		return q
-	}
-	var id uuid.UUID
-	if actor != nil {
-		id = actor.ID
-	}
-	return q.Where("(email_sequences.cohort_id IS NULL OR EXISTS (SELECT 1 FROM cohort_coaches cc WHERE cc.cohort_id = email_sequences.cohort_id AND cc.coach_id = ?))", id)
+	return people.ScopeManaged(q, actor,
+		"(email_sequences.cohort_id IS NULL OR EXISTS (SELECT 1 FROM cohort_coaches cc WHERE cc.cohort_id = email_sequences.cohort_id AND cc.coach_id = ?))")
 }
 
 // findSequence reads a sequence the actor manages (locked FOR UPDATE when
 // lock is set: the row serialises changes to its steps' order), or not found.
 func findSequence(tx *gorm.DB, actor *people.Coach, id uuid.UUID, lock bool) (*EmailSequence, error) {
-	q := scopeSequences(tx.Model(&EmailSequence{}), actor).Where("email_sequences.id = ?", id)
-	if lock {
-		q = q.Clauses(models.RowLock)
-	}
-	var seq EmailSequence
-	if err := q.Take(&seq).Error; err != nil {
-		return nil, models.MapDBError(err, "sequence")
-	}
-	return &seq, nil
+	return models.Take[EmailSequence](scopeSequences(tx.Model(&EmailSequence{}), actor).Where("email_sequences.id = ?", id), lock, "sequence")
 }
 
 // findStep reads a step of a sequence the actor manages, with its sequence
@@ -265,29 +251,13 @@ func (s *Service) UpdateSequence(ctx context.Context, actor *people.Coach, id uu
 		wasActive := seq.Active
 		old := *seq
 		changes := map[string]any{}
-		if patch.Name.Set {
-			seq.Name, changes["name"] = patch.Name.Value, patch.Name.Value
-		}
-		if patch.Trigger.Set {
-			seq.Trigger, changes["trigger"] = patch.Trigger.Value, patch.Trigger.Value
-		}
-		if patch.ProgramID.Set {
-			seq.ProgramID = patch.ProgramID.Ptr()
-			changes["program_id"] = seq.ProgramID
-		}
-		if patch.CohortID.Set {
-			seq.CohortID = patch.CohortID.Ptr()
-			changes["cohort_id"] = seq.CohortID
-		}
-		if patch.Kind.Set {
-			seq.Kind, changes["kind"] = patch.Kind.Value, patch.Kind.Value
-		}
-		if patch.Active.Set {
-			seq.Active, changes["active"] = patch.Active.Value, patch.Active.Value
-		}
-		if patch.ExitOnEnrollment.Set {
-			seq.ExitOnEnrollment, changes["exit_on_enrollment"] = patch.ExitOnEnrollment.Value, patch.ExitOnEnrollment.Value
-		}
+		models.Apply(changes, "name", &seq.Name, patch.Name)
+		models.Apply(changes, "trigger", &seq.Trigger, patch.Trigger)
+		models.ApplyPtr(changes, "program_id", &seq.ProgramID, patch.ProgramID)
+		models.ApplyPtr(changes, "cohort_id", &seq.CohortID, patch.CohortID)
+		models.Apply(changes, "kind", &seq.Kind, patch.Kind)
+		models.Apply(changes, "active", &seq.Active, patch.Active)
+		models.Apply(changes, "exit_on_enrollment", &seq.ExitOnEnrollment, patch.ExitOnEnrollment)
 		checkSequence(&c, seq)
 		if err := checkSequenceScope(tx, &c, actor, seq); err != nil {
 			return err
@@ -298,7 +268,7 @@ func (s *Service) UpdateSequence(ctx context.Context, actor *people.Coach, id uu
 		if len(changes) == 0 {
 			return nil
 		}
-		moved := seq.Trigger != old.Trigger || !sameUUIDPtr(seq.ProgramID, old.ProgramID) || !sameUUIDPtr(seq.CohortID, old.CohortID)
+		moved := seq.Trigger != old.Trigger || !models.SamePtr(seq.ProgramID, old.ProgramID) || !models.SamePtr(seq.CohortID, old.CohortID)
 		if moved {
 			var used bool
 			if err := tx.Raw(`SELECT EXISTS (SELECT 1 FROM email_deliveries WHERE sequence_id = ?)`, id).Scan(&used).Error; err != nil {
@@ -325,13 +295,6 @@ func (s *Service) UpdateSequence(ctx context.Context, actor *people.Coach, id uu
 		return nil, err
 	}
 	return seq, nil
-}
-
-func sameUUIDPtr(a, b *uuid.UUID) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return *a == *b
 }
 
 // DeleteSequence deletes a sequence and its steps. Its scheduled emails are
@@ -601,21 +564,13 @@ func (s *Service) UpdateStep(ctx context.Context, actor *people.Coach, id uuid.U
 			st.OffsetDays = nil
 		}
 		if patch.SendAtLocal.Set {
-			st.SendAtLocal = nil
-			if !patch.SendAtLocal.Null {
-				v := patch.SendAtLocal.Value
-				st.SendAtLocal = &v
-			}
+			st.SendAtLocal = patch.SendAtLocal.Ptr()
 		} else if minutesSet && !daysSet {
 			st.SendAtLocal = nil
 		}
 		changes["offset_minutes"], changes["offset_days"], changes["send_at_local"] = st.OffsetMinutes, st.OffsetDays, st.SendAtLocal
-		if patch.Subject.Set {
-			st.Subject, changes["subject"] = patch.Subject.Value, patch.Subject.Value
-		}
-		if patch.Body.Set {
-			st.Body, changes["body"] = patch.Body.Value, patch.Body.Value
-		}
+		models.Apply(changes, "subject", &st.Subject, patch.Subject)
+		models.Apply(changes, "body", &st.Body, patch.Body)
 		checkStep(&c, st)
 		if err := c.Err(); err != nil {
 			return err
@@ -630,7 +585,7 @@ func (s *Service) UpdateStep(ctx context.Context, actor *people.Coach, id uuid.U
 		if err := tx.Model(&EmailStep{}).Where("id = ?", id).Updates(changes).Error; err != nil {
 			return models.MapDBError(err, "step")
 		}
-		if !sameIntPtr(st.OffsetMinutes, old.OffsetMinutes) || !sameIntPtr(st.OffsetDays, old.OffsetDays) || !sameStringPtr(st.SendAtLocal, old.SendAtLocal) {
+		if !models.SamePtr(st.OffsetMinutes, old.OffsetMinutes) || !models.SamePtr(st.OffsetDays, old.OffsetDays) || !models.SamePtr(st.SendAtLocal, old.SendAtLocal) {
 			return s.replanStep(tx, st)
 		}
 		return nil
@@ -639,20 +594,6 @@ func (s *Service) UpdateStep(ctx context.Context, actor *people.Coach, id uuid.U
 		return nil, err
 	}
 	return st, nil
-}
-
-func sameIntPtr(a, b *int) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return *a == *b
-}
-
-func sameStringPtr(a, b *string) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return *a == *b
 }
 
 // moveStepTo puts st at position to (past the end: last), shifting the steps
@@ -917,23 +858,38 @@ func (s *Service) previewVars(db *gorm.DB, seq *EmailSequence, p *people.Partici
 	return vars, nil
 }
 
-// Sequence triggers: the moment a step's offset counts from.
+// Trigger is what fires a sequence: the moment its steps' offsets count
+// from.
+type Trigger string
+
 const (
-	TriggerFreeAccessClaimed   = "free_access_claimed"  // her free-access grant starts
-	TriggerEnrollmentActivated = "enrollment_activated" // her enrollment became active
-	TriggerCohortStart         = "cohort_start"         // her cohort's starts_at (negative offsets: before)
-	TriggerSessionReminder     = "session_reminder"     // each live session's starts_at
-	TriggerLessonUnlocked      = "lesson_unlocked"      // each lesson's unlock moment for her
+	TriggerFreeAccessClaimed   Trigger = "free_access_claimed"  // her free-access grant starts
+	TriggerEnrollmentActivated Trigger = "enrollment_activated" // her enrollment became active
+	TriggerCohortStart         Trigger = "cohort_start"         // her cohort's starts_at (negative offsets: before)
+	TriggerSessionReminder     Trigger = "session_reminder"     // each live session's starts_at
+	TriggerLessonUnlocked      Trigger = "lesson_unlocked"      // each lesson's unlock moment for her
 )
 
 // Triggers lists every trigger, for validation and the API enum.
-var Triggers = []string{TriggerFreeAccessClaimed, TriggerEnrollmentActivated, TriggerCohortStart, TriggerSessionReminder, TriggerLessonUnlocked}
+var Triggers = []Trigger{TriggerFreeAccessClaimed, TriggerEnrollmentActivated, TriggerCohortStart, TriggerSessionReminder, TriggerLessonUnlocked}
 
-// Sequence kinds. Marketing email honours unsubscribe; transactional email
-// (receipts, reminders she asked for) does not. Both honour suppressions.
+// joinEnum lists an enum's values for an error message.
+func joinEnum[T ~string](values []T) string {
+	s := make([]string, len(values))
+	for i, v := range values {
+		s[i] = string(v)
+	}
+	return strings.Join(s, ", ")
+}
+
+// SequenceKind says which rules a sequence's email obeys. Marketing email
+// honours unsubscribe; transactional email (receipts, reminders she asked
+// for) does not. Both honour suppressions.
+type SequenceKind string
+
 const (
-	SequenceMarketing     = "marketing"
-	SequenceTransactional = "transactional"
+	SequenceMarketing     SequenceKind = "marketing"
+	SequenceTransactional SequenceKind = "transactional"
 )
 
 // DripPlaceholders are the names a step's subject and body may use as
@@ -946,10 +902,10 @@ var Placeholders = []string{
 type EmailSequence struct {
 	ID               uuid.UUID `gorm:"type:uuid;primaryKey;default:gen_random_uuid()"`
 	Name             string
-	Trigger          string
+	Trigger          Trigger
 	ProgramID        *uuid.UUID `gorm:"type:uuid"`
 	CohortID         *uuid.UUID `gorm:"type:uuid"`
-	Kind             string
+	Kind             SequenceKind
 	Active           bool
 	ExitOnEnrollment bool
 	CreatedAt        time.Time

@@ -149,7 +149,7 @@ func (e *sqEnv) participant(t *testing.T, email, name string) *people.Participan
 }
 
 // delivery writes a delivery row of step for p as the scheduler would.
-func (e *sqEnv) delivery(t *testing.T, p *people.Participant, st *drip.EmailStep, status string, anchor, sendAt time.Time, tz string) *drip.EmailDelivery {
+func (e *sqEnv) delivery(t *testing.T, p *people.Participant, st *drip.EmailStep, status drip.DeliveryStatus, anchor, sendAt time.Time, tz string) *drip.EmailDelivery {
 	t.Helper()
 	d := &drip.EmailDelivery{ParticipantID: p.ID, Email: p.Email, SequenceID: &st.SequenceID, StepID: &st.ID,
 		SubjectKey: "program:" + uuid.NewString(), AnchorAt: anchor, Timezone: tz, Status: status, SendAt: sendAt}
@@ -433,7 +433,7 @@ func TestDeletionCancelsScheduledDeliveries(t *testing.T) {
 	aSent := e.delivery(t, p, a, drip.DeliverySent, now.Add(-time.Hour), now.Add(-time.Hour), "UTC")
 	bScheduled := e.delivery(t, p, b, drip.DeliveryScheduled, now, now.Add(2*time.Hour), "UTC")
 
-	status := func(d *drip.EmailDelivery) (string, string, *uuid.UUID) {
+	status := func(d *drip.EmailDelivery) (drip.DeliveryStatus, string, *uuid.UUID) {
 		t.Helper()
 		var got drip.EmailDelivery
 		if err := e.db.Where("id = ?", d.ID).Take(&got).Error; err != nil {

@@ -25,9 +25,9 @@ func TestGateUnlockAtCountsCalendarDays(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start, _ := time.Parse(time.RFC3339, tc.start)
-			got := unlockAt(start, tc.days, tc.timezone)
+			got := UnlockAt(start, tc.days, tc.timezone)
 			if got.Format(time.RFC3339) != tc.want || got.Location() != time.UTC {
-				t.Errorf("unlockAt(%s, %d, %q) = %v, want %s in UTC", tc.start, tc.days, tc.timezone, got, tc.want)
+				t.Errorf("UnlockAt(%s, %d, %q) = %v, want %s in UTC", tc.start, tc.days, tc.timezone, got, tc.want)
 			}
 		})
 	}

@@ -129,7 +129,7 @@ func (s *Service) RecordClaimConsents(tx *gorm.DB, p *Participant, programID uui
 	}
 	ip, ua := models.ConsentIP(client.IP), models.ConsentUserAgent(client.UserAgent)
 	now := s.Now()
-	consent := func(kind, version string, granted bool) models.Consent {
+	consent := func(kind models.ConsentKind, version string, granted bool) models.Consent {
 		return models.Consent{ID: uuid.New(), ParticipantID: p.ID, ProgramID: &programID, Kind: kind, TextVersion: version,
 			Granted: granted, IP: ip, UserAgent: ua, CreatedAt: now}
 	}

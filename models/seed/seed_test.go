@@ -96,17 +96,18 @@ func TestRunSeedsTheDripSequences(t *testing.T) {
 	mins := func(m int) stepShape { return stepShape{minutes: &m} }
 	at9 := func(d int) stepShape { l := "09:00"; return stepShape{days: &d, local: &l} }
 	tests := []struct {
-		trigger, kind string
-		program       bool
-		exit          bool
-		steps         []stepShape
+		trigger drip.Trigger
+		kind    drip.SequenceKind
+		program bool
+		exit    bool
+		steps   []stepShape
 	}{
 		{drip.TriggerFreeAccessClaimed, drip.SequenceMarketing, true, true, []stepShape{mins(5), at9(2), at9(5), at9(9), at9(13)}},
 		{drip.TriggerCohortStart, drip.SequenceTransactional, false, false, []stepShape{at9(-7), at9(-1), at9(0)}},
 		{drip.TriggerSessionReminder, drip.SequenceTransactional, false, false, []stepShape{mins(-1440), mins(-60)}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.trigger, func(t *testing.T) {
+		t.Run(string(tt.trigger), func(t *testing.T) {
 			var seqs []drip.EmailSequence
 			db.Where("trigger = ?", tt.trigger).Find(&seqs)
 			if len(seqs) != 1 {

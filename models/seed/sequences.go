@@ -34,8 +34,8 @@ type StepSpec struct {
 // program; otherwise it applies to every program and cohort.
 type SequenceSpec struct {
 	Name             string
-	Trigger          string
-	Kind             string
+	Trigger          drip.Trigger
+	Kind             drip.SequenceKind
 	Workshop         bool
 	ExitOnEnrollment bool
 	Steps            []StepSpec

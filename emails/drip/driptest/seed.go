@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
+
+	dripdom "github.com/grace-coaching/grace/models/drip"
 )
 
 // Seeded is what SeedDue wrote.
@@ -78,14 +80,14 @@ func SeedDue(ctx context.Context, db *gorm.DB, n int, sendAt time.Time) (Seeded,
 }
 
 // Counts returns how many deliveries of the seed are in each status.
-func Counts(ctx context.Context, db *gorm.DB, s Seeded) (map[string]int, error) {
+func Counts(ctx context.Context, db *gorm.DB, s Seeded) (map[dripdom.DeliveryStatus]int, error) {
 	var rows []struct {
-		Status string
+		Status dripdom.DeliveryStatus
 		N      int
 	}
 	err := db.WithContext(ctx).Raw(`SELECT status, count(*) AS n FROM email_deliveries WHERE sequence_id = ? GROUP BY status`,
 		s.SequenceID).Scan(&rows).Error
-	out := map[string]int{}
+	out := map[dripdom.DeliveryStatus]int{}
 	for _, r := range rows {
 		out[r.Status] = r.N
 	}

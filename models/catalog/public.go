@@ -1,0 +1,91 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/grace-coaching/grace/models"
+)
+
+// The published catalogue: what anyone may read about the programs on offer.
+
+// ListedProgram is a published program as the catalogue lists it, with
+// whether free access can be claimed right now.
+type ListedProgram struct {
+	Program
+	FreeAccessOpen bool
+}
+
+// PublishedProgram is a catalogue page: the program and the outline of its
+// published lessons.
+type PublishedProgram struct {
+	ListedProgram
+	Lessons []LessonOutline
+}
+
+// LessonOutline is a lesson's place in a program, without its content.
+type LessonOutline struct {
+	ID               uuid.UUID
+	Position         int
+	Title            string
+	FreePreview      bool
+	UnlockOffsetDays int
+	DurationSeconds  *int
+}
+
+// ListPublishedPrograms is the public catalogue, newest first.
+func (s *Service) ListPublishedPrograms(ctx context.Context, pp models.PageParams) (models.Page[ListedProgram], error) {
+	page, err := listProgramsNewestFirst(s.DB.WithContext(ctx).Model(&Program{}).Where("status = ?", ProgramPublished), pp)
+	if err != nil {
+		return models.Page[ListedProgram]{}, err
+	}
+	now := s.Now()
+	out := models.Page[ListedProgram]{Items: make([]ListedProgram, len(page.Items)), NextCursor: page.NextCursor}
+	for i, p := range page.Items {
+		out.Items[i] = ListedProgram{Program: p, FreeAccessOpen: p.FreeAccessOpen(now)}
+	}
+	return out, nil
+}
+
+// GetPublishedProgram is the public program page, the read every campaign
+// email sends a crowd to. Pages are served from a short-lived in-process
+// cache (see programPageCache); a miss costs two indexed queries. Nothing is
+// rendered: the description stays Markdown. Draft, archived and unknown
+// programs are all simply not found. The result's Lessons are shared with
+// the cache: read them, do not change them.
+func (s *Service) GetPublishedProgram(ctx context.Context, slug string) (*PublishedProgram, error) {
+	if len(slug) > 100 || !models.SlugRE.MatchString(slug) {
+		return nil, models.NotFound("program")
+	}
+	cache := s.pages
+	page, gen := cache.get(slug)
+	if page == nil {
+		var err error
+		if page, err = s.loadPublishedProgram(ctx, slug); err != nil {
+			return nil, err
+		}
+		cache.put(slug, page, gen)
+	}
+	out := *page
+	// Computed on every read, so the window closes on time whatever the cache holds.
+	out.FreeAccessOpen = out.Program.FreeAccessOpen(s.Now())
+	return &out, nil
+}
+
+func (s *Service) loadPublishedProgram(ctx context.Context, slug string) (*PublishedProgram, error) {
+	db := s.DB.WithContext(ctx)
+	out := &PublishedProgram{}
+	err := db.Where("slug = ? AND status = ?", slug, ProgramPublished).Take(&out.Program).Error
+	if err != nil {
+		return nil, models.MapDBError(err, "program")
+	}
+	out.Lessons = []LessonOutline{}
+	err = db.Raw(`SELECT id, position, title, free_preview, unlock_offset_days, duration_seconds
+		FROM lessons WHERE program_id = ? AND published ORDER BY position`, out.Program.ID).Scan(&out.Lessons).Error
+	if err != nil {
+		return nil, fmt.Errorf("program outline: %w", err)
+	}
+	return out, nil
+}
