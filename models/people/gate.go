@@ -57,7 +57,20 @@ func UnlockAt(start time.Time, days int, timezone string) time.Time {
 	if days == 0 {
 		return start.UTC()
 	}
-	return start.In(gateLocation(timezone)).AddDate(0, 0, days).UTC()
+	loc := gateLocation(timezone)
+	s := start.In(loc)
+	t := s.AddDate(0, 0, days)
+	if t.Hour() == s.Hour() && t.Minute() == s.Minute() {
+		return t.UTC()
+	}
+	// The wall time does not exist that day: it falls in a spring-forward
+	// gap. Read it as PostgreSQL does (and so the scheduler's email), with
+	// the offset in force before the change, which lands after the gap:
+	// 02:30 becomes 03:30. Go's time.Date would pick the offset after it,
+	// an hour earlier than the email.
+	wall := time.Date(t.Year(), t.Month(), t.Day(), s.Hour(), s.Minute(), s.Second(), s.Nanosecond(), time.UTC)
+	_, before := t.Add(-6 * time.Hour).Zone()
+	return wall.Add(-time.Duration(before) * time.Second)
 }
 
 // gateRow is everything the gate needs about one lesson and one participant,
