@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/mail"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,19 +21,24 @@ import (
 const (
 	DefaultConcurrency  = 4
 	DefaultPollInterval = time.Second
-	DefaultLease        = 5 * time.Minute
+	DefaultLease        = 30 * time.Second
 	DefaultMaxAttempts  = 8
 	DefaultSendTimeout  = 30 * time.Second
+
+	// minLease keeps heartbeats (a write every third of the lease) apart.
+	minLease = 30 * time.Millisecond
 
 	backoffBase = 30 * time.Second
 	backoffCap  = time.Hour
 )
 
 // Outbox is what the worker needs from the database, and no more: lease due
-// messages, settle each one, and the domain's clock for the next attempt.
+// messages, keep the lease of those in flight, settle each one, and the
+// domain's clock for the next attempt.
 // *models.Kernel implements it; a test can fake it.
 type Outbox interface {
 	ClaimOutbox(ctx context.Context, limit int, lease time.Duration) ([]models.OutboxMessage, error)
+	ExtendOutboxLease(ctx context.Context, id uuid.UUID, attempt int, lease time.Duration) error
 	MarkOutboxSent(ctx context.Context, id uuid.UUID, attempt int, providerID string) error
 	MarkOutboxRetry(ctx context.Context, id uuid.UUID, attempt int, errMsg string, nextAttemptAt time.Time) error
 	MarkOutboxFailed(ctx context.Context, id uuid.UUID, attempt int, errMsg string) error
@@ -55,15 +61,18 @@ type WorkerConfig struct {
 	// PollInterval is the pause after a claim that found less than it could
 	// take.
 	PollInterval time.Duration
-	// Lease is how long a claimed message belongs to this worker. A worker
-	// that dies mid-send leaves the message to be reclaimed when it expires;
-	// the retry reuses the idempotency key, so the provider sends it once.
+	// Lease is how long a claimed message belongs to this worker without
+	// news from it; a heartbeat extends it every third of it while the
+	// message is in flight. A worker that dies mid-send leaves the message
+	// to be reclaimed when it expires, so it is short: a sign-in link that
+	// lives 10 minutes must not wait 5 of them. The retry reuses the
+	// idempotency key, so the provider sends it once.
 	Lease time.Duration
 	// MaxAttempts is the number of sends before a transiently failing
 	// message is marked failed.
 	MaxAttempts int
-	// SendTimeout bounds one call to the Sender. It must be well inside
-	// Lease, or a slow send could outlive its claim.
+	// SendTimeout bounds one call to the Sender. The heartbeat keeps the
+	// lease however long it is.
 	SendTimeout time.Duration
 }
 
@@ -111,8 +120,9 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
-	if w.lease < 2*w.sendTimeout {
-		return nil, fmt.Errorf("emails: worker lease %s must be at least twice the send timeout %s", w.lease, w.sendTimeout)
+	if w.lease < minLease {
+		// A beat every third of the lease must be a database write apart.
+		return nil, fmt.Errorf("emails: worker lease %s is under %s", w.lease, minLease)
 	}
 	return w, nil
 }
@@ -209,14 +219,32 @@ func (w *Worker) claim(ctx context.Context, n int) ([]models.OutboxMessage, erro
 }
 
 // deliver renders, sends and records one claimed message. ctx is not
-// cancelled by shutdown: a message, once claimed, is finished.
+// cancelled by shutdown: a message, once claimed, is finished. Its lease is
+// kept by a heartbeat until the outcome is written; should the heartbeat
+// find it lost (this worker stalled and another took the message over), the
+// send is abandoned, since the other worker sends under the same key.
 func (w *Worker) deliver(ctx context.Context, m models.OutboxMessage) {
 	// The token and code are in m.Data and in the rendered bodies; neither
 	// is ever logged here.
 	log := w.log.With("outbox_id", m.ID.String(), "template", m.Template, "attempt", m.Attempts)
 
+	sendCtx, cancel := context.WithTimeout(ctx, w.sendTimeout)
+	defer cancel()
+	var lost atomic.Bool
+	stop := workerkit.Heartbeat(ctx, log, workerkit.Outcome{
+		LeaseLost: models.ErrOutboxLeaseLost,
+		Lost:      "outbox lease lost while sending; the message is another worker's now",
+		Failed:    "extend outbox lease",
+	}, w.lease/3, func(ctx context.Context) error {
+		return w.outbox.ExtendOutboxLease(ctx, m.ID, m.Attempts, w.lease)
+	}, func() {
+		lost.Store(true)
+		cancel()
+	})
+
 	rendered, err := w.renderer.Render(m.Template, m.ToName, m.Data)
 	if err != nil {
+		stop()
 		log.ErrorContext(ctx, "email not rendered; giving up", "error", err)
 		w.mark(ctx, log, func(ctx context.Context) error {
 			return w.outbox.MarkOutboxFailed(ctx, m.ID, m.Attempts, "render: "+err.Error())
@@ -234,11 +262,15 @@ func (w *Worker) deliver(ctx context.Context, m models.OutboxMessage) {
 		Text:    rendered.Text,
 		Tags:    map[string]string{"template": m.Template, "outbox_id": m.ID.String()},
 	}
-	sendCtx, cancel := context.WithTimeout(ctx, w.sendTimeout)
 	started := time.Now()
 	providerID, err := w.sender.Send(sendCtx, msg)
-	cancel()
+	stop()
 	took := time.Since(started).Round(time.Millisecond)
+	if lost.Load() {
+		// Nothing to record: the fencing would refuse it, and the worker
+		// that holds the message now records its own outcome.
+		return
+	}
 
 	switch {
 	case err == nil:
@@ -267,7 +299,7 @@ func (w *Worker) deliver(ctx context.Context, m models.OutboxMessage) {
 
 // mark records a message's outcome; see workerkit.Record.
 func (w *Worker) mark(ctx context.Context, log *slog.Logger, fn func(context.Context) error) {
-	workerkit.Record(ctx, log, workerkit.Outcome{
+	_ = workerkit.Record(ctx, log, workerkit.Outcome{
 		LeaseLost: models.ErrOutboxLeaseLost,
 		Lost:      "outbox lease lost before the outcome was recorded",
 		Failed:    "record email outcome",

@@ -369,6 +369,92 @@ func TestWorkerCrashAfterSendingIsDeliveredOnce(t *testing.T) {
 	}
 }
 
+// A worker that dies right after its claim (a SIGKILL, a lost machine)
+// never marks or extends the message: another worker sends it once the
+// short lease is over, seconds later, not minutes into a 10-minute link.
+func TestWorkerDeadWorkersClaimIsRetriedAfterTheShortLease(t *testing.T) {
+	if emails.DefaultLease > 30*time.Second {
+		t.Fatalf("DefaultLease = %s; a crash would delay a sign-in link that long", emails.DefaultLease)
+	}
+	tests := []struct {
+		name  string
+		after time.Duration // since the dead worker's claim
+		want  int
+	}{
+		{"inside the lease", emails.DefaultLease - time.Second, 0},
+		{"once it ran out", emails.DefaultLease + time.Second, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			row := h.enqueue(t, models.TemplateLoginLink, 0)
+			// The dead worker: it claimed as the worker does, then nothing.
+			if claimed, err := h.svc.Kernel.ClaimOutbox(context.Background(), 1, emails.DefaultLease); err != nil || len(claimed) != 1 {
+				t.Fatalf("claim = %d, %v", len(claimed), err)
+			}
+			h.clock.Advance(tc.after)
+			runOnce(t, h.worker(t, emails.WorkerConfig{}), tc.want)
+			if n := len(h.fake.Delivered()); n != tc.want {
+				t.Fatalf("delivered %d, want %d", n, tc.want)
+			}
+			if tc.want == 1 {
+				if m := h.row(t, row.ID); m.Status != models.OutboxSent || m.Attempts != 2 {
+					t.Fatalf("row: status %q attempts %d, want sent at attempt 2", m.Status, m.Attempts)
+				}
+			}
+		})
+	}
+}
+
+// A send slower than the lease keeps it by heartbeat: a second worker
+// polling all along never takes the message, and it is sent once.
+func TestWorkerSlowSendKeepsItsLease(t *testing.T) {
+	const lease = 300 * time.Millisecond
+	h := newHarness(t)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	slow := h.worker(t, emails.WorkerConfig{Lease: lease, Sender: &hookSender{inner: h.sender, before: func(call int) {
+		close(started)
+		<-release
+	}}})
+	other := h.worker(t, emails.WorkerConfig{Lease: lease})
+	row := h.enqueue(t, models.TemplateLoginLink, 0)
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if n, err := slow.RunOnce(context.Background()); err != nil || n != 1 {
+			t.Errorf("slow RunOnce = %d, %v", n, err)
+		}
+	}()
+	<-started
+	// Each round moves the domain's clock two thirds of a lease, so the
+	// claim alone would have run out after the second, and waits for the
+	// heartbeat (real time, every third of the lease) to extend it past
+	// the new now. The other worker finds nothing to claim throughout.
+	for range 4 {
+		h.clock.Advance(lease * 2 / 3)
+		runOnce(t, other, 0)
+		waitFor(t, func() bool {
+			m := h.row(t, row.ID)
+			return m.LockedUntil != nil && m.LockedUntil.Equal(h.clock.Now().Add(lease))
+		})
+		runOnce(t, other, 0)
+	}
+	close(release)
+	<-done
+
+	if calls := h.fake.Calls(); len(calls) != 1 {
+		t.Fatalf("Resend called %d times, want 1", len(calls))
+	}
+	if m := h.row(t, row.ID); m.Status != models.OutboxSent || m.Attempts != 1 {
+		t.Fatalf("row: status %q attempts %d, want sent at attempt 1", m.Status, m.Attempts)
+	}
+	if strings.Contains(h.logs.String(), "lease lost") {
+		t.Errorf("the slow worker lost its lease:\n%s", h.logs.String())
+	}
+}
+
 func TestWorkersRacingDeliverEachEmailOnce(t *testing.T) {
 	h := newHarness(t)
 	const rows = 50
@@ -523,11 +609,11 @@ func TestNewWorkerValidates(t *testing.T) {
 		t.Fatalf("valid config: %v", err)
 	}
 	tests := map[string]func(*emails.WorkerConfig){
-		"no outbox":             func(c *emails.WorkerConfig) { c.Outbox = nil },
-		"no sender":             func(c *emails.WorkerConfig) { c.Sender = nil },
-		"no renderer":           func(c *emails.WorkerConfig) { c.Renderer = nil },
-		"bad from":              func(c *emails.WorkerConfig) { c.From = "Grace" },
-		"lease within the send": func(c *emails.WorkerConfig) { c.Lease = time.Minute; c.SendTimeout = 45 * time.Second },
+		"no outbox":               func(c *emails.WorkerConfig) { c.Outbox = nil },
+		"no sender":               func(c *emails.WorkerConfig) { c.Sender = nil },
+		"no renderer":             func(c *emails.WorkerConfig) { c.Renderer = nil },
+		"bad from":                func(c *emails.WorkerConfig) { c.From = "Grace" },
+		"lease too short to beat": func(c *emails.WorkerConfig) { c.Lease = time.Millisecond },
 	}
 	for name, mutate := range tests {
 		cfg := ok

@@ -373,3 +373,66 @@ func outboxIDs(msgs []models.OutboxMessage) []uuid.UUID {
 func compareOutboxIDs(a, b uuid.UUID) int {
 	return slices.Compare(a[:], b[:])
 }
+
+// A heartbeat keeps a message whose send outlives the claim's lease, and a
+// worker that has lost the row can neither extend it nor take it back.
+func TestExtendOutboxLease(t *testing.T) {
+	const lease = 30 * time.Second
+	s, clock := newOutboxTestService(t)
+	ctx := context.Background()
+	row := insertOutbox(t, s, models.OutboxPending, 0, nil)
+	claimed, err := s.ClaimOutbox(ctx, 1, lease)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim = %v, %v", outboxIDs(claimed), err)
+	}
+	for range 3 { // 60 s of sending, twice the lease
+		clock.Advance(lease * 2 / 3)
+		if err := s.ExtendOutboxLease(ctx, row.ID, claimed[0].Attempts, lease); err != nil {
+			t.Fatalf("extend: %v", err)
+		}
+		if m := loadOutbox(t, s, row.ID); m.LockedUntil == nil || !m.LockedUntil.Equal(clock.Now().Add(lease)) {
+			t.Fatalf("locked_until = %v, want %v", m.LockedUntil, clock.Now().Add(lease))
+		}
+		if again, err := s.ClaimOutbox(ctx, 1, lease); err != nil || len(again) != 0 {
+			t.Fatalf("claim under an extended lease = %v, %v; want nothing", outboxIDs(again), err)
+		}
+	}
+
+	// The heartbeat stops (the worker died): the row is due one lease later.
+	clock.Advance(lease + time.Second)
+	fresh, err := s.ClaimOutbox(ctx, 1, lease)
+	if err != nil || len(fresh) != 1 || fresh[0].Attempts != 2 {
+		t.Fatalf("reclaim after the lease = %+v, %v; want attempt 2", fresh, err)
+	}
+
+	tests := []struct {
+		name    string
+		attempt int
+		settle  bool
+	}{
+		{"stale claim after a reclaim", claimed[0].Attempts, false},
+		{"current claim after it settled", fresh[0].Attempts, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.settle {
+				modelstest.MustDo(t, s.MarkOutboxSent(ctx, row.ID, fresh[0].Attempts, "re_1"))
+			}
+			before := loadOutbox(t, s, row.ID)
+			clock.Advance(time.Second)
+			if err := s.ExtendOutboxLease(ctx, row.ID, tt.attempt, lease); !errors.Is(err, models.ErrOutboxLeaseLost) {
+				t.Fatalf("extend = %v, want models.ErrOutboxLeaseLost", err)
+			}
+			if after := loadOutbox(t, s, row.ID); !equalLease(before.LockedUntil, after.LockedUntil) || after.Status != before.Status {
+				t.Fatalf("a lost extend changed the row: %+v -> %+v", before, after)
+			}
+		})
+	}
+}
+
+func equalLease(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(*b)
+}

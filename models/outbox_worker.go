@@ -68,6 +68,22 @@ func (s *Kernel) ClaimOutbox(ctx context.Context, limit int, lease time.Duration
 	return msgs, nil
 }
 
+// ExtendOutboxLease keeps a claimed message for lease from now, for a
+// worker whose send is still in flight. It is fenced like the Mark
+// functions: a worker that already lost the row (its lease ran out and
+// another claimed it, or it was settled) gets ErrOutboxLeaseLost and must
+// not extend what is no longer its own.
+func (s *Kernel) ExtendOutboxLease(ctx context.Context, id uuid.UUID, attempt int, lease time.Duration) error {
+	if lease <= 0 {
+		return errors.New("outbox: lease must be positive")
+	}
+	now := s.Now()
+	return s.settleOutbox(ctx, "extend outbox lease", `
+		UPDATE outbox SET locked_until = ?, updated_at = ?
+		WHERE id = ? AND status = 'sending' AND attempts = ?`,
+		now.Add(lease), now, id, attempt)
+}
+
 // MarkOutboxSent settles a delivered message and removes its secrets from
 // data: the plaintext token must not outlive its delivery in the database.
 func (s *Kernel) MarkOutboxSent(ctx context.Context, id uuid.UUID, attempt int, providerID string) error {

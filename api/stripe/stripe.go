@@ -28,19 +28,51 @@ type Config struct {
 	// WebhookSecret is the endpoint's signing secret (whsec_...). Empty makes
 	// ParseEvent refuse every payload.
 	WebhookSecret string
-	// HTTPClient is used for API calls; nil means a client with a 30 s
-	// timeout.
+	// HTTPClient is used for API calls; nil means http.DefaultTransport.
+	// Its Timeout is replaced by CallTimeout.
 	HTTPClient *http.Client
+	// CallTimeout bounds each HTTP attempt of a call (the SDK's retries are
+	// attempts of their own); zero means DefaultCallTimeout.
+	CallTimeout time.Duration
 	// MaxNetworkRetries is how often a failed call that is safe to retry
 	// (network error, 409, 429, 5xx; writes carry an idempotency key) is
-	// retried. nil means 2.
+	// retried. nil means DefaultMaxNetworkRetries.
 	MaxNetworkRetries *int64
 }
+
+// Client defaults: a call is at most three attempts of 10 s.
+const (
+	DefaultCallTimeout             = 10 * time.Second
+	DefaultMaxNetworkRetries int64 = 2
+)
+
+// WorstCase is the longest one call can take with callTimeout per attempt
+// and retries retries: every attempt timing out, plus the SDK's sleep
+// before each retry (stripe-go v76: 0.5 s + 0.5 s x n^2 before retry n+1,
+// at most 5 s). Each call is also cut off at this deadline, so the bound
+// holds even if the SDK's backoff changes; shutdown and the server's write
+// timeout are sized from it.
+func WorstCase(callTimeout time.Duration, retries int64) time.Duration {
+	d := time.Duration(retries+1) * callTimeout
+	for n := range retries {
+		d += min(sdkRetryDelay+sdkRetryDelay*time.Duration(n*n), sdkMaxRetryDelay)
+	}
+	return d
+}
+
+// The SDK's retry sleeps (stripe-go v76 stripe.go: minNetworkRetriesDelay,
+// maxNetworkRetriesDelay); its jitter only shortens them.
+const (
+	sdkRetryDelay    = 500 * time.Millisecond
+	sdkMaxRetryDelay = 5 * time.Second
+)
 
 // Client talks to Stripe. It is safe for concurrent use.
 type Client struct {
 	api           *client.API
 	webhookSecret string
+	// worstCase is WorstCase of the configuration, the deadline of a call.
+	worstCase time.Duration
 }
 
 var _ enroll.PaymentGateway = (*Client)(nil)
@@ -50,13 +82,20 @@ func New(cfg Config) (*Client, error) {
 	if strings.TrimSpace(cfg.SecretKey) == "" {
 		return nil, errors.New("stripe: a secret key is required")
 	}
-	httpClient := cfg.HTTPClient
-	if httpClient == nil {
-		httpClient = &http.Client{Timeout: 30 * time.Second}
+	callTimeout := cfg.CallTimeout
+	if callTimeout <= 0 {
+		callTimeout = DefaultCallTimeout
 	}
+	// A copy, so the caller's client keeps its own timeout; the SDK's
+	// default (80 s an attempt) would make a checkout's worst case minutes.
+	httpClient := &http.Client{}
+	if cfg.HTTPClient != nil {
+		*httpClient = *cfg.HTTPClient
+	}
+	httpClient.Timeout = callTimeout
 	retries := cfg.MaxNetworkRetries
-	if retries == nil {
-		retries = stripego.Int64(2)
+	if retries == nil || *retries < 0 {
+		retries = stripego.Int64(DefaultMaxNetworkRetries)
 	}
 	// Backends are built per client, never through the SDK's package-level
 	// defaults, so two clients (e.g. tests against different mocks) never
@@ -80,7 +119,19 @@ func New(cfg Config) (*Client, error) {
 		Connect: backend(stripego.ConnectBackend),
 		Uploads: backend(stripego.UploadsBackend),
 	}
-	return &Client{api: client.New(cfg.SecretKey, backends), webhookSecret: cfg.WebhookSecret}, nil
+	return &Client{
+		api:           client.New(cfg.SecretKey, backends),
+		webhookSecret: cfg.WebhookSecret,
+		worstCase:     WorstCase(callTimeout, *retries),
+	}, nil
+}
+
+// WorstCase is the longest one of this client's calls can take.
+func (c *Client) WorstCase() time.Duration { return c.worstCase }
+
+// bound gives a call the client's worst case as its deadline.
+func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.worstCase)
 }
 
 // CreateCheckoutSession starts a hosted one-off payment for one enrollment.
@@ -89,6 +140,8 @@ func New(cfg Config) (*Client, error) {
 // charge and dispute events, which only see the payment intent) can be
 // traced back to it.
 func (c *Client) CreateCheckoutSession(ctx context.Context, req enroll.CheckoutRequest) (enroll.CheckoutSession, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
 	enrollmentID := req.EnrollmentID.String()
 	meta := map[string]string{"enrollment_id": enrollmentID}
 	params := &stripego.CheckoutSessionParams{
@@ -129,6 +182,8 @@ func (c *Client) CreateCheckoutSession(ctx context.Context, req enroll.CheckoutR
 
 // GetCheckoutSession reads a session's current state.
 func (c *Client) GetCheckoutSession(ctx context.Context, id string) (enroll.CheckoutSession, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
 	params := &stripego.CheckoutSessionParams{}
 	params.Context = ctx
 	s, err := c.api.CheckoutSessions.Get(id, params)
@@ -140,6 +195,8 @@ func (c *Client) GetCheckoutSession(ctx context.Context, id string) (enroll.Chec
 
 // ExpireCheckoutSession closes an open session so it can no longer be paid.
 func (c *Client) ExpireCheckoutSession(ctx context.Context, id string) (enroll.CheckoutSession, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
 	params := &stripego.CheckoutSessionExpireParams{}
 	params.Context = ctx
 	s, err := c.api.CheckoutSessions.Expire(id, params)
@@ -153,6 +210,8 @@ func (c *Client) ExpireCheckoutSession(ctx context.Context, id string) (enroll.C
 // and returns the refund id. The state change arrives later as a
 // charge.refunded webhook.
 func (c *Client) Refund(ctx context.Context, req enroll.RefundRequest) (string, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
 	params := &stripego.RefundParams{PaymentIntent: stripego.String(req.PaymentIntentID)}
 	if req.AmountCents > 0 {
 		params.Amount = stripego.Int64(req.AmountCents)

@@ -38,6 +38,10 @@ type App struct {
 
 	workerCancel context.CancelFunc
 	workerDone   sync.WaitGroup
+
+	// cutOff cancels every request's context; Close calls it only when
+	// requests outlast the shutdown grace.
+	cutOff context.CancelFunc
 }
 
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
@@ -75,10 +79,11 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger, migrate bool) (*
 			SecretKey:     cfg.StripeSecretKey,
 			APIURL:        cfg.StripeAPIURL,
 			WebhookSecret: cfg.StripeWebhookSecret,
-			// Three tries (the SDK retries twice) of 15 s each, plus
-			// backoff, stay inside the server's 60 s write timeout, so a
-			// slow Stripe still gets a 502 to the browser, not a cut line.
-			HTTPClient: &http.Client{Timeout: 15 * time.Second},
+			// Three attempts (the SDK retries twice) of STRIPE_TIMEOUT each,
+			// plus backoff, stay inside the server's 60 s write timeout, so
+			// a slow Stripe still gets a 502 to the browser, not a cut line;
+			// SHUTDOWN_GRACE outlasts them (config.go).
+			CallTimeout: cfg.StripeTimeout,
 		})
 		if err != nil {
 			a.Close()
@@ -275,8 +280,11 @@ func (a *App) startHTTP() error {
 		return fmt.Errorf("listen on %s: %w", a.cfg.HTTPAddr, err)
 	}
 	a.ln = ln
+	base, cutOff := context.WithCancel(context.Background())
+	a.cutOff = cutOff
 	a.server = &http.Server{
 		Handler:           e,
+		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -295,14 +303,32 @@ func (a *App) startHTTP() error {
 // Addr is where the server listens (useful with HTTP_ADDR=127.0.0.1:0).
 func (a *App) Addr() string { return a.ln.Addr().String() }
 
+// cutOffGrace is how long requests still running at the end of the
+// shutdown grace get once their contexts are cancelled: enough for a
+// checkout whose Stripe call is cut off to release its seat hold (a write
+// with its own 5 s bound) before the database is closed under it.
+const cutOffGrace = 10 * time.Second
+
 // Close stops taking requests, lets in-flight ones finish, stops the worker
-// between messages, and closes the database.
+// between messages, and closes the database. The grace (SHUTDOWN_GRACE)
+// outlasts a checkout against a hung Stripe, so normally every request
+// ends on its own; should one still run, its context is cancelled, which
+// ends its Stripe call and releases its hold, and it gets cutOffGrace more.
 func (a *App) Close() error {
 	var errs []error
 	if a.server != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		errs = append(errs, a.server.Shutdown(ctx))
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
+		err := a.server.Shutdown(ctx)
 		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			a.log.Warn("requests outlasted the shutdown grace; cancelling them", "shutdown_grace", a.cfg.ShutdownGrace)
+			a.cutOff()
+			ctx, cancel := context.WithTimeout(context.Background(), cutOffGrace)
+			err = a.server.Shutdown(ctx)
+			cancel()
+		}
+		a.cutOff()
+		errs = append(errs, err)
 	}
 	if a.workerCancel != nil {
 		a.workerCancel()

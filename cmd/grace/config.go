@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/grace-coaching/grace/api/stripe"
 )
 
 // Config is every setting Grace reads, all from the environment, all here.
@@ -35,9 +37,16 @@ type Config struct {
 	StripeSecretKey     string
 	StripeWebhookSecret string
 	StripeAPIURL        string
-	Worker              bool
-	LogLevel            slog.Level
-	TrustedProxies      []*net.IPNet
+	// StripeTimeout bounds each attempt of a Stripe call; with the
+	// adapter's retries it gives a checkout's worst case.
+	StripeTimeout time.Duration
+	// ShutdownGrace is how long shutdown waits for in-flight requests; it
+	// exceeds a checkout's worst case, so none is cut off with its seat
+	// held.
+	ShutdownGrace  time.Duration
+	Worker         bool
+	LogLevel       slog.Level
+	TrustedProxies []*net.IPNet
 }
 
 const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/grace?sslmode=disable"
@@ -128,6 +137,17 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if c.StripeAPIURL != "" && !isHTTPURL(c.StripeAPIURL) {
 		bad("STRIPE_API_URL", "must be an absolute http(s) URL")
 	}
+	c.StripeTimeout, err = time.ParseDuration(get("STRIPE_TIMEOUT", stripe.DefaultCallTimeout.String()))
+	if err != nil || c.StripeTimeout < time.Second || c.StripeTimeout > maxStripeTimeout {
+		bad("STRIPE_TIMEOUT", "must be a duration between 1s and %s such as 10s, got %q", maxStripeTimeout, getenv("STRIPE_TIMEOUT"))
+		c.StripeTimeout = stripe.DefaultCallTimeout
+	}
+	minGrace := minShutdownGrace(c.StripeTimeout)
+	c.ShutdownGrace, err = time.ParseDuration(get("SHUTDOWN_GRACE", minGrace.String()))
+	if err != nil || c.ShutdownGrace < minGrace || c.ShutdownGrace > maxShutdownGrace {
+		bad("SHUTDOWN_GRACE", "must be a duration between %s (a checkout's worst case with STRIPE_TIMEOUT=%s, plus %s) and %s, got %q",
+			minGrace, c.StripeTimeout, shutdownSlack, maxShutdownGrace, getenv("SHUTDOWN_GRACE"))
+	}
 	switch w := strings.ToLower(get("WORKER", "on")); w {
 	case "on", "true", "1":
 		c.Worker = true
@@ -153,6 +173,23 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %w", errors.Join(errs...))
 	}
 	return c, nil
+}
+
+// Shutdown bounds. A request's slowest step is its Stripe call (a
+// checkout's, three attempts plus backoff); shutdownSlack covers the
+// database work around it, the hold's release after a failure included.
+// maxStripeTimeout keeps that worst case inside the server's 60 s write
+// timeout, so a browser behind a hung Stripe still gets its 502.
+const (
+	shutdownSlack    = 15 * time.Second
+	maxStripeTimeout = 15 * time.Second
+	maxShutdownGrace = 10 * time.Minute
+)
+
+// minShutdownGrace is the least SHUTDOWN_GRACE, and its default: a
+// checkout's worst case against a hung Stripe, plus shutdownSlack.
+func minShutdownGrace(stripeTimeout time.Duration) time.Duration {
+	return stripe.WorstCase(stripeTimeout, stripe.DefaultMaxNetworkRetries) + shutdownSlack
 }
 
 func isHTTPURL(s string) bool {
@@ -183,6 +220,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("stripe_secret_key_set", c.StripeSecretKey != ""),
 		slog.Bool("stripe_webhook_secret_set", c.StripeWebhookSecret != ""),
 		slog.String("stripe_api_url", c.StripeAPIURL),
+		slog.Duration("stripe_timeout", c.StripeTimeout),
+		slog.Duration("shutdown_grace", c.ShutdownGrace),
 		slog.Bool("worker", c.Worker),
 		slog.String("log_level", c.LogLevel.String()),
 	)

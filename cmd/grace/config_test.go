@@ -48,6 +48,37 @@ func TestLoadConfigDripSettings(t *testing.T) {
 	}
 }
 
+// Shutdown outlasts a checkout against a hung Stripe: every attempt timing
+// out plus the SDK's backoff, plus the database work around the call.
+func TestLoadConfigShutdownGrace(t *testing.T) {
+	tests := []struct {
+		name        string
+		env         map[string]string
+		wantTimeout time.Duration
+		wantGrace   time.Duration
+	}{
+		{"defaults", nil, 10 * time.Second, 3*10*time.Second + 1500*time.Millisecond + 15*time.Second},
+		{"derived from STRIPE_TIMEOUT", map[string]string{"STRIPE_TIMEOUT": "2s"}, 2 * time.Second, 3*2*time.Second + 1500*time.Millisecond + 15*time.Second},
+		{"set longer", map[string]string{"SHUTDOWN_GRACE": "2m"}, 10 * time.Second, 2 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig(envOf(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.StripeTimeout != tt.wantTimeout || c.ShutdownGrace != tt.wantGrace {
+				t.Fatalf("STRIPE_TIMEOUT %s SHUTDOWN_GRACE %s, want %s and %s", c.StripeTimeout, c.ShutdownGrace, tt.wantTimeout, tt.wantGrace)
+			}
+		})
+	}
+	// A grace that fits the default timeout's worst case is too short for a
+	// longer one.
+	if _, err := loadConfig(envOf(map[string]string{"STRIPE_TIMEOUT": "15s", "SHUTDOWN_GRACE": "50s"})); err == nil || !strings.Contains(err.Error(), "SHUTDOWN_GRACE") {
+		t.Fatalf("err = %v, want SHUTDOWN_GRACE refused", err)
+	}
+}
+
 func TestLoadConfigRejectsBadValues(t *testing.T) {
 	tests := []struct {
 		key, value string
@@ -72,6 +103,12 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 		{"UNSUBSCRIBE_MAILBOX", "nobody"},
 		{"DRIP_LEASE", "5"},
 		{"DRIP_LEASE", "100ms"},
+		{"STRIPE_TIMEOUT", "500ms"},
+		{"STRIPE_TIMEOUT", "1m"},
+		{"STRIPE_TIMEOUT", "slow"},
+		{"SHUTDOWN_GRACE", "30s"}, // the 30 s that cut checkouts off mid-call
+		{"SHUTDOWN_GRACE", "1h"},
+		{"SHUTDOWN_GRACE", "soon"},
 		{"LOG_LEVEL", "loud"},
 		{"TRUSTED_PROXIES", "10.0.0.1"},
 	}

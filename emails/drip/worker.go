@@ -288,15 +288,12 @@ func (w *Worker) waitForSlot(ctx context.Context, log *slog.Logger, b *dripdom.B
 		return false
 	}
 	if time.Since(*claimed)+wait+w.sendTimeout > w.lease/2 {
-		extendCtx, cancel := context.WithTimeout(ctx, workerkit.WriteTimeout)
-		err := w.source.ExtendDripBatchLease(extendCtx, b, w.lease)
-		cancel()
-		switch {
-		case errors.Is(err, dripdom.ErrDripLeaseLost):
-			log.WarnContext(ctx, "drip batch lease lost while waiting for a send slot")
-			return false
-		case err != nil:
-			log.ErrorContext(ctx, "extend drip batch lease", "error", err)
+		err := workerkit.Record(ctx, log, workerkit.Outcome{
+			LeaseLost: dripdom.ErrDripLeaseLost,
+			Lost:      "drip batch lease lost while waiting for a send slot",
+			Failed:    "extend drip batch lease",
+		}, func(ctx context.Context) error { return w.source.ExtendDripBatchLease(ctx, b, w.lease) })
+		if err != nil {
 			return false
 		}
 		*claimed = time.Now()
@@ -315,7 +312,7 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, fn func(context.C
 // mark runs one of the batch's writes; see workerkit.Record. what is the
 // message logged if it fails.
 func (w *Worker) mark(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) {
-	workerkit.Record(ctx, log, workerkit.Outcome{
+	_ = workerkit.Record(ctx, log, workerkit.Outcome{
 		LeaseLost: dripdom.ErrDripLeaseLost,
 		Lost:      "drip batch lease lost before the outcome was recorded",
 		Failed:    what,

@@ -141,10 +141,14 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 		s.Log.WarnContext(ctx, "create checkout session failed", "enrollment_id", e.ID, "err", err)
 		// A hold she was offered or resumed stays hers (the sweeper closes it
 		// if she never pays); a fresh one goes back to the next woman.
+		// The release runs detached, with its own bound: ctx may be what
+		// cut the call off (she closed the tab, or shutdown cancelled it).
 		if res.Created {
-			if rerr := s.releaseUnstartedHold(ctx, e.ID); rerr != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseHoldTimeout)
+			if rerr := s.releaseUnstartedHold(rctx, e.ID); rerr != nil {
 				s.Log.ErrorContext(ctx, "release hold after provider failure", "enrollment_id", e.ID, "err", rerr)
 			}
+			cancel()
 		}
 		return nil, paymentProviderError(err)
 	}
@@ -186,6 +190,9 @@ func (s *Service) recordCheckoutSession(ctx context.Context, id uuid.UUID, sess 
 func (s *Service) successURL(enrollmentID uuid.UUID) string {
 	return s.baseURL + "/checkout/success?enrollment=" + enrollmentID.String()
 }
+
+// releaseHoldTimeout bounds the release of a hold whose checkout failed.
+const releaseHoldTimeout = 5 * time.Second
 
 // releaseUnstartedHold gives back the seat of a checkout whose session could
 // not be created. Should the provider have created it after all, a payment

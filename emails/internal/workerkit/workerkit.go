@@ -1,6 +1,7 @@
 // Package workerkit holds the mechanics the email worker and the drip worker
-// share: defaults, an interruptible pause, and bounded writes of outcomes
-// that tell a lost lease from a failure. Both workers claim work under a
+// share: defaults, an interruptible pause, bounded writes of outcomes and
+// lease extensions that tell a lost lease from a failure, and a heartbeat
+// that keeps a lease while a send is in flight. Both workers claim work under a
 // lease and record what became of it; only what they claim differs.
 package workerkit
 
@@ -51,20 +52,58 @@ type Outcome struct {
 	Failed string
 }
 
-// Record runs write with WriteTimeout of its own and logs what went wrong.
-// Nothing is returned because the caller has nothing left to do: a lost
-// lease means another worker has the work, and after any other failure the
-// work stays 'sending' until its lease expires and is retried under the
-// same idempotency key.
-func Record(ctx context.Context, log *slog.Logger, o Outcome, write func(context.Context) error) {
+// Record runs write with WriteTimeout of its own, logs what went wrong and
+// returns it. A caller recording an outcome has nothing left to do and
+// ignores it: a lost lease means another worker has the work, and after any
+// other failure the work stays 'sending' until its lease expires and is
+// retried under the same idempotency key. A caller extending a lease acts
+// on it.
+func Record(ctx context.Context, log *slog.Logger, o Outcome, write func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, WriteTimeout)
 	defer cancel()
-	switch err := write(ctx); {
+	err := write(ctx)
+	switch {
 	case errors.Is(err, o.LeaseLost):
 		// This worker overran its lease and another reclaimed the work; the
 		// provider's idempotency key keeps the two sends to one.
 		log.WarnContext(ctx, o.Lost)
 	case err != nil:
 		log.ErrorContext(ctx, o.Failed, "error", err)
+	}
+	return err
+}
+
+// Heartbeat extends a lease every interval while the work it covers is in
+// flight, so a lease can be short (a dead worker's work is retried within
+// seconds) however long a send takes. extend must be fenced like the
+// outcome writes: it returns o.LeaseLost once another worker holds the
+// work, and then lost is called (to abandon the send) and the heartbeat
+// ends. Any other failure is logged and the next beat tries again; the
+// fencing keeps a lease that ran out meanwhile from being taken back.
+//
+// The returned stop ends the heartbeat and waits for a beat in progress, so
+// no extension races the outcome written after it.
+func Heartbeat(ctx context.Context, log *slog.Logger, o Outcome, interval time.Duration, extend func(context.Context) error, lost func()) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			if errors.Is(Record(ctx, log, o, extend), o.LeaseLost) {
+				lost()
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
 	}
 }
