@@ -278,6 +278,7 @@ func TestStripeWebhookRefusesUnverifiedPayloads(t *testing.T) {
 		{"signed with another secret", payload, stripetest.SignTestPayload(payload, "whsec_someone_else", now)},
 		{"body changed after signing", []byte(strings.Replace(string(payload), `"paid"`, `"unpaid"`, 1)), stripetest.SignTestPayload(payload, webhookSecret, now)},
 		{"stale: signed 10 minutes ago", payload, stripetest.SignTestPayload(payload, webhookSecret, now.Add(-10*time.Minute))},
+		{"dated an hour in the future", payload, stripetest.SignTestPayload(payload, webhookSecret, now.Add(time.Hour))},
 		{"signed but not an event", []byte(`{"hello":`), stripetest.SignTestPayload([]byte(`{"hello":`), webhookSecret, now)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
