@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -436,5 +437,59 @@ func TestStripeWebhookRace(t *testing.T) {
 	must(t, w.env.DB.Table("stripe_events").Where("applied_at IS NOT NULL").Count(&applied).Error)
 	if stored != seats || applied != seats {
 		t.Errorf("events stored/applied = %d/%d, want %d each (each id once)", stored, applied, seats)
+	}
+}
+
+// Correctly signed events holding text PostgreSQL refuses are answered 200
+// and kept (the signed bytes beside a sanitised copy), never a 5xx that
+// Stripe would redeliver forever; one whose id is unusable is kept as
+// rejected, and a payment whose odd text sits in a field Grace does not
+// read still applies.
+func TestStripeWebhookStoresUnstorableText(t *testing.T) {
+	for _, bad := range []struct{ name, raw string }{
+		{"NUL escape", `\u0000`},
+		{"lone surrogate", `\ud800`},
+		{"invalid UTF-8", "\xff\xfe"},
+	} {
+		t.Run(bad.name, func(t *testing.T) {
+			w := newHookWorld(t, 5)
+			e, token := w.hold(t, "amira@example.test", uuid.New())
+			spoil := func(payload []byte) []byte {
+				t.Helper()
+				out := bytes.ReplaceAll(payload, []byte("SPOILED"), []byte(bad.raw))
+				if bytes.Equal(out, payload) {
+					t.Fatal("nothing to spoil")
+				}
+				return out
+			}
+			paid := paidEv(t, e.ID)
+			paid = bytes.Replace(paid, []byte(`"customer_email":null`), []byte(`"customer_email":null,"customer_details":{"name":"Amira SPOILED"}`), 1)
+			deliveries := [][]byte{
+				spoil(stripetest.GenericEvent("evt_note", "customer.updated", map[string]any{"id": "cus_1", "object": "customer", "name": "SPOILED"})),
+				spoil(stripetest.GenericEvent("evt_SPOILED", "customer.updated", map[string]any{"id": "cus_1", "object": "customer"})),
+				spoil(paid),
+			}
+			for _, p := range deliveries {
+				for range 2 {
+					w.deliver(t, p).Expect(t, http.StatusOK)
+				}
+			}
+			var rows []struct {
+				ID         string
+				PayloadRaw []byte
+			}
+			must(t, w.env.DB.Raw(`SELECT id, payload_raw FROM stripe_events ORDER BY id`).Scan(&rows).Error)
+			if len(rows) != len(deliveries) {
+				t.Fatalf("%d events stored, want %d (each once)", len(rows), len(deliveries))
+			}
+			for _, r := range rows {
+				if !slices.ContainsFunc(deliveries, func(p []byte) bool { return bytes.Equal(p, r.PayloadRaw) }) {
+					t.Errorf("event %q: payload_raw is not the signed bytes", r.ID)
+				}
+			}
+			if got := w.enrollment(t, e.ID); got.Status != enroll.EnrollmentActive || !w.canRead(t, token) {
+				t.Errorf("the payment with odd text elsewhere left her %s", got.Status)
+			}
+		})
 	}
 }
