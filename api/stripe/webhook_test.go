@@ -25,7 +25,7 @@ func TestParseEventDecodesEachType(t *testing.T) {
 	expires := time.Date(2030, 3, 1, 10, 31, 0, 0, time.UTC)
 	session := enroll.CheckoutSession{
 		ID: "cs_test_1", URL: "https://checkout.stripe.com/c/pay/cs_test_1", Status: enroll.SessionComplete,
-		PaymentStatus: "paid", PaymentIntentID: "pi_1", AmountTotal: 29900, Currency: "EUR",
+		PaymentStatus: "paid", PaymentIntentID: "pi_1", AmountTotal: 24900, AmountDiscount: 5000, Currency: "EUR",
 		EnrollmentID: "0b6f3a0e-5d43-4c4f-9a55-7f2f0f0e7c11", ExpiresAt: expires,
 	}
 	tests := []struct {
