@@ -183,12 +183,28 @@ func (s *Service) applyCheckoutEvent(ctx context.Context, tx *gorm.DB, ev Paymen
 	if err := tx.Where("id = ?", *enrollmentID).Take(e).Error; err != nil {
 		return fmt.Errorf("read enrollment: %w", err)
 	}
-	if e.CheckoutSessionID != nil && sess.ID != "" && *e.CheckoutSessionID != sess.ID && !recordsPayment(ev.Type, sess) {
-		// A stale session of this enrollment ending says nothing about the
-		// current one; money taken by any of its sessions is honoured below.
-		s.Log.WarnContext(ctx, "checkout event for a superseded session; ignored",
+	if claimsPayment(ev.Type) {
+		var c Cohort
+		if err := tx.Where("id = ?", e.CohortID).Take(&c).Error; err != nil {
+			return fmt.Errorf("read cohort: %w", err)
+		}
+		if why := paymentMismatch(e, &c, sess); why != "" {
+			if err := s.flagPayment(ctx, tx, e, &c, sess, why, ev.Created, reviewKey(sess, ev.ID)); err != nil {
+				return err
+			}
+			return markRejected(tx, ev.ID, e.ID, string(why))
+		}
+	} else if e.CheckoutSessionID == nil || *e.CheckoutSessionID != sess.ID {
+		// A session that is not her checkout ending or failing says nothing
+		// about her place (the sweeper asks about her own in time), and
+		// claims no money: kept, not applied, nobody to alert.
+		s.Log.WarnContext(ctx, "checkout event for a session not recorded on the enrollment; ignored",
 			"event_id", ev.ID, "type", ev.Type, "enrollment_id", e.ID, "checkout_session_id", sess.ID)
-		return nil
+		why := MismatchSession
+		if e.CheckoutSessionID == nil {
+			why = MismatchNoSession
+		}
+		return markRejected(tx, ev.ID, e.ID, string(why))
 	}
 	unpaidCancellation := e.CancelledAt != nil && e.PaidAt == nil
 	recordCheckoutFacts(e, ev.Type, *sess, ev.Created)
@@ -364,6 +380,12 @@ func (s *Service) applyParkedEvents(tx *gorm.DB, e *Enrollment) error {
 		}
 	}
 	return nil
+}
+
+// markRejected links an event to the enrollment it named and says why it
+// was not applied; applied_at stays NULL.
+func markRejected(tx *gorm.DB, eventID string, enrollmentID uuid.UUID, reason string) error {
+	return tx.Exec(`UPDATE stripe_events SET enrollment_id = ?, rejected_reason = ? WHERE id = ?`, enrollmentID, reason, eventID).Error
 }
 
 func markApplied(tx *gorm.DB, eventID string, enrollmentID uuid.UUID, at time.Time) error {
