@@ -10,7 +10,7 @@ import (
 
 var (
 	errWebhooksUnavailable = models.E(models.KindUnavailable, "webhooks_unavailable", "Payment webhooks are not configured.")
-	errInvalidSignature    = models.E(models.KindBadRequest, "invalid_signature", "The webhook signature is missing, wrong or too old.")
+	errInvalidSignature    = models.E(models.KindBadRequest, "invalid_signature", "The webhook signature is missing, wrong, too old or dated in the future.")
 )
 
 type webhookResponse struct {

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -278,6 +279,7 @@ func TestStripeWebhookRefusesUnverifiedPayloads(t *testing.T) {
 		{"signed with another secret", payload, stripetest.SignTestPayload(payload, "whsec_someone_else", now)},
 		{"body changed after signing", []byte(strings.Replace(string(payload), `"paid"`, `"unpaid"`, 1)), stripetest.SignTestPayload(payload, webhookSecret, now)},
 		{"stale: signed 10 minutes ago", payload, stripetest.SignTestPayload(payload, webhookSecret, now.Add(-10*time.Minute))},
+		{"dated an hour in the future", payload, stripetest.SignTestPayload(payload, webhookSecret, now.Add(time.Hour))},
 		{"signed but not an event", []byte(`{"hello":`), stripetest.SignTestPayload([]byte(`{"hello":`), webhookSecret, now)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -368,9 +370,13 @@ func TestStripeWebhookPaymentWithoutSeatIsHonoured(t *testing.T) {
 
 // TestStripeWebhookRace: 20 seats, 20 holds. For 15 of them
 // checkout.session.completed arrives three times each, for the other 5
-// checkout.session.expired twice each, all shuffled and fired at once.
+// checkout.session.expired twice each and, twice each, a paid
+// checkout.session.completed of a foreign session naming them (100 USD
+// cents for a 97 EUR place), all shuffled and fired at once. The foreign
+// payments are kept and sent to the coach for review, never honoured.
 func TestStripeWebhookRace(t *testing.T) {
 	const seats, paying = 20, 15
+	const foreign = seats - paying
 	w := newHookWorld(t, seats)
 	ids := make([]uuid.UUID, seats)
 	var deliveries [][]byte
@@ -382,7 +388,10 @@ func TestStripeWebhookRace(t *testing.T) {
 			deliveries = append(deliveries, p, p, p)
 		} else {
 			p := checkoutPayload(t, fmt.Sprintf("evt_expired_%02d", i), enroll.EventCheckoutExpired, ids[i], "", 31)
-			deliveries = append(deliveries, p, p)
+			f := at(t, stripetest.CheckoutSessionEvent(fmt.Sprintf("evt_foreign_%02d", i), enroll.EventCheckoutCompleted, enroll.CheckoutSession{
+				ID: fmt.Sprintf("cs_foreign_%02d", i), Status: enroll.SessionComplete, PaymentStatus: "paid",
+				PaymentIntentID: fmt.Sprintf("pi_foreign_%02d", i), AmountTotal: 100, Currency: "USD", EnrollmentID: ids[i].String()}), 10)
+			deliveries = append(deliveries, p, p, f, f)
 		}
 	}
 	rand.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
@@ -433,7 +442,96 @@ func TestStripeWebhookRace(t *testing.T) {
 	var stored, applied int64
 	must(t, w.env.DB.Table("stripe_events").Count(&stored).Error)
 	must(t, w.env.DB.Table("stripe_events").Where("applied_at IS NOT NULL").Count(&applied).Error)
-	if stored != seats || applied != seats {
-		t.Errorf("events stored/applied = %d/%d, want %d each (each id once)", stored, applied, seats)
+	if stored != seats+foreign || applied != seats {
+		t.Errorf("events stored/applied = %d/%d, want %d/%d (each id once, foreign ones not applied)", stored, applied, seats+foreign, seats)
+	}
+	var reviews, flagged int64
+	must(t, w.env.DB.Table("outbox").Where("template = ? AND to_email = ?", enroll.TemplatePaymentReview, w.coach.Email).Count(&reviews).Error)
+	must(t, w.env.DB.Table("enrollments").Where("payment_review = ?", enroll.MismatchSession).Count(&flagged).Error)
+	if reviews != foreign || flagged != foreign {
+		t.Errorf("%d review emails, %d places flagged; want %d each", reviews, flagged, foreign)
+	}
+}
+
+// The issue's case through the API: a correctly signed payment of 100 USD
+// cents on a session Grace never created, naming her 97 EUR place, leaves
+// her place as it was (no access), and the coach is asked to review it.
+func TestStripeWebhookForeignSessionIsNotHonoured(t *testing.T) {
+	w := newHookWorld(t, 5)
+	e, token := w.hold(t, "amira@example.test", uuid.New())
+	payload := stripetest.CheckoutSessionEvent("evt_foreign", enroll.EventCheckoutCompleted, enroll.CheckoutSession{
+		ID: "cs_live_someone_elses", Status: enroll.SessionComplete, PaymentStatus: "paid", PaymentIntentID: "pi_foreign",
+		AmountTotal: 100, Currency: "USD", EnrollmentID: e.ID.String()})
+	w.deliver(t, payload).Expect(t, http.StatusOK)
+	got := w.enrollment(t, e.ID)
+	if got.Status != enroll.EnrollmentPending || got.PaidAt != nil || w.canRead(t, token) {
+		t.Fatalf("a foreign session moved her place to %s (paid %v)", got.Status, got.PaidAt)
+	}
+	if got.PaymentReview == nil || *got.PaymentReview != enroll.MismatchSession {
+		t.Errorf("payment review = %v, want %s", got.PaymentReview, enroll.MismatchSession)
+	}
+	var review models.OutboxMessage
+	must(t, w.env.DB.Where("template = ?", enroll.TemplatePaymentReview).Take(&review).Error)
+	if review.ToEmail != w.coach.Email || review.Data["checkout_session_id"] != "cs_live_someone_elses" || review.Data["paid_currency"] != "USD" {
+		t.Errorf("review email = %+v, want one to %s about the foreign session", review, w.coach.Email)
+	}
+	// Her own checkout still completes.
+	w.deliver(t, paidEv(t, e.ID)).Expect(t, http.StatusOK)
+	if got := w.enrollment(t, e.ID); got.Status != enroll.EnrollmentActive || !w.canRead(t, token) {
+		t.Errorf("her own payment after the foreign one left her %s", got.Status)
+	}
+}
+
+// Correctly signed events holding text PostgreSQL refuses are answered 200
+// and kept (the signed bytes beside a sanitised copy), never a 5xx that
+// Stripe would redeliver forever; one whose id is unusable is kept as
+// rejected, and a payment whose odd text sits in a field Grace does not
+// read still applies.
+func TestStripeWebhookStoresUnstorableText(t *testing.T) {
+	for _, bad := range []struct{ name, raw string }{
+		{"NUL escape", `\u0000`},
+		{"lone surrogate", `\ud800`},
+		{"invalid UTF-8", "\xff\xfe"},
+	} {
+		t.Run(bad.name, func(t *testing.T) {
+			w := newHookWorld(t, 5)
+			e, token := w.hold(t, "amira@example.test", uuid.New())
+			spoil := func(payload []byte) []byte {
+				t.Helper()
+				out := bytes.ReplaceAll(payload, []byte("SPOILED"), []byte(bad.raw))
+				if bytes.Equal(out, payload) {
+					t.Fatal("nothing to spoil")
+				}
+				return out
+			}
+			paid := paidEv(t, e.ID)
+			paid = bytes.Replace(paid, []byte(`"customer_email":null`), []byte(`"customer_email":null,"customer_details":{"name":"Amira SPOILED"}`), 1)
+			deliveries := [][]byte{
+				spoil(stripetest.GenericEvent("evt_note", "customer.updated", map[string]any{"id": "cus_1", "object": "customer", "name": "SPOILED"})),
+				spoil(stripetest.GenericEvent("evt_SPOILED", "customer.updated", map[string]any{"id": "cus_1", "object": "customer"})),
+				spoil(paid),
+			}
+			for _, p := range deliveries {
+				for range 2 {
+					w.deliver(t, p).Expect(t, http.StatusOK)
+				}
+			}
+			var rows []struct {
+				ID         string
+				PayloadRaw []byte
+			}
+			must(t, w.env.DB.Raw(`SELECT id, payload_raw FROM stripe_events ORDER BY id`).Scan(&rows).Error)
+			if len(rows) != len(deliveries) {
+				t.Fatalf("%d events stored, want %d (each once)", len(rows), len(deliveries))
+			}
+			for _, r := range rows {
+				if !slices.ContainsFunc(deliveries, func(p []byte) bool { return bytes.Equal(p, r.PayloadRaw) }) {
+					t.Errorf("event %q: payload_raw is not the signed bytes", r.ID)
+				}
+			}
+			if got := w.enrollment(t, e.ID); got.Status != enroll.EnrollmentActive || !w.canRead(t, token) {
+				t.Errorf("the payment with odd text elsewhere left her %s", got.Status)
+			}
+		})
 	}
 }

@@ -95,10 +95,24 @@ var catalog = map[string]templateSpec{
 		sample: map[string]any{"name": "Sample", "cohort_id": "sample-cohort", "cohort_name": "Sample Cohort",
 			"capacity": 20, "participant_name": "Participant", "participant_email": "participant@example.com", "overbooked": true},
 	},
+	// A payment that did not match its checkout (enroll.flagPayment).
+	"payment_review": {
+		link: func(data map[string]any) string {
+			return "/coach/cohorts/" + url.PathEscape(fmt.Sprint(data["cohort_id"]))
+		},
+		// The session, payment intent and paid currency are always sent but
+		// may be empty (a session without its currency is flagged too).
+		required: []string{"cohort_id", "cohort_name", "participant_name", "participant_email", "reason",
+			"paid_cents", "discount_cents", "price_cents", "currency"},
+		sample: map[string]any{"name": "Sample", "cohort_id": "sample-cohort", "cohort_name": "Sample Cohort", "capacity": 20,
+			"participant_name": "Participant", "participant_email": "participant@example.com", "reason": "session_mismatch",
+			"checkout_session_id": "cs_sample", "payment_intent_id": "pi_sample", "paid_cents": 100, "paid_currency": "USD",
+			"discount_cents": 0, "price_cents": 9700, "currency": "EUR"},
+	},
 }
 
 // funcs are the helpers templates may call.
-var funcs = map[string]any{"localTime": localTime}
+var funcs = map[string]any{"localTime": localTime, "money": money}
 
 // localTime shows an instant as a reader in zone would say it, with the zone
 // named, because a cohort's participants may live elsewhere:

@@ -75,6 +75,16 @@ func TestRenderEveryTemplate(t *testing.T) {
 			link: "https://app.grace.example/coach/cohorts/c-4",
 			want: []string{"Hello Grace,", "Spring Circle", "was cancelled", "Dora", "dora@example.com", "20 seats", "beyond capacity", "cancel her enrollment again and refund", "you coach Spring Circle"},
 		},
+		{
+			template: "payment_review",
+			data: map[string]any{"name": "Grace", "cohort_id": "c-5", "cohort_name": "Spring Circle", "capacity": 20,
+				"participant_name": "Eva", "participant_email": "eva@example.com", "reason": "session_mismatch",
+				"checkout_session_id": "cs_foreign", "payment_intent_id": "pi_foreign", "paid_cents": 100, "paid_currency": "USD",
+				"discount_cents": 0, "price_cents": 9700, "currency": "EUR"},
+			link: "https://app.grace.example/coach/cohorts/c-5",
+			want: []string{"Hello Grace,", "Spring Circle", "Eva", "eva@example.com", "no record of opening for her place", "Paid: 1.00 USD",
+				"Price: 97.00 EUR", "cs_foreign", "pi_foreign", "enrol her without payment", "you coach Spring Circle"},
+		},
 	}
 	// +1: drip_test passes pre-rendered content through (render_drip_test_test.go).
 	if got, want := len(r.Templates()), len(tests)+1; got != want {
@@ -168,6 +178,9 @@ func TestRenderEscapesHTMLInNames(t *testing.T) {
 			"participant_name": evil, "participant_email": "a@example.com"}},
 		{"enrollment_reinstated", "", map[string]any{"name": "Grace", "cohort_id": "c", "cohort_name": evil, "capacity": 20,
 			"participant_name": evil, "participant_email": "a@example.com", "overbooked": false}},
+		{"payment_review", "", map[string]any{"name": "Grace", "cohort_id": "c", "cohort_name": evil, "capacity": 20,
+			"participant_name": evil, "participant_email": "a@example.com", "reason": "amount_short", "checkout_session_id": evil,
+			"payment_intent_id": "", "paid_cents": 100, "paid_currency": "EUR", "discount_cents": 0, "price_cents": 9700, "currency": "EUR"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.template, func(t *testing.T) {

@@ -243,6 +243,9 @@ func sessionFrom(s *stripego.CheckoutSession) enroll.CheckoutSession {
 	if s.PaymentIntent != nil {
 		out.PaymentIntentID = s.PaymentIntent.ID
 	}
+	if s.TotalDetails != nil {
+		out.AmountDiscount = s.TotalDetails.AmountDiscount
+	}
 	if s.ExpiresAt != 0 {
 		out.ExpiresAt = time.Unix(s.ExpiresAt, 0).UTC()
 	}

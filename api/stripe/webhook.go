@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,16 +15,24 @@ import (
 )
 
 // ErrBadSignature marks a webhook payload whose Stripe-Signature header is
-// missing, malformed, wrong (tampered body or other secret) or older than
-// the tolerance. Nothing in such a payload may be believed.
+// missing, malformed, wrong (tampered body or other secret), or dated more
+// than the tolerance in the past or in the future. Nothing in such a
+// payload may be believed.
 var ErrBadSignature = errors.New("stripe webhook: bad signature")
 
 // ErrMalformedEvent marks a correctly signed payload we cannot decode.
 var ErrMalformedEvent = errors.New("stripe webhook: malformed event")
 
-// SignatureTolerance is how old a signature may be before it is refused as
-// a possible replay (Stripe's own default).
+// SignatureTolerance is how far a signature's timestamp may be from now,
+// either way, before it is refused as a possible replay (Stripe's own
+// default).
 const SignatureTolerance = webhook.DefaultTolerance
+
+// errTooNew is a signature dated beyond the tolerance in the future.
+// stripe-go (v76 validatePayload) only refuses time.Since(t) > tolerance,
+// which is negative for a future t, so a payload signed ahead of time would
+// stay replayable for as long as its date is ahead plus the tolerance.
+var errTooNew = errors.New("timestamp is too far in the future")
 
 // ParseEvent verifies payload against its Stripe-Signature header and
 // reduces the event to the fields the domain reads. It implements
@@ -46,7 +55,30 @@ func (c *Client) ParseEvent(payload []byte, sigHeader string) (enroll.PaymentEve
 		}
 		return enroll.PaymentEvent{}, fmt.Errorf("%w: %v", ErrMalformedEvent, err)
 	}
+	if at, ok := signedAt(sigHeader); !ok || time.Until(at) > SignatureTolerance {
+		return enroll.PaymentEvent{}, fmt.Errorf("%w: %v", ErrBadSignature, errTooNew)
+	}
 	return decodeEvent(ev, payload)
+}
+
+// signedAt is the timestamp a verified Stripe-Signature header was checked
+// against, read as stripe-go reads it (the last "t=" wins), so the date we
+// bound is the one the signature covers.
+func signedAt(header string) (time.Time, bool) {
+	var at time.Time
+	found := false
+	for pair := range strings.SplitSeq(header, ",") {
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok || k != "t" {
+			continue
+		}
+		sec, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return time.Time{}, false
+		}
+		at, found = time.Unix(sec, 0), true
+	}
+	return at, found
 }
 
 func decodeEvent(ev stripego.Event, payload []byte) (enroll.PaymentEvent, error) {

@@ -25,7 +25,7 @@ func TestParseEventDecodesEachType(t *testing.T) {
 	expires := time.Date(2030, 3, 1, 10, 31, 0, 0, time.UTC)
 	session := enroll.CheckoutSession{
 		ID: "cs_test_1", URL: "https://checkout.stripe.com/c/pay/cs_test_1", Status: enroll.SessionComplete,
-		PaymentStatus: "paid", PaymentIntentID: "pi_1", AmountTotal: 29900, Currency: "EUR",
+		PaymentStatus: "paid", PaymentIntentID: "pi_1", AmountTotal: 24900, AmountDiscount: 5000, Currency: "EUR",
 		EnrollmentID: "0b6f3a0e-5d43-4c4f-9a55-7f2f0f0e7c11", ExpiresAt: expires,
 	}
 	tests := []struct {
@@ -98,6 +98,8 @@ func TestParseEventRefusesUnverifiedPayloads(t *testing.T) {
 	}{
 		{"other secret", testWebhookSecret, payload, stripetest.SignTestPayload(payload, "whsec_other", time.Time{})},
 		{"stale", testWebhookSecret, payload, stripetest.SignTestPayload(payload, testWebhookSecret, time.Now().Add(-10*time.Minute))},
+		{"dated an hour ahead", testWebhookSecret, payload, stripetest.SignTestPayload(payload, testWebhookSecret, time.Now().Add(time.Hour))},
+		{"dated just past the tolerance ahead", testWebhookSecret, payload, stripetest.SignTestPayload(payload, testWebhookSecret, time.Now().Add(stripe.SignatureTolerance+time.Minute))},
 		{"tampered body", testWebhookSecret, tampered, good},
 		{"no header", testWebhookSecret, payload, ""},
 		{"garbage header", testWebhookSecret, payload, "not a signature"},
@@ -111,9 +113,16 @@ func TestParseEventRefusesUnverifiedPayloads(t *testing.T) {
 			}
 		})
 	}
-	// The control: the same client accepts the untouched payload.
-	if _, err := webhookClient(t, testWebhookSecret).ParseEvent(payload, good); err != nil {
-		t.Fatalf("genuine payload refused: %v", err)
+	// The controls: the same client accepts the untouched payload, and a
+	// sender's clock a minute ahead of ours is within the tolerance.
+	for name, header := range map[string]string{
+		"now":             good,
+		"a minute ahead":  stripetest.SignTestPayload(payload, testWebhookSecret, time.Now().Add(time.Minute)),
+		"a minute behind": stripetest.SignTestPayload(payload, testWebhookSecret, time.Now().Add(-time.Minute)),
+	} {
+		if _, err := webhookClient(t, testWebhookSecret).ParseEvent(payload, header); err != nil {
+			t.Errorf("genuine payload signed %s refused: %v", name, err)
+		}
 	}
 }
 

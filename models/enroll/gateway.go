@@ -49,10 +49,13 @@ type CheckoutSession struct {
 	Status          string // SessionOpen, SessionComplete or SessionExpired
 	PaymentStatus   string // "paid", "unpaid" or "no_payment_required"
 	PaymentIntentID string
-	AmountTotal     int64
-	Currency        string
-	EnrollmentID    string // from client_reference_id / metadata
-	ExpiresAt       time.Time
+	// AmountTotal is what she pays, in minor units of Currency, after
+	// AmountDiscount (a promotion code) was taken off our price.
+	AmountTotal    int64
+	AmountDiscount int64
+	Currency       string // ISO 4217, upper case
+	EnrollmentID   string // from client_reference_id / metadata
+	ExpiresAt      time.Time
 }
 
 type RefundRequest struct {

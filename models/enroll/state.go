@@ -20,6 +20,9 @@ const (
 	// TemplateEnrollmentReinstated tells coaches a cancelled place was paid
 	// for after all and given back.
 	TemplateEnrollmentReinstated = "enrollment_reinstated"
+	// TemplatePaymentReview tells coaches a payment for a place did not
+	// match its checkout and was not honoured.
+	TemplatePaymentReview = "payment_review"
 )
 
 // deriveStatus is the enrollment state machine. Every input is a fact that
@@ -342,6 +345,11 @@ type Enrollment struct {
 	CancelledAt         *time.Time
 	DisputeStatus       DisputeStatus
 	OfferedAt           *time.Time
-	CreatedAt           time.Time
-	UpdatedAt           time.Time
+	// PaymentReviewAt and PaymentReview are the earliest payment that did
+	// not match her checkout (see paymentMismatch): not honoured, flagged
+	// to the coaches. They never change her status.
+	PaymentReviewAt *time.Time
+	PaymentReview   *PaymentMismatch
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
 }

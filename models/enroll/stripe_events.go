@@ -1,7 +1,6 @@
 package enroll
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -73,6 +71,10 @@ func (s *Service) ApplyPaymentEvent(ctx context.Context, ev PaymentEvent) error 
 	if ev.Created.IsZero() {
 		ev.Created = s.Now()
 	}
+	if field := unstorableField(ev); field != "" {
+		return s.storeRejectedEvent(ctx, ev, RejectUnstorableText+": "+field)
+	}
+	payload, payloadRaw := storablePayload(ev.Payload)
 	facts := factsOf(ev)
 	factsJSON, err := json.Marshal(facts)
 	if err != nil {
@@ -101,9 +103,9 @@ func (s *Service) ApplyPaymentEvent(ctx context.Context, ev PaymentEvent) error 
 		if pi != nil {
 			b.Queue(lockPaymentIntentSQL, *pi)
 		}
-		b.Queue(`INSERT INTO stripe_events (id, type, payload, payment_intent_id, received_at)
-			VALUES ($1, $2, $3::jsonb || jsonb_build_object('`+factsKey+`', $4::jsonb), $5, $6)
-			ON CONFLICT (id) DO NOTHING`, ev.ID, ev.Type, payloadObject(ev.Payload), string(factsJSON), pi, s.Now(),
+		b.Queue(`INSERT INTO stripe_events (id, type, payload, payload_raw, payment_intent_id, received_at)
+			VALUES ($1, $2, $3::jsonb || jsonb_build_object('`+factsKey+`', $4::jsonb), $5, $6, $7)
+			ON CONFLICT (id) DO NOTHING`, ev.ID, ev.Type, payload, string(factsJSON), payloadRaw, pi, s.Now(),
 		).Exec(func(ct pgconn.CommandTag) error {
 			stored = ct.RowsAffected() == 1
 			return nil
@@ -139,21 +141,6 @@ func (s *Service) ApplyPaymentEvent(ctx context.Context, ev PaymentEvent) error 
 		}
 		return nil // stored for the record; nothing of ours depends on it
 	})
-}
-
-// payloadObject is the raw event as a JSON object, to which the INSERT adds
-// the facts we read under factsKey. A payload that is not one (only ever a
-// test's) is kept as a string rather than refused.
-func payloadObject(raw []byte) string {
-	trimmed := bytes.TrimSpace(raw)
-	switch {
-	case len(trimmed) == 0:
-		return "{}"
-	case trimmed[0] == '{' && utf8.Valid(trimmed) && json.Valid(trimmed):
-		return string(trimmed)
-	}
-	doc, _ := json.Marshal(map[string]string{"raw": string(raw)})
-	return string(doc)
 }
 
 func factsOf(ev PaymentEvent) eventFacts {
@@ -196,12 +183,28 @@ func (s *Service) applyCheckoutEvent(ctx context.Context, tx *gorm.DB, ev Paymen
 	if err := tx.Where("id = ?", *enrollmentID).Take(e).Error; err != nil {
 		return fmt.Errorf("read enrollment: %w", err)
 	}
-	if e.CheckoutSessionID != nil && sess.ID != "" && *e.CheckoutSessionID != sess.ID && !recordsPayment(ev.Type, sess) {
-		// A stale session of this enrollment ending says nothing about the
-		// current one; money taken by any of its sessions is honoured below.
-		s.Log.WarnContext(ctx, "checkout event for a superseded session; ignored",
+	if claimsPayment(ev.Type) {
+		var c Cohort
+		if err := tx.Where("id = ?", e.CohortID).Take(&c).Error; err != nil {
+			return fmt.Errorf("read cohort: %w", err)
+		}
+		if why := paymentMismatch(e, &c, sess); why != "" {
+			if err := s.flagPayment(ctx, tx, e, &c, sess, why, ev.Created, reviewKey(sess, ev.ID)); err != nil {
+				return err
+			}
+			return markRejected(tx, ev.ID, e.ID, string(why))
+		}
+	} else if e.CheckoutSessionID == nil || *e.CheckoutSessionID != sess.ID {
+		// A session that is not her checkout ending or failing says nothing
+		// about her place (the sweeper asks about her own in time), and
+		// claims no money: kept, not applied, nobody to alert.
+		s.Log.WarnContext(ctx, "checkout event for a session not recorded on the enrollment; ignored",
 			"event_id", ev.ID, "type", ev.Type, "enrollment_id", e.ID, "checkout_session_id", sess.ID)
-		return nil
+		why := MismatchSession
+		if e.CheckoutSessionID == nil {
+			why = MismatchNoSession
+		}
+		return markRejected(tx, ev.ID, e.ID, string(why))
 	}
 	unpaidCancellation := e.CancelledAt != nil && e.PaidAt == nil
 	recordCheckoutFacts(e, ev.Type, *sess, ev.Created)
@@ -379,6 +382,12 @@ func (s *Service) applyParkedEvents(tx *gorm.DB, e *Enrollment) error {
 	return nil
 }
 
+// markRejected links an event to the enrollment it named and says why it
+// was not applied; applied_at stays NULL.
+func markRejected(tx *gorm.DB, eventID string, enrollmentID uuid.UUID, reason string) error {
+	return tx.Exec(`UPDATE stripe_events SET enrollment_id = ?, rejected_reason = ? WHERE id = ?`, enrollmentID, reason, eventID).Error
+}
+
 func markApplied(tx *gorm.DB, eventID string, enrollmentID uuid.UUID, at time.Time) error {
 	return tx.Exec(`UPDATE stripe_events SET enrollment_id = ?, applied_at = ? WHERE id = ?`, enrollmentID, at, eventID).Error
 }
@@ -390,6 +399,9 @@ type StripeEvent struct {
 	PaymentIntentID *string
 	EnrollmentID    *uuid.UUID
 	Payload         []byte `gorm:"type:jsonb"`
-	ReceivedAt      time.Time
-	AppliedAt       *time.Time
+	// PayloadRaw is the event as signed when Payload is a sanitised copy.
+	PayloadRaw     []byte
+	RejectedReason *string
+	ReceivedAt     time.Time
+	AppliedAt      *time.Time
 }

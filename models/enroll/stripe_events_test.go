@@ -129,6 +129,22 @@ func sessionEvent(id, typ string, min int, enrollmentID uuid.UUID, amount int64)
 	return ev
 }
 
+// foreign is a paid checkout.session.completed that names her enrollment
+// but is not the session recorded for it: another payment page on the
+// account, its client_reference_id set to her enrollment id.
+func foreign(id string, min int, enrollmentID uuid.UUID, amount int64, currency string) enroll.PaymentEvent {
+	ev := completed(id, min, enrollmentID, "paid", amount)
+	ev.Session.ID, ev.Session.PaymentIntentID, ev.Session.Currency = "cs_foreign", "pi_foreign", currency
+	return ev
+}
+
+// paidWith is her own session paid amount in currency after discount.
+func paidWith(id string, min int, enrollmentID uuid.UUID, amount, discount int64, currency string) enroll.PaymentEvent {
+	ev := completed(id, min, enrollmentID, "paid", amount)
+	ev.Session.AmountDiscount, ev.Session.Currency = discount, currency
+	return ev
+}
+
 func refunded(id string, min int, captured, refundedCents int64) enroll.PaymentEvent {
 	return enroll.PaymentEvent{ID: id, Type: enroll.EventChargeRefunded, Created: evBase.Add(time.Duration(min) * time.Minute),
 		ChargePaymentIntentID: testPI, AmountCaptured: captured, AmountRefunded: refundedCents}
@@ -149,6 +165,10 @@ type payScenario struct {
 	amountPaid, refunded int64
 	dispute              enroll.DisputeStatus
 	access               bool
+	// review is the mismatch noted on the place; rejected counts the
+	// events kept but not applied for it.
+	review   enroll.PaymentMismatch
+	rejected int
 }
 
 var payScenarios = []payScenario{
@@ -156,8 +176,36 @@ var payScenarios = []payScenario{
 		return []enroll.PaymentEvent{completed("evt_paid", 0, id, "paid", 9700)}
 	}, status: enroll.EnrollmentActive, seat: enroll.SeatPaid, paid: 1, amountPaid: 9700, dispute: enroll.DisputeNone, access: true},
 	{name: "free with a promotion code", events: func(id uuid.UUID) []enroll.PaymentEvent {
-		return []enroll.PaymentEvent{completed("evt_free", 0, id, "no_payment_required", 0)}
+		ev := completed("evt_free", 0, id, "no_payment_required", 0)
+		ev.Session.AmountDiscount = 9700
+		return []enroll.PaymentEvent{ev}
 	}, status: enroll.EnrollmentActive, seat: enroll.SeatPaid, paid: 1, dispute: enroll.DisputeNone, access: true},
+	{name: "part paid with a promotion code", events: func(id uuid.UUID) []enroll.PaymentEvent {
+		return []enroll.PaymentEvent{paidWith("evt_paid", 0, id, 4700, 5000, "eur")}
+	}, status: enroll.EnrollmentActive, seat: enroll.SeatPaid, paid: 1, amountPaid: 4700, dispute: enroll.DisputeNone, access: true},
+	{name: "a foreign session paying 100 USD cents is not honoured", events: func(id uuid.UUID) []enroll.PaymentEvent {
+		return []enroll.PaymentEvent{foreign("evt_foreign", 0, id, 100, "usd")}
+	}, status: enroll.EnrollmentPending, seat: enroll.SeatHeld, held: 1, dispute: enroll.DisputeNone,
+		review: enroll.MismatchSession, rejected: 1},
+	{name: "a foreign session at full price is not honoured either", events: func(id uuid.UUID) []enroll.PaymentEvent {
+		return []enroll.PaymentEvent{foreign("evt_foreign", 0, id, 9700, "eur"), sessionEvent("evt_expired", enroll.EventCheckoutExpired, 31, id, 0)}
+	}, status: enroll.EnrollmentExpired, seat: enroll.SeatNone, dispute: enroll.DisputeNone, review: enroll.MismatchSession, rejected: 1},
+	{name: "a foreign session beside her own payment", events: func(id uuid.UUID) []enroll.PaymentEvent {
+		return []enroll.PaymentEvent{foreign("evt_foreign", 0, id, 100, "usd"), completed("evt_paid", 5, id, "paid", 9700),
+			foreign("evt_foreign_async", 60, id, 100, "usd")}
+	}, status: enroll.EnrollmentActive, seat: enroll.SeatPaid, paid: 1, amountPaid: 9700, dispute: enroll.DisputeNone, access: true,
+		review: enroll.MismatchSession, rejected: 2},
+	{name: "her own session paying short", events: func(id uuid.UUID) []enroll.PaymentEvent {
+		return []enroll.PaymentEvent{paidWith("evt_paid", 0, id, 100, 0, "eur")}
+	}, status: enroll.EnrollmentPending, seat: enroll.SeatHeld, held: 1, dispute: enroll.DisputeNone, review: enroll.MismatchAmount, rejected: 1},
+	{name: "her own session in another currency", events: func(id uuid.UUID) []enroll.PaymentEvent {
+		return []enroll.PaymentEvent{paidWith("evt_paid", 0, id, 9700, 0, "usd")}
+	}, status: enroll.EnrollmentPending, seat: enroll.SeatHeld, held: 1, dispute: enroll.DisputeNone, review: enroll.MismatchCurrency, rejected: 1},
+	{name: "a foreign session expiring says nothing about hers", events: func(id uuid.UUID) []enroll.PaymentEvent {
+		exp := sessionEvent("evt_foreign_expired", enroll.EventCheckoutExpired, 31, id, 0)
+		exp.Session.ID = "cs_foreign"
+		return []enroll.PaymentEvent{completed("evt_paid", 0, id, "paid", 9700), exp}
+	}, status: enroll.EnrollmentActive, seat: enroll.SeatPaid, paid: 1, amountPaid: 9700, dispute: enroll.DisputeNone, access: true, rejected: 1},
 	{name: "unpaid waits for the bank", events: func(id uuid.UUID) []enroll.PaymentEvent {
 		return []enroll.PaymentEvent{completed("evt_unpaid", 0, id, "unpaid", 9700)}
 	}, status: enroll.EnrollmentAwaitingPayment, seat: enroll.SeatHeld, held: 1, dispute: enroll.DisputeNone},
@@ -228,8 +276,17 @@ func TestPaymentEventsConvergeInAnyOrder(t *testing.T) {
 						reverse, e.Status, e.Seat, got.SeatsPaid, got.SeatsHeld, got.SeatsOverflow, e.AmountPaidCents, e.AmountRefundedCents, e.DisputeStatus, got.HasAccess,
 						sc.status, sc.seat, sc.paid, sc.held, sc.amountPaid, sc.refunded, sc.dispute, sc.access)
 				}
-				if n := int64(len(events)); got.Events != n || got.EventsApplied != n || got.EventEnrollmentsRecorded != n {
-					t.Errorf("reverse=%v: %d events stored, %d applied, %d linked to the enrollment; want %d each", reverse, got.Events, got.EventsApplied, got.EventEnrollmentsRecorded, n)
+				if n := int64(len(events)); got.Events != n || got.EventsApplied != n-int64(sc.rejected) || got.EventEnrollmentsRecorded != n {
+					t.Errorf("reverse=%v: %d events stored, %d applied, %d linked to the enrollment; want %d, %d, %d",
+						reverse, got.Events, got.EventsApplied, got.EventEnrollmentsRecorded, n, n-int64(sc.rejected), n)
+				}
+				if r := e.PaymentReview; (r == nil) != (sc.review == "") || (r != nil && *r != sc.review) {
+					t.Errorf("reverse=%v: payment review %v, want %q", reverse, r, sc.review)
+				}
+				var reviews int64
+				modelstest.MustDo(t, w.db.Model(&models.OutboxMessage{}).Where("template = ? AND to_email = ?", enroll.TemplatePaymentReview, w.coach.Email).Count(&reviews).Error)
+				if want := map[bool]int64{true: 1, false: 0}[sc.review != ""]; reviews != want {
+					t.Errorf("reverse=%v: %d review emails to the lead coach, want %d (one per foreign session)", reverse, reviews, want)
 				}
 				return got
 			}

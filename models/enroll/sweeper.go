@@ -135,6 +135,21 @@ func (s *Service) resolveHold(ctx context.Context, id uuid.UUID, now bool) (bool
 		case sess == nil:
 			cur.ExpiredAt = &at
 		case sess.Status == SessionComplete && (sess.PaymentStatus == sessionPaid || sess.PaymentStatus == sessionNoPaymentRequired):
+			var c Cohort
+			if err := tx.Where("id = ?", cur.CohortID).Take(&c).Error; err != nil {
+				return err
+			}
+			if why := paymentMismatch(&cur, &c, sess); why != "" {
+				// Her own session, paid, but not what the place costs (the
+				// price changed, an odd discount): not honoured. The hold
+				// lapses like an unpaid one so the seat is not kept
+				// indefinitely; the coaches decide (comp her or refund).
+				if err := s.flagPayment(ctx, tx, &cur, &c, sess, why, at, reviewKey(sess, cur.ID.String())); err != nil {
+					return err
+				}
+				cur.ExpiredAt = &at
+				break
+			}
 			cur.PaidAt = &at
 			if cur.AmountPaidCents == 0 {
 				cur.AmountPaidCents = sess.AmountTotal

@@ -22,6 +22,7 @@ func TestSweepHoldsAsksTheProvider(t *testing.T) {
 		wantHeld     int
 		wantExpireAt bool // the sweeper closed an open session itself
 		wantGrant    bool
+		wantReview   enroll.PaymentMismatch
 	}{
 		{name: "still open is expired and released", provider: func(*testing.T, *enrolltest.Gateway, string) {},
 			wantStatus: enroll.EnrollmentExpired, wantExpireAt: true},
@@ -30,6 +31,14 @@ func TestSweepHoldsAsksTheProvider(t *testing.T) {
 		}, wantStatus: enroll.EnrollmentExpired},
 		{name: "paid is fulfilled", provider: func(t *testing.T, g *enrolltest.Gateway, id string) { g.Complete(t, id, true) },
 			wantStatus: enroll.EnrollmentActive, wantPaid: 1, wantGrant: true},
+		{name: "paid short is flagged, not honoured", provider: func(_ *testing.T, g *enrolltest.Gateway, id string) {
+			g.SetSession(enroll.CheckoutSession{ID: id, Status: enroll.SessionComplete, PaymentStatus: "paid",
+				PaymentIntentID: "pi_" + id, AmountTotal: 100, Currency: "EUR"})
+		}, wantStatus: enroll.EnrollmentExpired, wantReview: enroll.MismatchAmount},
+		{name: "paid in another currency is flagged, not honoured", provider: func(_ *testing.T, g *enrolltest.Gateway, id string) {
+			g.SetSession(enroll.CheckoutSession{ID: id, Status: enroll.SessionComplete, PaymentStatus: "paid",
+				PaymentIntentID: "pi_" + id, AmountTotal: 49700, Currency: "USD"})
+		}, wantStatus: enroll.EnrollmentExpired, wantReview: enroll.MismatchCurrency},
 		{name: "completed unpaid awaits payment and keeps the seat", provider: func(t *testing.T, g *enrolltest.Gateway, id string) { g.Complete(t, id, false) },
 			wantStatus: enroll.EnrollmentAwaitingPayment, wantHeld: 1},
 	}
@@ -37,6 +46,7 @@ func TestSweepHoldsAsksTheProvider(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newCheckoutEnv(t)
 			c := e.cohort(t, 3)
+			lead := e.coach(t, "lead@example.com", people.RoleCoach, c.ID)
 			res := e.checkout(t, c.ID, "ada@example.com")
 			sid := *res.Enrollment.CheckoutSessionID
 			tc.provider(t, e.gw, sid)
@@ -75,6 +85,12 @@ func TestSweepHoldsAsksTheProvider(t *testing.T) {
 			}
 			if tc.wantPaid == 1 && (en.AmountPaidCents != 49700 || en.PaymentIntentID == nil || en.PaidAt == nil) {
 				t.Fatalf("paid facts not recorded: %+v", en)
+			}
+			if r := en.PaymentReview; (r == nil) != (tc.wantReview == "") || (r != nil && *r != tc.wantReview) {
+				t.Fatalf("payment review = %v, want %q", r, tc.wantReview)
+			}
+			if tc.wantReview != "" && (en.PaidAt != nil || e.count(t, "outbox", "template = ? AND to_email = ?", enroll.TemplatePaymentReview, lead.Email) != 1) {
+				t.Fatalf("a mismatched payment was recorded as paid (%v) or not sent for review", en.PaidAt)
 			}
 
 			// A second sweep finds nothing left to do.
