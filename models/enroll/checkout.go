@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 
 	"github.com/grace-coaching/grace/models"
@@ -160,30 +159,14 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 	return res, nil
 }
 
-// recordCheckoutSession stores the session a hold was given, committed
-// without waiting for the WAL flush: its loss in a database crash is one
-// the checkout already survives. A retry finds the hold without a session
-// and asks for one again under the same idempotency key, which the
-// provider answers with the same session; a payment event finds the
-// enrollment by the id it carries and records the session; and the sweeper
-// never expires a paid hold for good (a paid fact outranks expiry). Skipping
-// the flush spares launch day one of its two fsyncs per checkout.
+// recordCheckoutSession stores the session a hold was given, durably: a
+// payment activates her enrollment only on the session recorded here (a
+// session Grace did not create is flagged for review, never honoured), so
+// losing this row in a crash would leave a woman who paid unenrolled
+// until a coach looked.
 func (s *Service) recordCheckoutSession(ctx context.Context, id uuid.UUID, sess CheckoutSession) error {
-	return s.WithPgx(ctx, func(conn *pgx.Conn) error {
-		b := &pgx.Batch{}
-		b.Queue("BEGIN")
-		b.Queue("SET LOCAL synchronous_commit = off")
-		b.Queue(`UPDATE enrollments SET checkout_session_id = $1, checkout_url = $2, updated_at = $3
-			WHERE id = $4 AND (checkout_session_id IS NULL OR checkout_session_id = $1)`, sess.ID, sess.URL, s.Now(), id)
-		b.Queue("COMMIT")
-		err := conn.SendBatch(ctx, b).Close()
-		if err != nil && conn.PgConn().TxStatus() != 'I' {
-			// Failed inside the transaction: end it before the connection
-			// goes back to the pool (which would otherwise discard it).
-			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-		}
-		return err
-	})
+	return s.DB.WithContext(ctx).Exec(`UPDATE enrollments SET checkout_session_id = ?, checkout_url = ?, updated_at = ?
+		WHERE id = ? AND (checkout_session_id IS NULL OR checkout_session_id = ?)`, sess.ID, sess.URL, s.Now(), id, sess.ID).Error
 }
 
 // successURL is the portal page a checkout returns to.
