@@ -77,6 +77,9 @@ func NewEnv(t testing.TB, opts ...EnvOption) *Env {
 		opt(&o)
 	}
 	db := modelstest.NewDB(t)
+	if recordDir != "" {
+		countIDsInDB(t, db)
+	}
 	clock := models.NewFakeClock(modelstest.Start)
 	// The real drip renderer, so step previews and test sends render as
 	// they would be sent.
@@ -160,6 +163,7 @@ func (e *Env) Do(t testing.TB, method, path string, body any, opts ...Option) *R
 	rec := httptest.NewRecorder()
 	e.Echo.ServeHTTP(rec, req)
 	res := &Response{Status: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}
+	record(t, false, method, req.URL.RequestURI(), raw, res.Status, res.Header, res.Body)
 	checkReq := httptest.NewRequest(method, path, bytes.NewReader(raw))
 	checkReq.Header = req.Header.Clone()
 	if err := e.Spec.Check(checkReq, raw, res.Status, res.Header, res.Body, res.Status < 300); err != nil {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/emails/emailstest"
 	"github.com/grace-coaching/grace/migrations"
 	"github.com/grace-coaching/grace/models/modelstest"
@@ -49,9 +50,10 @@ func bootEnv(t *testing.T, resendURL, resendKey string) map[string]string {
 func call(t *testing.T, method, url, token string, body any) (int, map[string]any) {
 	t.Helper()
 	var r io.Reader
+	var sent []byte
 	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
+		sent, _ = json.Marshal(body)
+		r = bytes.NewReader(sent)
 	}
 	req, _ := http.NewRequest(method, url, r)
 	req.Header.Set("Content-Type", "application/json")
@@ -64,6 +66,7 @@ func call(t *testing.T, method, url, token string, body any) (int, map[string]an
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
+	apitest.Record(t, method, req.URL.RequestURI(), sent, res.StatusCode, res.Header, raw)
 	var out map[string]any
 	_ = json.Unmarshal(raw, &out)
 	return res.StatusCode, out

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/api/stripe/stripetest"
 )
 
@@ -76,7 +77,8 @@ func postWebhook(t *testing.T, url string, payload []byte, sig string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = io.Copy(io.Discard, res.Body)
+	raw, _ := io.ReadAll(res.Body)
 	_ = res.Body.Close()
+	apitest.Record(t, http.MethodPost, req.URL.RequestURI(), payload, res.StatusCode, res.Header, raw)
 	return res.StatusCode
 }
