@@ -194,6 +194,31 @@ func TestAuthRequiresAToken(t *testing.T) {
 	env.Do(t, "GET", "/v1/auth/me", nil, apitest.Token(portal)).ExpectProblem(t, 401, "invalid_token")
 }
 
+// Once the shared hash budget is spent, a login from anywhere is a 429
+// with Retry-After, the same for a known and an unknown email, and the
+// budget refills with the clock.
+func TestLoginHashBudgetIs429WithRetryAfter(t *testing.T) {
+	env := apitest.NewEnv(t)
+	acctCoachWithPassword(t, env, "grace@example.com", people.RoleAdmin)
+	env.Svc.Kernel.Limits.PasswordHashes = models.Budget{Rate: 1, Burst: 1}
+	acctLoginAs(t, env, "nobody@example.com", acctPassword, apitest.FromIP("192.0.2.1")).ExpectProblem(t, 401, "invalid_credentials")
+	var bodies []string
+	for i, email := range []string{"grace@example.com", "nobody@example.com"} {
+		res := acctLoginAs(t, env, email, acctPassword, apitest.FromIP(fmt.Sprintf("198.51.%d.1", i)))
+		p := res.ExpectProblem(t, 429, "rate_limited")
+		if res.Header.Get("Retry-After") != "1" || p.RetryAfterSeconds != 1 {
+			t.Fatalf("Retry-After %q, retry_after_seconds %d; want 1", res.Header.Get("Retry-After"), p.RetryAfterSeconds)
+		}
+		p.RequestID = ""
+		bodies = append(bodies, fmt.Sprintf("%+v", p))
+	}
+	if bodies[0] != bodies[1] {
+		t.Fatalf("known and unknown emails are refused differently:\n%s\n%s", bodies[0], bodies[1])
+	}
+	env.Clock.Advance(time.Second)
+	acctLoginAs(t, env, "grace@example.com", acctPassword, apitest.FromIP("198.51.0.1")).Expect(t, 200)
+}
+
 func TestAuthLogoutRevokesOnlyThatToken(t *testing.T) {
 	env := apitest.NewEnv(t)
 	acctCoachWithPassword(t, env, "grace@example.com", people.RoleAdmin)
@@ -233,6 +258,8 @@ func TestLoginRateLimitPerEmail(t *testing.T) {
 
 func TestLoginRateLimitPerIP(t *testing.T) {
 	env := apitest.NewEnv(t)
+	// The fixed window alone: the backoff after failures has its own test.
+	env.Svc.Kernel.Limits.LoginBackoffPerIP, env.Svc.Kernel.Limits.LoginBackoffPerNetwork = models.Backoff{}, models.Backoff{}
 	acctCoachWithPassword(t, env, "grace@example.com", people.RoleAdmin)
 	ip := apitest.FromIP("198.51.100.7")
 	limit := models.DefaultLimits().LoginPerIP.Max

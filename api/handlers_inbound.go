@@ -130,8 +130,10 @@ button { font: inherit; padding: .6rem 1.4rem; border: 0; border-radius: .4rem; 
 
 // resendWebhook takes a Resend event. The body is read raw: the signature
 // covers the exact bytes. A bad or stale signature stores nothing (400); a
-// replayed svix-id is a 200 that changes nothing; a failure of ours is a
-// 5xx, so Resend delivers the event again.
+// replayed svix-id is a 200 that changes nothing; a signed event the
+// database cannot hold as sent is stored safely or recorded as rejected
+// (200, see drip.ApplyEmailEvent); a failure of ours is a 5xx, so Resend
+// delivers the event again.
 func (h *handlers) resendWebhook(c echo.Context) error {
 	if h.emailHook == nil {
 		return errEmailWebhooksUnavailable

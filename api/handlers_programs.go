@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -439,6 +440,11 @@ func (h *handlers) getPublicProgram(c echo.Context) error {
 	pp, err := h.svc.Catalog.GetPublishedProgram(c.Request().Context(), c.Param("slug"))
 	if err != nil {
 		return err
+	}
+	if pp.Stale {
+		// The database is away and this is the last good page (RFC 9111
+		// Age): better an old page than none for a campaign's crowd.
+		c.Response().Header().Set("Age", strconv.Itoa(int(pp.Age/time.Second)))
 	}
 	p := pp.Program
 	out := publicProgramDetailResponse{

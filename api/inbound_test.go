@@ -506,3 +506,60 @@ func TestSuppressionDelete(t *testing.T) {
 		t.Errorf("%d suppressions left", n)
 	}
 }
+
+// A signed event whose content PostgreSQL cannot hold as sent is still a
+// 200, never a 5xx that Resend would redeliver forever: it is stored with
+// the bytes as received, applied when its identity is sound, and kept as
+// rejected, with the reason, when it cannot be what it claims.
+func TestResendWebhookStoresWhatPostgresCannotHold(t *testing.T) {
+	event := func(typ, emailID, subject, message string) []byte {
+		return []byte(`{"type":"` + typ + `","created_at":"2026-03-02T09:00:00.000Z","data":{"email_id":"` + emailID +
+			`","to":["jane@example.com"],"subject":"` + subject + `","bounce":{"type":"Permanent","message":"` + message + `"}}}`)
+	}
+	tests := []struct {
+		name     string
+		body     func(w *mailWorld) []byte
+		rejected string // "" when applied
+	}{
+		{"NUL in the subject", func(w *mailWorld) []byte { return event("email.bounced", *w.sent.ResendID, `Wel\u0000come`, "550") }, ""},
+		{"lone surrogate", func(w *mailWorld) []byte { return event("email.bounced", *w.sent.ResendID, `\ud800`, "550") }, ""},
+		{"raw invalid UTF-8", func(w *mailWorld) []byte { return event("email.bounced", *w.sent.ResendID, "\xff\xfe", "550 \xc3") }, ""},
+		{"NUL in the bounce message", func(w *mailWorld) []byte { return event("email.bounced", *w.sent.ResendID, "Hi", `550\u0000 gone`) }, ""},
+		{"7,000-character email_id", func(w *mailWorld) []byte { return event("email.bounced", strings.Repeat("e", 7000), "Hi", "550") },
+			"email_id is not a Resend id (7000 bytes)"},
+		{"NUL in the email_id", func(w *mailWorld) []byte { return event("email.bounced", *w.sent.ResendID+`\u0000`, "Hi", "550") },
+			"email_id holds characters no Resend id has"},
+		{"NUL in the type", func(w *mailWorld) []byte { return event(`email.bounced\u0000`, *w.sent.ResendID, "Hi", "550") },
+			"type is not an event type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newMailWorld(t)
+			body := tt.body(w)
+			w.deliver(t, "msg_odd", body).Expect(t, http.StatusOK)
+			var rows []struct {
+				PayloadRaw []byte
+				Rejected   *string
+			}
+			ok(t, w.env.DB.Raw(`SELECT payload_raw, rejected FROM resend_events WHERE svix_id = 'msg_odd'`).Scan(&rows).Error)
+			if len(rows) != 1 || !bytes.Equal(rows[0].PayloadRaw, body) {
+				t.Fatalf("stored %d events, want 1 with the body as received", len(rows))
+			}
+			if got := rows[0].Rejected; (got == nil) != (tt.rejected == "") || (got != nil && *got != tt.rejected) {
+				t.Fatalf("rejected = %v, want %q", got, tt.rejected)
+			}
+			wantSuppressed := int64(0)
+			if tt.rejected == "" {
+				wantSuppressed = 1
+			}
+			if n := w.env.Count(t, "email_suppressions"); n != wantSuppressed {
+				t.Fatalf("%d suppressions, want %d", n, wantSuppressed)
+			}
+			// Resend's retry of the same event changes nothing.
+			w.deliver(t, "msg_odd", body).Expect(t, http.StatusOK)
+			if n := w.env.Count(t, "resend_events"); n != 1 {
+				t.Fatalf("%d events after the retry, want 1", n)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package models
 
 import (
 	"log/slog"
+	"runtime"
 	"time"
 
 	"gorm.io/gorm"
@@ -30,6 +31,20 @@ type Limits struct {
 	// CheckoutPerIP caps seat holds and waitlist joins from one address:
 	// holding seats is how a script could block a cohort.
 	CheckoutPerIP RateLimit
+	// LoginPerNetwork counts attempts from an IPv4 /24 or IPv6 /64 (see
+	// Network): a flood spread over neighbouring addresses trips it before
+	// any of them reaches LoginPerIP.
+	LoginPerNetwork RateLimit
+	// Failed logins slow down the address and the network they came from,
+	// never the account: an attacker guessing her password must not lock
+	// the real coach out.
+	LoginBackoffPerIP      Backoff
+	LoginBackoffPerNetwork Backoff
+	// PasswordHashes is the budget of argon2 hashes anonymous clients can
+	// cause, shared by every instance: past it a login is refused before it
+	// costs a hash, so a flood from any number of addresses cannot take the
+	// cores from everyone else.
+	PasswordHashes Budget
 }
 
 // DefaultLimits are generous for people and tight for scripts.
@@ -43,7 +58,27 @@ func DefaultLimits() Limits {
 		PortalLinkPerKey: RateLimit{Max: 5, Window: 15 * time.Minute},
 		SessionPerIP:     RateLimit{Max: 30, Window: 15 * time.Minute},
 		CheckoutPerIP:    RateLimit{Max: 20, Window: 15 * time.Minute},
+
+		LoginPerNetwork: RateLimit{Max: 100, Window: 15 * time.Minute},
+		// An office behind one address, or a /24 of them, may hold a few
+		// coaches who mistype: a few failures are free, then waits double.
+		LoginBackoffPerIP:      Backoff{Free: 3, Base: time.Second, Max: 5 * time.Minute, Window: 15 * time.Minute},
+		LoginBackoffPerNetwork: Backoff{Free: 10, Base: time.Second, Max: 5 * time.Minute, Window: 15 * time.Minute},
+		PasswordHashes:         HashBudget(DefaultHashesPerCore),
 	}
+}
+
+// DefaultHashesPerCore is the hash budget's rate per core: one argon2id
+// hash (19 MiB, t=2) takes about 35 ms of one core here, so 4 a second use
+// about 15% of the cores, leaving the rest to everyone else under a flood.
+const DefaultHashesPerCore = 4
+
+// HashBudget is perCore hashes a second for each of this machine's cores,
+// with a burst of half a second's worth (at least 2), so a few coaches
+// signing in at once never wait.
+func HashBudget(perCore float64) Budget {
+	rate := perCore * float64(runtime.NumCPU())
+	return Budget{Rate: rate, Burst: max(2, int(rate/2))}
 }
 
 // NewKernel fills in the defaults: the system clock, a discarding logger

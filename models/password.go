@@ -31,6 +31,7 @@ type PasswordHasher struct {
 
 	running atomic.Int64
 	peak    atomic.Int64
+	hashes  atomic.Int64
 }
 
 // NewPasswordHasher allows at most concurrent hashes at once (0: one per CPU).
@@ -46,6 +47,7 @@ func NewPasswordHasher(concurrent int) *PasswordHasher {
 func (h *PasswordHasher) acquire(ctx context.Context) error {
 	select {
 	case h.sem <- struct{}{}:
+		h.hashes.Add(1)
 		n := h.running.Add(1)
 		for p := h.peak.Load(); n > p && !h.peak.CompareAndSwap(p, n); p = h.peak.Load() {
 		}
@@ -59,6 +61,10 @@ func (h *PasswordHasher) release() {
 	h.running.Add(-1)
 	<-h.sem
 }
+
+// Hashes counts the hashes computed (or about to be), for tests and
+// metrics: a refused login must not have cost one.
+func (h *PasswordHasher) Hashes() int { return int(h.hashes.Load()) }
 
 // Peak is the most hashes that have run at once, for tests and metrics.
 func (h *PasswordHasher) Peak() int { return int(h.peak.Load()) }

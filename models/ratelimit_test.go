@@ -27,3 +27,18 @@ func TestPruneRateLimitsKeepsCurrentWindows(t *testing.T) {
 	}
 	_ = models.DefaultLimits()
 }
+
+func TestNetwork(t *testing.T) {
+	tests := []struct{ ip, want string }{
+		{"203.0.113.7", "203.0.113.0/24"},
+		{"::ffff:203.0.113.7", "203.0.113.0/24"},
+		{"2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"},
+		{"fe80::1%eth0", "fe80::/64"},
+		{"not an address", "not an address"},
+	}
+	for _, tt := range tests {
+		if got := models.Network(tt.ip); got != tt.want {
+			t.Errorf("Network(%q) = %q, want %q", tt.ip, got, tt.want)
+		}
+	}
+}

@@ -70,7 +70,7 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger, migrate bool) (*
 		a.Close()
 		return nil, err
 	}
-	deps := domain.Deps{DB: db, Clock: a.clock, Log: log, AppBaseURL: cfg.AppBaseURL,
+	deps := domain.Deps{DB: db, Clock: a.clock, Log: log, Limits: cfg.limits(), AppBaseURL: cfg.AppBaseURL,
 		DripRenderer: dripRenderer, APIBaseURL: cfg.APIBaseURL, UnsubscribeMailbox: cfg.UnsubscribeMailbox}
 	if cfg.StripeSecretKey != "" {
 		// No network call here: a wrong key shows on the first checkout,

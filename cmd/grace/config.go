@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/grace-coaching/grace/api/stripe"
+	"github.com/grace-coaching/grace/models"
 )
 
 // Config is every setting Grace reads, all from the environment, all here.
@@ -27,6 +28,9 @@ type Config struct {
 	// ResendRateLimit is Resend's request budget, requests per second,
 	// shared by every drip worker of every process.
 	ResendRateLimit float64
+	// PasswordHashesPerCore sizes the login hash budget shared by every
+	// instance (models.HashBudget).
+	PasswordHashesPerCore float64
 	// APIBaseURL is this API's public URL, for one-click unsubscribe links.
 	APIBaseURL string
 	// UnsubscribeMailbox receives mailto: unsubscribes (List-Unsubscribe).
@@ -47,6 +51,13 @@ type Config struct {
 	Worker         bool
 	LogLevel       slog.Level
 	TrustedProxies []*net.IPNet
+}
+
+// limits are the domain's rate limits with the configured hash budget.
+func (c Config) limits() *models.Limits {
+	l := models.DefaultLimits()
+	l.PasswordHashes = models.HashBudget(c.PasswordHashesPerCore)
+	return &l
 }
 
 const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/grace?sslmode=disable"
@@ -125,6 +136,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		bad("DRIP_LEASE", "must be a duration between 1s and 1h such as 5m, got %q", getenv("DRIP_LEASE"))
 	}
 	c.DripLease = lease
+	c.PasswordHashesPerCore, err = strconv.ParseFloat(get("PASSWORD_HASHES_PER_CORE", strconv.Itoa(models.DefaultHashesPerCore)), 64)
+	if err != nil || !(c.PasswordHashesPerCore > 0) || c.PasswordHashesPerCore > 100 {
+		bad("PASSWORD_HASHES_PER_CORE", "must be a number of hashes per second per core above 0 (at most 100), got %q", getenv("PASSWORD_HASHES_PER_CORE"))
+	}
 	if c.ResendWebhookSecret != "" && !strings.HasPrefix(c.ResendWebhookSecret, "whsec_") {
 		bad("RESEND_WEBHOOK_SECRET", "must start with whsec_")
 	}
@@ -217,6 +232,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("api_base_url", c.APIBaseURL),
 		slog.String("unsubscribe_mailbox", c.UnsubscribeMailbox),
 		slog.Duration("drip_lease", c.DripLease),
+		slog.Float64("password_hashes_per_core", c.PasswordHashesPerCore),
 		slog.Bool("stripe_secret_key_set", c.StripeSecretKey != ""),
 		slog.Bool("stripe_webhook_secret_set", c.StripeWebhookSecret != ""),
 		slog.String("stripe_api_url", c.StripeAPIURL),

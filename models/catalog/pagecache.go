@@ -12,10 +12,13 @@ import (
 // all for the same few slugs, so each process keeps the pages it served in
 // memory for programPageTTL. Every catalogue write through this process
 // purges them at once; other processes see it within the TTL. Only pages
-// that exist are kept, so random slugs cannot fill memory.
+// that exist are kept, so random slugs cannot fill memory. An expired page
+// is kept for programPageStale more, as the last good answer while the
+// database is away: a stale page beats a 503 for a visitor.
 const (
-	programPageTTL = time.Second
-	programPageMax = 1024
+	programPageTTL   = time.Second
+	programPageStale = 24 * time.Hour
+	programPageMax   = 1024
 )
 
 type programPageCache struct {
@@ -26,32 +29,43 @@ type programPageCache struct {
 	entries map[string]programPageEntry
 }
 
+// Times are the kernel clock's: a stale page's Age is part of the answer.
 type programPageEntry struct {
-	page    *PublishedProgram
-	expires time.Time // wall clock with monotonic reading: a cache, not a domain rule
+	page  *PublishedProgram
+	built time.Time
 }
 
 // get returns the cached page (nil when absent or expired) and the
 // generation to pass to put.
-func (c *programPageCache) get(slug string) (*PublishedProgram, uint64) {
+func (c *programPageCache) get(slug string, now time.Time) (*PublishedProgram, uint64) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if e, ok := c.entries[slug]; ok && time.Now().Before(e.expires) {
+	if e, ok := c.entries[slug]; ok && !now.Before(e.built) && now.Sub(e.built) < programPageTTL {
 		return e.page, c.gen
 	}
 	return nil, c.gen
 }
 
-func (c *programPageCache) put(slug string, page *PublishedProgram, gen uint64) {
+// stale returns the last page built for slug, expired or not, with when it
+// was built; nil when there is none worth serving.
+func (c *programPageCache) stale(slug string, now time.Time) (*PublishedProgram, time.Time) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if e, ok := c.entries[slug]; ok && now.Sub(e.built) < programPageTTL+programPageStale {
+		return e.page, e.built
+	}
+	return nil, time.Time{}
+}
+
+func (c *programPageCache) put(slug string, page *PublishedProgram, gen uint64, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
 		return
 	}
-	now := time.Now()
 	if len(c.entries) >= programPageMax {
 		for k, e := range c.entries {
-			if !now.Before(e.expires) {
+			if now.Sub(e.built) >= programPageTTL+programPageStale {
 				delete(c.entries, k)
 			}
 		}
@@ -59,7 +73,7 @@ func (c *programPageCache) put(slug string, page *PublishedProgram, gen uint64) 
 			clear(c.entries)
 		}
 	}
-	c.entries[slug] = programPageEntry{page: page, expires: now.Add(programPageTTL)}
+	c.entries[slug] = programPageEntry{page: page, built: now}
 }
 
 func (c *programPageCache) purge() {

@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -23,6 +24,10 @@ type ListedProgram struct {
 type PublishedProgram struct {
 	ListedProgram
 	Lessons []LessonOutline
+	// Stale is set when the page is the cached copy served while the
+	// database is unavailable; Age is then how old it is.
+	Stale bool
+	Age   time.Duration
 }
 
 // LessonOutline is a lesson's place in a program, without its content.
@@ -54,19 +59,32 @@ func (s *Service) ListPublishedPrograms(ctx context.Context, pp models.PageParam
 // cache (see programPageCache); a miss costs two indexed queries. Nothing is
 // rendered: the description stays Markdown. Draft, archived and unknown
 // programs are all simply not found. The result's Lessons are shared with
-// the cache: read them, do not change them.
+// the cache: read them, do not change them. While the database is
+// unavailable the last page built is served, marked Stale with its Age; a
+// page never built is the unavailable error.
 func (s *Service) GetPublishedProgram(ctx context.Context, slug string) (*PublishedProgram, error) {
 	if len(slug) > 100 || !models.SlugRE.MatchString(slug) {
 		return nil, models.NotFound("program")
 	}
-	cache := s.pages
-	page, gen := cache.get(slug)
+	cache, now := s.pages, s.Now()
+	page, gen := cache.get(slug, now)
 	if page == nil {
-		var err error
-		if page, err = s.loadPublishedProgram(ctx, slug); err != nil {
+		loaded, err := s.loadPublishedProgram(ctx, slug)
+		switch {
+		case err == nil:
+			page = loaded
+			cache.put(slug, page, gen, now)
+		case models.IsUnavailable(err):
+			old, built := cache.stale(slug, now)
+			if old == nil {
+				return nil, models.MapDBError(err, "program")
+			}
+			stale := *old
+			stale.Stale, stale.Age = true, max(now.Sub(built), 0)
+			page = &stale
+		default:
 			return nil, err
 		}
-		cache.put(slug, page, gen)
 	}
 	out := *page
 	// Computed on every read, so the window closes on time whatever the cache holds.

@@ -1,9 +1,11 @@
 package drip
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -69,11 +71,21 @@ func (s *Service) ApplyEmailEvent(ctx context.Context, ev EmailEvent) error {
 	if occurred.IsZero() {
 		occurred = s.Now()
 	}
+	// The event is signed, so it is Resend's: refusing it would only make
+	// Resend send it again, forever. What PostgreSQL cannot hold is stored
+	// sanitised beside the bytes as received, and an event whose identity
+	// cannot be real is kept as rejected, with the reason, and not applied.
+	payload, raw := storablePayload(ev.Payload)
+	rejected := rejectReason(ev)
+	if rejected != "" {
+		s.Log.WarnContext(ctx, "resend event rejected", "svix_id", ev.SvixID, "reason", rejected)
+		raw = ev.Payload
+	}
 	return s.InTx(ctx, func(tx *gorm.DB) error {
 		var deliveryID *uuid.UUID
 		var addresses []string
 		var emailID *string
-		if ev.ResendEmailID != "" {
+		if ev.ResendEmailID != "" && rejected == "" {
 			emailID = &ev.ResendEmailID
 			var d []struct {
 				ID    uuid.UUID
@@ -96,21 +108,21 @@ func (s *Service) ApplyEmailEvent(ctx context.Context, ev EmailEvent) error {
 		}
 		if len(addresses) == 0 {
 			for _, a := range ev.To {
-				if a = models.NormalizeEmail(a); models.ValidEmail(a) {
+				if a = models.NormalizeEmail(a); models.ValidEmail(a) && !strings.ContainsRune(a, 0) {
 					addresses = append(addresses, a)
 				}
 			}
 		}
 		res := tx.Exec(`
-			INSERT INTO resend_events (svix_id, type, resend_email_id, delivery_id, occurred_at, payload, received_at)
-			VALUES (?, ?, ?, ?, ?, CAST(? AS jsonb), ?)
+			INSERT INTO resend_events (svix_id, type, resend_email_id, delivery_id, occurred_at, payload, payload_raw, rejected, received_at)
+			VALUES (?, ?, ?, ?, ?, CAST(? AS jsonb), ?, ?, ?)
 			ON CONFLICT (svix_id) DO NOTHING`,
-			ev.SvixID, ev.Type, emailID, deliveryID, occurred.UTC(), string(ev.Payload), s.Now())
+			ev.SvixID, cleanText(ev.Type, 200), emailID, deliveryID, occurred.UTC(), string(payload), raw, nullIfEmpty(rejected), s.Now())
 		if res.Error != nil {
 			return fmt.Errorf("email event: record: %w", res.Error)
 		}
-		if res.RowsAffected == 0 {
-			return nil // a replay: applied the first time
+		if res.RowsAffected == 0 || rejected != "" {
+			return nil // a replay, applied the first time, or an event kept only as a record
 		}
 		switch {
 		case ev.Type == EmailEventBounced && ev.hardBounce():
@@ -147,11 +159,94 @@ func bounceDetail(ev EmailEvent) string {
 }
 
 func truncateRunes(s string, n int) string {
-	s = strings.ToValidUTF8(s, "")
+	s = strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "")
 	if utf8.RuneCountInString(s) <= n {
 		return s
 	}
 	return string([]rune(s)[:n])
+}
+
+// Resend's ids are UUIDs; anything much longer is not one, and past about
+// 2,700 bytes it would not fit the index on resend_email_id.
+const maxResendIDLen = 200
+
+// rejectReason says why a verified event cannot be what it claims, or "".
+func rejectReason(ev EmailEvent) string {
+	switch {
+	case cleanText(ev.Type, 200) != ev.Type:
+		return "type is not an event type"
+	case len(ev.ResendEmailID) > maxResendIDLen:
+		return fmt.Sprintf("email_id is not a Resend id (%d bytes)", len(ev.ResendEmailID))
+	case cleanText(ev.ResendEmailID, maxResendIDLen) != ev.ResendEmailID:
+		return "email_id holds characters no Resend id has"
+	}
+	return ""
+}
+
+// cleanText is s as a single line of valid UTF-8 without control
+// characters, cut to n runes: text PostgreSQL can store and a log can show.
+func cleanText(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	return truncateRunes(s, n)
+}
+
+// badJSONText finds what jsonb refuses in a JSON text: the escape of NUL
+// and escaped surrogates (a lone one is refused; a pair, rare in webhooks,
+// is simply re-encoded too).
+var badJSONText = regexp.MustCompile(`\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})`)
+
+// storablePayload is payload as jsonb can hold it, and, when that is not
+// the payload itself, the bytes as received to keep beside it. Decoding
+// turns invalid UTF-8 and lone surrogates into U+FFFD; NUL is replaced
+// the same way; numbers stay as sent.
+func storablePayload(payload []byte) (stored, raw []byte) {
+	if utf8.Valid(payload) && !badJSONText.Match(payload) {
+		return payload, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		v = nil
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(withoutNUL(v)); err != nil {
+		return []byte("null"), payload
+	}
+	return bytes.TrimSpace(b.Bytes()), payload
+}
+
+// withoutNUL replaces NUL in every string of a decoded JSON value.
+func withoutNUL(v any) any {
+	switch x := v.(type) {
+	case string:
+		return strings.ReplaceAll(x, "\x00", "\uFFFD")
+	case []any:
+		for i := range x {
+			x[i] = withoutNUL(x[i])
+		}
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[strings.ReplaceAll(k, "\x00", "\uFFFD")] = withoutNUL(e)
+		}
+		return out
+	}
+	return v
+}
+
+func nullIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 type ResendEvent struct {
@@ -160,6 +255,8 @@ type ResendEvent struct {
 	ResendEmailID *string
 	DeliveryID    *uuid.UUID `gorm:"type:uuid"`
 	OccurredAt    time.Time
-	Payload       []byte `gorm:"type:jsonb"`
+	Payload       []byte  `gorm:"type:jsonb"`
+	PayloadRaw    []byte  // the body as received, when Payload had to be sanitised
+	Rejected      *string // why the event was kept without effect
 	ReceivedAt    time.Time
 }

@@ -79,12 +79,22 @@ func NewDB(t testing.TB) *gorm.DB {
 // unlock arithmetic reads the same in every run.
 var Start = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 
+// Limits are the default limits without the password-hash budget: a fake
+// clock stands still, so the budget would never refill and a test that
+// signs in a few times would be refused for a reason it is not about. The
+// budget's own tests turn it on.
+func Limits() *models.Limits {
+	l := models.DefaultLimits()
+	l.PasswordHashes = models.Budget{}
+	return &l
+}
+
 // NewService is a domain service on a fresh database with a fake clock.
 func NewService(t testing.TB) (*domain.Services, *models.FakeClock, *gorm.DB) {
 	t.Helper()
 	db := NewDB(t)
 	clock := models.NewFakeClock(Start)
-	svc := domain.New(domain.Deps{DB: db, Clock: clock})
+	svc := domain.New(domain.Deps{DB: db, Clock: clock, Limits: Limits()})
 	return svc, clock, db
 }
 

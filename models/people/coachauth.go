@@ -58,11 +58,26 @@ func (s *Service) newActionToken(tx *gorm.DB, coach *Coach, purpose TokenPurpose
 // email has an account.
 func (s *Service) Login(ctx context.Context, email, password string, client models.ClientInfo) (string, *CoachSession, *Coach, error) {
 	email = models.NormalizeEmail(email)
-	// Limits come before the hash: a flood must not buy argon2 time.
+	ipKey, netKey := "login:fail:ip:"+client.IP, "login:fail:net:"+models.Network(client.IP)
+	// Everything that can refuse comes before the hash, cheapest first: a
+	// flood must not buy argon2 time, and the shared budget is spent last,
+	// so attempts another limit refuses leave it to the coaches.
 	if err := s.Allow(ctx, "login:ip:"+client.IP, s.Limits.LoginPerIP); err != nil {
 		return "", nil, nil, err
 	}
+	if err := s.Allow(ctx, "login:net:"+models.Network(client.IP), s.Limits.LoginPerNetwork); err != nil {
+		return "", nil, nil, err
+	}
+	if err := s.CheckBackoff(ctx, s.Limits.LoginBackoffPerIP, ipKey); err != nil {
+		return "", nil, nil, err
+	}
+	if err := s.CheckBackoff(ctx, s.Limits.LoginBackoffPerNetwork, netKey); err != nil {
+		return "", nil, nil, err
+	}
 	if err := s.Allow(ctx, "login:email:"+email, s.Limits.LoginPerEmail); err != nil {
+		return "", nil, nil, err
+	}
+	if err := s.Spend(ctx, "login:hash-budget", s.Limits.PasswordHashes); err != nil {
 		return "", nil, nil, err
 	}
 	var coach Coach
@@ -82,6 +97,14 @@ func (s *Service) Login(ctx context.Context, email, password string, client mode
 		return "", nil, nil, fmt.Errorf("verify password: %w", err)
 	}
 	if !ok || !found || !coach.Active || hash == "" {
+		// Known or not, a failure slows its address and network alike, so
+		// the answer and its cost still say nothing about the email.
+		if err := s.FailedAttempt(ctx, s.Limits.LoginBackoffPerIP, ipKey); err != nil {
+			return "", nil, nil, err
+		}
+		if err := s.FailedAttempt(ctx, s.Limits.LoginBackoffPerNetwork, netKey); err != nil {
+			return "", nil, nil, err
+		}
 		return "", nil, nil, errInvalidCredentials
 	}
 	var token string
@@ -105,6 +128,11 @@ func (s *Service) Login(ctx context.Context, email, password string, client mode
 	})
 	if err != nil {
 		return "", nil, nil, err
+	}
+	// Her address is trusted again; its network keeps its count, since the
+	// failures may be someone else's.
+	if err := s.ForgetFailures(ctx, ipKey); err != nil {
+		s.Log.WarnContext(ctx, "login: clear backoff", "err", err)
 	}
 	s.Log.InfoContext(ctx, "coach logged in", "coach_id", coach.ID)
 	return token, session, &coach, nil
