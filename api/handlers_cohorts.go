@@ -407,7 +407,7 @@ func (h *handlers) rotateCalendarToken(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	path := enroll.CalendarFeedPath + "?" + url.Values{"token": {token}}.Encode()
+	path := calendarFeedPath + "?" + url.Values{"token": {token}}.Encode()
 	// The feed is served by this API, so the address she reached it at is
 	// the one her calendar app should poll (Scheme honours X-Forwarded-Proto).
 	feedURL := c.Scheme() + "://" + c.Request().Host + path

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/grace-coaching/grace/api"
 	"github.com/grace-coaching/grace/emails"
 	"github.com/grace-coaching/grace/emails/drip"
 	"github.com/grace-coaching/grace/emails/drip/driptest"
@@ -92,7 +93,7 @@ func runDripDrain(ctx context.Context, b *bench) (side, side, error) {
 	}
 	discard := slog.New(slog.DiscardHandler)
 	svc := domain.New(domain.Deps{DB: b.db, Log: discard, DripRenderer: renderer,
-		AppBaseURL: benchAppURL, UnsubscribeMailbox: "unsubscribe@grace.example"})
+		AppBaseURL: benchAppURL, UnsubscribeURL: api.UnsubscribeURL(benchAppURL), UnsubscribeMailbox: "unsubscribe@grace.example"})
 
 	// The spec check is for tests; here it would time the fake.
 	fake, err := emailstest.Start(emailstest.Options{NoSpecCheck: true})

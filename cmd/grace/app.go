@@ -71,7 +71,7 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger, migrate bool) (*
 		return nil, err
 	}
 	deps := domain.Deps{DB: db, Clock: a.clock, Log: log, Limits: cfg.limits(), AppBaseURL: cfg.AppBaseURL,
-		DripRenderer: dripRenderer, APIBaseURL: cfg.APIBaseURL, UnsubscribeMailbox: cfg.UnsubscribeMailbox}
+		DripRenderer: dripRenderer, UnsubscribeURL: api.UnsubscribeURL(cfg.APIBaseURL), UnsubscribeMailbox: cfg.UnsubscribeMailbox}
 	if cfg.StripeSecretKey != "" {
 		// No network call here: a wrong key shows on the first checkout,
 		// not at boot, so the rest of Grace serves while Stripe is down.

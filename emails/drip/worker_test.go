@@ -44,7 +44,7 @@ func newNode(t *testing.T, dsn string, clock models.Clock) node {
 		}
 	})
 	svc := domain.New(domain.Deps{DB: db, Clock: clock, DripRenderer: newRenderer(t),
-		AppBaseURL: "https://portal.example.com", APIBaseURL: "https://api.example.com",
+		AppBaseURL: "https://portal.example.com", UnsubscribeURL: func(token string) string { return "https://api.example.com/v1/unsubscribe/" + token },
 		UnsubscribeMailbox: "unsubscribe@example.com"})
 	return node{db: db, svc: svc}
 }

@@ -37,9 +37,9 @@ type Deps struct {
 	AppBaseURL string
 	// DripRenderer renders drip email steps; emails/drip provides it.
 	DripRenderer drip.Renderer
-	// APIBaseURL is this API's public URL ("" means AppBaseURL), for the
-	// one-click unsubscribe link in List-Unsubscribe.
-	APIBaseURL string
+	// UnsubscribeURL builds her one-click unsubscribe link from her token
+	// (api.UnsubscribeURL); the domain does not know the API's routes.
+	UnsubscribeURL func(token string) string
 	// UnsubscribeMailbox is the address of the mailto: List-Unsubscribe
 	// form, e.g. "unsubscribe@example.com"; "" leaves it out.
 	UnsubscribeMailbox string
@@ -49,7 +49,7 @@ type Deps struct {
 // call its hooks inside their transactions.
 func New(d Deps) *Services {
 	k := models.NewKernel(d.DB, d.Clock, d.Log, d.Limits)
-	dr := drip.New(k, drip.Deps{Renderer: d.DripRenderer, AppBaseURL: d.AppBaseURL, APIBaseURL: d.APIBaseURL,
+	dr := drip.New(k, drip.Deps{Renderer: d.DripRenderer, AppBaseURL: d.AppBaseURL, UnsubscribeURL: d.UnsubscribeURL,
 		UnsubscribeMailbox: d.UnsubscribeMailbox})
 	p := people.New(k, d.Hasher, dr)
 	return &Services{

@@ -406,7 +406,10 @@ func (s *Service) dripRenderRequest(d dueDelivery, zones map[string]*time.Locati
 
 // dripUnsubscribeURL is her one-click unsubscribe link (RFC 8058).
 func (s *Service) dripUnsubscribeURL(token string) string {
-	return s.apiBaseURL + "/v1/unsubscribe/" + token
+	if s.unsubscribeURL == nil {
+		return ""
+	}
+	return s.unsubscribeURL(token)
 }
 
 // dripUnsubscribeMailto is the mailto: form of List-Unsubscribe, "" when no

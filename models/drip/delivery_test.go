@@ -77,7 +77,7 @@ func newDDWorld(t *testing.T) *ddWorld {
 	clock := models.NewFakeClock(modelstest.Start)
 	r := &ddRenderer{}
 	svc := domain.New(domain.Deps{DB: db, Clock: clock, DripRenderer: r,
-		AppBaseURL: "https://portal.example.com", APIBaseURL: "https://api.example.com/",
+		AppBaseURL: "https://portal.example.com", UnsubscribeURL: unsubscribeAt("https://api.example.com"),
 		UnsubscribeMailbox: "unsubscribe@example.com"})
 	w := &ddWorld{t: t, svc: svc, clock: clock, db: db, renderer: r}
 	w.program = w.id(`INSERT INTO programs (slug, title, status) VALUES ('say-no', 'Say No With Grace', 'published') RETURNING id`)

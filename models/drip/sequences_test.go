@@ -59,7 +59,7 @@ func newSqEnv(t *testing.T) *sqEnv {
 	clock := models.NewFakeClock(modelstest.Start)
 	r := &sqRenderer{}
 	svc := domain.New(domain.Deps{DB: db, Clock: clock, DripRenderer: r, AppBaseURL: "https://app.test",
-		APIBaseURL: "https://api.test", UnsubscribeMailbox: "unsubscribe@example.com"})
+		UnsubscribeURL: unsubscribeAt("https://api.test"), UnsubscribeMailbox: "unsubscribe@example.com"})
 	e := &sqEnv{svc: svc, db: db, clock: clock, renderer: r}
 	e.admin = sqCoach(t, db, "admin@example.com", people.RoleAdmin)
 	var err error

@@ -4,8 +4,6 @@
 package drip
 
 import (
-	"strings"
-
 	"github.com/grace-coaching/grace/models"
 )
 
@@ -19,8 +17,9 @@ type Service struct {
 	renderer Renderer
 	// baseURL is the portal's public URL, for links in emails.
 	baseURL string
-	// apiBaseURL is this API's public URL, for one-click unsubscribe links.
-	apiBaseURL string
+	// unsubscribeURL is her one-click unsubscribe link; the API layer,
+	// which owns the route, builds it.
+	unsubscribeURL func(token string) string
 	// unsubscribeMailbox receives mailto: unsubscribes ("" leaves the
 	// mailto form out of List-Unsubscribe).
 	unsubscribeMailbox string
@@ -32,18 +31,16 @@ type Deps struct {
 	Renderer Renderer
 	// AppBaseURL is the portal's public URL.
 	AppBaseURL string
-	// APIBaseURL is this API's public URL ("" means AppBaseURL), for the
-	// one-click unsubscribe link in List-Unsubscribe.
-	APIBaseURL string
+	// UnsubscribeURL is the https link of List-Unsubscribe and of the
+	// {{unsubscribe_url}} placeholder for a participant's token
+	// (api.UnsubscribeURL builds it); nil leaves the link empty.
+	UnsubscribeURL func(token string) string
 	// UnsubscribeMailbox is the address of the mailto: List-Unsubscribe
 	// form, e.g. "unsubscribe@example.com"; "" leaves it out.
 	UnsubscribeMailbox string
 }
 
 func New(k *models.Kernel, d Deps) *Service {
-	if d.APIBaseURL == "" {
-		d.APIBaseURL = d.AppBaseURL
-	}
 	return &Service{Kernel: k, renderer: d.Renderer, baseURL: d.AppBaseURL,
-		apiBaseURL: strings.TrimRight(d.APIBaseURL, "/"), unsubscribeMailbox: d.UnsubscribeMailbox}
+		unsubscribeURL: d.UnsubscribeURL, unsubscribeMailbox: d.UnsubscribeMailbox}
 }

@@ -16,10 +16,6 @@ import (
 	"github.com/grace-coaching/grace/models/people"
 )
 
-// CalendarFeedPath is where a participant's calendar app fetches her feed;
-// the token rides in the query because calendar apps cannot send headers.
-const CalendarFeedPath = "/v1/portal/calendar.ics"
-
 // calendarUIDDomain makes event UIDs globally unique: a session keeps its
 // UID for life, so a moved session moves in her calendar instead of
 // appearing twice.
