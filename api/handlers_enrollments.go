@@ -49,6 +49,14 @@ type enrollmentResponse struct {
 	Complimentary       bool       `json:"complimentary"`
 	Seat                string     `json:"seat"`
 	CreatedAt           time.Time  `json:"created_at"`
+	// PaymentReview is set when a payment for this place did not match
+	// what Grace asked for and was kept for a coach to look at.
+	PaymentReview *paymentReviewResponse `json:"payment_review"`
+}
+
+type paymentReviewResponse struct {
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
 }
 
 func toEnrollmentResponse(d enroll.EnrollmentDetail) enrollmentResponse {
@@ -60,6 +68,9 @@ func toEnrollmentResponse(d enroll.EnrollmentDetail) enrollmentResponse {
 	// The hold only means something while it can still lapse.
 	if d.Status == enroll.EnrollmentPending {
 		r.HoldExpiresAt = utcPtr(d.HoldExpiresAt)
+	}
+	if d.PaymentReview != nil && d.PaymentReviewAt != nil {
+		r.PaymentReview = &paymentReviewResponse{Reason: string(*d.PaymentReview), At: d.PaymentReviewAt.UTC()}
 	}
 	return r
 }

@@ -470,6 +470,20 @@ func TestStripeWebhookForeignSessionIsNotHonoured(t *testing.T) {
 	if got.PaymentReview == nil || *got.PaymentReview != enroll.MismatchSession {
 		t.Errorf("payment review = %v, want %s", got.PaymentReview, enroll.MismatchSession)
 	}
+	// The coach sees it on her list of the cohort's places.
+	_, admin := w.env.Coach(t, "admin@coach.test", people.RoleAdmin)
+	var list struct {
+		Data []struct {
+			ID            uuid.UUID `json:"id"`
+			PaymentReview *struct {
+				Reason string `json:"reason"`
+			} `json:"payment_review"`
+		} `json:"data"`
+	}
+	w.env.Do(t, "GET", "/v1/admin/cohorts/"+w.cohort.ID.String()+"/enrollments", nil, apitest.Token(admin)).Expect(t, 200).JSON(t, &list)
+	if len(list.Data) != 1 || list.Data[0].PaymentReview == nil || list.Data[0].PaymentReview.Reason != string(enroll.MismatchSession) {
+		t.Errorf("admin list = %+v, want her place flagged %s", list.Data, enroll.MismatchSession)
+	}
 	var review models.OutboxMessage
 	must(t, w.env.DB.Where("template = ?", enroll.TemplatePaymentReview).Take(&review).Error)
 	if review.ToEmail != w.coach.Email || review.Data["checkout_session_id"] != "cs_live_someone_elses" || review.Data["paid_currency"] != "USD" {
