@@ -1,11 +1,9 @@
 package drip
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -75,7 +73,7 @@ func (s *Service) ApplyEmailEvent(ctx context.Context, ev EmailEvent) error {
 	// Resend send it again, forever. What PostgreSQL cannot hold is stored
 	// sanitised beside the bytes as received, and an event whose identity
 	// cannot be real is kept as rejected, with the reason, and not applied.
-	payload, raw := storablePayload(ev.Payload)
+	payload, raw := models.StorableJSON(ev.Payload)
 	rejected := rejectReason(ev)
 	if rejected != "" {
 		s.Log.WarnContext(ctx, "resend event rejected", "svix_id", ev.SvixID, "reason", rejected)
@@ -117,7 +115,7 @@ func (s *Service) ApplyEmailEvent(ctx context.Context, ev EmailEvent) error {
 			INSERT INTO resend_events (svix_id, type, resend_email_id, delivery_id, occurred_at, payload, payload_raw, rejected, received_at)
 			VALUES (?, ?, ?, ?, ?, CAST(? AS jsonb), ?, ?, ?)
 			ON CONFLICT (svix_id) DO NOTHING`,
-			ev.SvixID, cleanText(ev.Type, 200), emailID, deliveryID, occurred.UTC(), string(payload), raw, nullIfEmpty(rejected), s.Now())
+			ev.SvixID, cleanText(ev.Type, 200), emailID, deliveryID, occurred.UTC(), payload, raw, nullIfEmpty(rejected), s.Now())
 		if res.Error != nil {
 			return fmt.Errorf("email event: record: %w", res.Error)
 		}
@@ -193,53 +191,6 @@ func cleanText(s string, n int) string {
 		return r
 	}, strings.ToValidUTF8(s, "\uFFFD"))
 	return truncateRunes(s, n)
-}
-
-// badJSONText finds what jsonb refuses in a JSON text: the escape of NUL
-// and escaped surrogates (a lone one is refused; a pair, rare in webhooks,
-// is simply re-encoded too).
-var badJSONText = regexp.MustCompile(`\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})`)
-
-// storablePayload is payload as jsonb can hold it, and, when that is not
-// the payload itself, the bytes as received to keep beside it. Decoding
-// turns invalid UTF-8 and lone surrogates into U+FFFD; NUL is replaced
-// the same way; numbers stay as sent.
-func storablePayload(payload []byte) (stored, raw []byte) {
-	if utf8.Valid(payload) && !badJSONText.Match(payload) {
-		return payload, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		v = nil
-	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(withoutNUL(v)); err != nil {
-		return []byte("null"), payload
-	}
-	return bytes.TrimSpace(b.Bytes()), payload
-}
-
-// withoutNUL replaces NUL in every string of a decoded JSON value.
-func withoutNUL(v any) any {
-	switch x := v.(type) {
-	case string:
-		return strings.ReplaceAll(x, "\x00", "\uFFFD")
-	case []any:
-		for i := range x {
-			x[i] = withoutNUL(x[i])
-		}
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[strings.ReplaceAll(k, "\x00", "\uFFFD")] = withoutNUL(e)
-		}
-		return out
-	}
-	return v
 }
 
 func nullIfEmpty(s string) *string {

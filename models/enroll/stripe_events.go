@@ -74,7 +74,7 @@ func (s *Service) ApplyPaymentEvent(ctx context.Context, ev PaymentEvent) error 
 	if field := unstorableField(ev); field != "" {
 		return s.storeRejectedEvent(ctx, ev, RejectUnstorableText+": "+field)
 	}
-	payload, payloadRaw := storablePayload(ev.Payload)
+	payload, payloadRaw := models.StorableJSON(ev.Payload)
 	facts := factsOf(ev)
 	factsJSON, err := json.Marshal(facts)
 	if err != nil {
