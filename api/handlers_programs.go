@@ -37,6 +37,7 @@ type programUpdateRequest struct {
 	FreeAccessUntil models.Optional[time.Time] `json:"free_access_until"`
 	PriceCents      models.Optional[int64]     `json:"price_cents"`
 	Currency        models.Optional[string]    `json:"currency"`
+	LeadCoachID     models.Optional[uuid.UUID] `json:"lead_coach_id"`
 }
 
 type programResponseAdmin struct {
@@ -49,6 +50,7 @@ type programResponseAdmin struct {
 	FreeAccessUntil *time.Time `json:"free_access_until"`
 	PriceCents      int64      `json:"price_cents"`
 	Currency        string     `json:"currency"`
+	LeadCoachID     *uuid.UUID `json:"lead_coach_id"`
 	CreatedAt       time.Time  `json:"created_at"`
 	UpdatedAt       time.Time  `json:"updated_at"`
 }
@@ -65,7 +67,7 @@ func toProgramResponseAdmin(p catalog.Program) programResponseAdmin {
 	return programResponseAdmin{
 		ID: p.ID, Slug: p.Slug, Title: p.Title, Summary: p.Summary, Description: p.Description,
 		Status: string(p.Status), FreeAccessUntil: catalogUTC(p.FreeAccessUntil), PriceCents: p.PriceCents,
-		Currency: p.Currency, CreatedAt: p.CreatedAt.UTC(), UpdatedAt: p.UpdatedAt.UTC(),
+		Currency: p.Currency, LeadCoachID: p.LeadCoachID, CreatedAt: p.CreatedAt.UTC(), UpdatedAt: p.UpdatedAt.UTC(),
 	}
 }
 
@@ -119,9 +121,9 @@ func (h *handlers) updateProgram(c echo.Context) error {
 		return err
 	}
 	status := models.Optional[catalog.ProgramStatus]{Set: req.Status.Set, Null: req.Status.Null, Value: catalog.ProgramStatus(req.Status.Value)}
-	p, err := h.svc.Catalog.UpdateProgram(c.Request().Context(), id, catalog.ProgramPatch{
+	p, err := h.svc.Catalog.UpdateProgram(c.Request().Context(), currentCoach(c), id, catalog.ProgramPatch{
 		Slug: req.Slug, Title: req.Title, Summary: req.Summary, Description: req.Description, Status: status,
-		FreeAccessUntil: req.FreeAccessUntil, PriceCents: req.PriceCents, Currency: req.Currency,
+		FreeAccessUntil: req.FreeAccessUntil, PriceCents: req.PriceCents, Currency: req.Currency, LeadCoachID: req.LeadCoachID,
 	})
 	if err != nil {
 		return err
@@ -365,7 +367,7 @@ func (h *handlers) listParticipants(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.svc.People.ListParticipants(c.Request().Context(), c.QueryParam("q"), pp)
+	page, err := h.svc.People.ListParticipants(c.Request().Context(), currentCoach(c), c.QueryParam("q"), pp)
 	if err != nil {
 		return err
 	}
@@ -377,11 +379,52 @@ func (h *handlers) getParticipant(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := h.svc.People.GetParticipantDetail(c.Request().Context(), id)
+	d, err := h.svc.People.GetParticipantDetail(c.Request().Context(), currentCoach(c), id)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, toParticipantDetailResponse(d))
+}
+
+type accessEntryResponse struct {
+	ID        uuid.UUID `json:"id"`
+	CoachName string    `json:"coach_name"`
+	What      string    `json:"what"`
+	At        time.Time `json:"at"`
+}
+
+func toAccessEntryResponse(e people.AccessEntry) accessEntryResponse {
+	return accessEntryResponse{ID: e.ID, CoachName: e.CoachName, What: string(e.What), At: e.CreatedAt.UTC()}
+}
+
+// listParticipantAccessLog is one participant's access log, for an admin.
+func (h *handlers) listParticipantAccessLog(c echo.Context) error {
+	id, err := pathUUID(c, "id", "participant")
+	if err != nil {
+		return err
+	}
+	pp, err := pageParams(c)
+	if err != nil {
+		return err
+	}
+	page, err := h.svc.People.ListParticipantAccessLog(c.Request().Context(), currentCoach(c), id, pp)
+	if err != nil {
+		return err
+	}
+	return renderPage(c, page, toAccessEntryResponse)
+}
+
+// listPortalAccessLog is her own access log: which coach read what, when.
+func (h *handlers) listPortalAccessLog(c echo.Context) error {
+	pp, err := pageParams(c)
+	if err != nil {
+		return err
+	}
+	page, err := h.svc.People.ListAccessLog(c.Request().Context(), currentParticipant(c), pp)
+	if err != nil {
+		return err
+	}
+	return renderPage(c, page, toAccessEntryResponse)
 }
 
 type publicProgramResponse struct {

@@ -294,7 +294,7 @@ func TestResendWebhookSuppressesHardBouncesAndComplaints(t *testing.T) {
 				t.Errorf("%d events stored, want 1", n)
 			}
 			var list suppressionList
-			w.env.Do(t, http.MethodGet, "/v1/admin/suppressions", nil, apitest.Token(w.lead)).Expect(t, http.StatusOK).JSON(t, &list)
+			w.env.Do(t, http.MethodGet, "/v1/admin/suppressions", nil, apitest.Token(w.admin)).Expect(t, http.StatusOK).JSON(t, &list)
 			for _, d := range []drip.EmailDelivery{w.scheduled, w.reminder} {
 				st, reason := w.status(t, d)
 				if tt.reason == "" && st != drip.DeliveryScheduled {

@@ -60,6 +60,7 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	v1.GET("/portal/lessons/:id", h.getPortalLesson)
 	v1.PUT("/portal/lessons/:id/completion", h.completeLesson, portal...)
 	v1.DELETE("/portal/lessons/:id/completion", h.uncompleteLesson, portal...)
+	v1.GET("/portal/access-log", h.listPortalAccessLog, portal...)
 
 	// Coach: any signed-in coach (role admin or coach).
 	v1.POST("/auth/logout", h.logout, coach...)
@@ -75,8 +76,11 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	v1.GET("/admin/lessons/:id", h.getLesson, coach...)
 	v1.PATCH("/admin/lessons/:id", h.updateLesson, coach...)
 	v1.DELETE("/admin/lessons/:id", h.deleteLesson, coach...)
+	// Participants: an admin sees everyone, a coach only her own (the
+	// domain scopes, and logs every read in her access log).
 	v1.GET("/admin/participants", h.listParticipants, coach...)
 	v1.GET("/admin/participants/:id", h.getParticipant, coach...)
+	v1.GET("/admin/participants/:id/access-log", h.listParticipantAccessLog, admin...)
 
 	// Admin: role admin only.
 	v1.GET("/admin/coaches", h.listCoaches, admin...)
@@ -101,9 +105,9 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	v1.POST("/admin/enrollments/:id/refund", h.refundEnrollment, coach...)
 	v1.POST("/admin/enrollments/:id/cancel", h.cancelEnrollment, coach...)
 
-	// Drip email sequences (coach: admin manages all; a coach the program-wide
-	// and global ones and those of cohorts she leads or co-leads; the domain
-	// enforces which).
+	// Drip email sequences (coach: admin manages all; a coach reads the
+	// program-wide and global ones and manages those of cohorts she leads or
+	// co-leads; the domain enforces which).
 	v1.GET("/admin/sequences", h.listSequences, coach...)
 	v1.POST("/admin/sequences", h.createSequence, coach...)
 	v1.GET("/admin/sequences/:id", h.getSequence, coach...)
@@ -138,10 +142,10 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	v1.GET("/unsubscribe/:token", h.getUnsubscribe)
 	v1.POST("/unsubscribe/:token", h.postUnsubscribe)
 
-	// The delivery log (a coach sees her cohorts' deliveries; the domain
-	// scopes) and the suppression list (any coach reads, admins delete).
+	// The delivery log (a coach sees her own participants' deliveries; the
+	// domain scopes) and the suppression list (admins only).
 	v1.GET("/admin/emails", h.listEmailDeliveries, coach...)
-	v1.GET("/admin/suppressions", h.listSuppressions, coach...)
+	v1.GET("/admin/suppressions", h.listSuppressions, admin...)
 	v1.DELETE("/admin/suppressions/:email", h.deleteSuppression, admin...)
 
 }

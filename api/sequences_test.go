@@ -133,8 +133,8 @@ func TestSequenceAndStepCRUD(t *testing.T) {
 	env.Do(t, http.MethodGet, "/v1/admin/sequences", nil).ExpectProblem(t, 401, "unauthorized")
 }
 
-// Admins manage every sequence; a coach the program-wide and global ones
-// and those of the cohorts she leads or co-leads. Another coach's cohort
+// Admins manage every sequence; a coach reads the program-wide and global
+// ones and manages those of the cohorts she leads or co-leads. Another coach's cohort
 // sequence is not found for her, and she cannot scope one to that cohort.
 func TestSequenceScopingCoachVersusAdmin(t *testing.T) {
 	env := apitest.NewEnv(t)
@@ -145,7 +145,7 @@ func TestSequenceScopingCoachVersusAdmin(t *testing.T) {
 	co := sequenceCohort(t, env, admin, prog.ID, lead)
 
 	cohortSeq := createSequenceAPI(t, env, leadToken, map[string]any{"name": "Onboarding", "trigger": "cohort_start", "cohort_id": co.ID, "kind": "transactional"})
-	createSequenceAPI(t, env, otherToken, map[string]any{"name": "Welcome", "trigger": "free_access_claimed", "program_id": prog.ID, "kind": "marketing"})
+	createSequenceAPI(t, env, adminToken, map[string]any{"name": "Welcome", "trigger": "free_access_claimed", "program_id": prog.ID, "kind": "marketing"})
 	step := createStepAPI(t, env, leadToken, cohortSeq.ID, map[string]any{"offset_days": -7, "send_at_local": "09:00", "subject": "One week to go", "body": "Hi {{first_name}}"})
 
 	count := func(token string) int {

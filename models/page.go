@@ -3,10 +3,12 @@ package models
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math"
 	"time"
 
 	"github.com/google/uuid"
+	"gorm.io/gorm"
 )
 
 // PageParams asks for one page of a list. Cursor is opaque to clients.
@@ -76,4 +78,23 @@ func PageOf[T any](rows []T, limit int, key func(T) Cursor) Page[T] {
 	}
 	rows = rows[:limit]
 	return Page[T]{Items: rows, NextCursor: encodeCursor(key(rows[len(rows)-1]))}
+}
+
+// PageNewestFirst reads one page of q (on one table with created_at and id
+// columns) newest first, by (created_at, id) descending; what names the
+// rows in an error.
+func PageNewestFirst[T any](q *gorm.DB, pp PageParams, what string, key func(T) Cursor) (Page[T], error) {
+	cur, err := pp.Decode()
+	if err != nil {
+		return Page[T]{}, err
+	}
+	if cur != nil {
+		q = q.Where("(created_at, id) < (?, ?)", cur.At, cur.ID)
+	}
+	limit := pp.PageSize()
+	var rows []T
+	if err := q.Order("created_at DESC, id DESC").Limit(limit + 1).Find(&rows).Error; err != nil {
+		return Page[T]{}, fmt.Errorf("list %s: %w", what, err)
+	}
+	return PageOf(rows, limit, key), nil
 }

@@ -378,7 +378,7 @@ func TestLessonWritesShowOnThePublicPageAtOnce(t *testing.T) {
 	if got := outline(); len(got) != 0 {
 		t.Errorf("after delete: %v", got)
 	}
-	if _, err := svc.Catalog.UpdateProgram(ctx, p.ID, catalog.ProgramPatch{Status: models.Some(catalog.ProgramArchived)}); err != nil {
+	if _, err := svc.Catalog.UpdateProgram(ctx, nil, p.ID, catalog.ProgramPatch{Status: models.Some(catalog.ProgramArchived)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.Catalog.GetPublishedProgram(ctx, "live"); !models.IsCode(err, "not_found") {

@@ -41,7 +41,17 @@ type ProgramPatch struct {
 	FreeAccessUntil models.Optional[time.Time]
 	PriceCents      models.Optional[int64]
 	Currency        models.Optional[string]
+	// LeadCoachID is the coach whose program it is: she sees the women who
+	// claim it. Only an admin sets it; Null leaves the program without one.
+	LeadCoachID models.Optional[uuid.UUID]
 }
+
+// Actor is who changes the catalogue (people.Coach): any coach edits
+// programs, but only an admin decides whose participants a program's
+// claimants become.
+type Actor interface{ IsAdmin() bool }
+
+var errLeadAdminOnly = models.E(models.KindForbidden, "forbidden", "Only an admin may choose a program's lead coach.")
 
 func validProgramStatus(s ProgramStatus) bool {
 	return s == ProgramDraft || s == ProgramPublished || s == ProgramArchived
@@ -134,23 +144,14 @@ func (s *Service) ListPrograms(ctx context.Context, status string, pp models.Pag
 
 // listProgramsNewestFirst pages q by (created_at, id) descending.
 func listProgramsNewestFirst(q *gorm.DB, pp models.PageParams) (models.Page[Program], error) {
-	cur, err := pp.Decode()
-	if err != nil {
-		return models.Page[Program]{}, err
-	}
-	if cur != nil {
-		q = q.Where("(created_at, id) < (?, ?)", cur.At, cur.ID)
-	}
-	limit := pp.PageSize()
-	var rows []Program
-	if err := q.Order("created_at DESC, id DESC").Limit(limit + 1).Find(&rows).Error; err != nil {
-		return models.Page[Program]{}, fmt.Errorf("list programs: %w", err)
-	}
-	return models.PageOf(rows, limit, func(p Program) models.Cursor { return models.Cursor{At: p.CreatedAt, ID: p.ID} }), nil
+	return models.PageNewestFirst(q, pp, "programs", func(p Program) models.Cursor { return models.Cursor{At: p.CreatedAt, ID: p.ID} })
 }
 
 // UpdateProgram changes only the fields set in patch.
-func (s *Service) UpdateProgram(ctx context.Context, id uuid.UUID, patch ProgramPatch) (*Program, error) {
+func (s *Service) UpdateProgram(ctx context.Context, actor Actor, id uuid.UUID, patch ProgramPatch) (*Program, error) {
+	if patch.LeadCoachID.Set && (actor == nil || !actor.IsAdmin()) {
+		return nil, errLeadAdminOnly
+	}
 	var c models.Checker
 	c.NotNull("slug", patch.Slug.Cleared())
 	c.NotNull("title", patch.Title.Cleared())
@@ -179,7 +180,19 @@ func (s *Service) UpdateProgram(ctx context.Context, id uuid.UUID, patch Program
 		models.ApplyPtr(changes, "free_access_until", &p.FreeAccessUntil, until)
 		models.Apply(changes, "price_cents", &p.PriceCents, patch.PriceCents)
 		models.Apply(changes, "currency", &p.Currency, patch.Currency)
+		models.ApplyPtr(changes, "lead_coach_id", &p.LeadCoachID, patch.LeadCoachID)
 		checkProgram(&c, &p)
+		if patch.LeadCoachID.Set && p.LeadCoachID != nil {
+			// The coaches table belongs to people; its key is all the
+			// catalogue needs, and an inactive coach cannot sign in to lead.
+			var active bool
+			if err := tx.Raw(`SELECT EXISTS (SELECT 1 FROM coaches WHERE id = ? AND active)`, *p.LeadCoachID).Scan(&active).Error; err != nil {
+				return fmt.Errorf("find lead coach: %w", err)
+			}
+			if !active {
+				c.Add("lead_coach_id", "must name an active coach")
+			}
+		}
 		if err := c.Err(); err != nil {
 			return err
 		}
@@ -244,6 +257,7 @@ type Program struct {
 	FreeAccessUntil *time.Time
 	PriceCents      int64
 	Currency        string
+	LeadCoachID     *uuid.UUID `gorm:"type:uuid"`
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
 }

@@ -45,11 +45,14 @@ var deliveryLogColumns = []string{"id", "participant_id", "email", "sequence_id"
 
 // ListDeliveries is the delivery log, newest first, each row with its
 // Resend events in the order they happened. An admin sees every delivery; a
-// coach only those of cohorts she leads or co-leads (a lead's free-workshop
-// email belongs to no cohort, so only admins see it).
+// coach only those to her own participants: of cohorts she leads or
+// co-leads, and the cohort-less ones of programs she leads (her free
+// workshop). A global sequence's email is the admins'. Each woman on the
+// page is logged as seen in the delivery log.
 func (s *Service) ListDeliveries(ctx context.Context, actor *people.Coach, f DeliveryFilter, pp models.PageParams) (models.Page[DeliveryLogEntry], error) {
-	if actor == nil {
-		return models.Page[DeliveryLogEntry]{}, people.ErrAdminOnly
+	v, err := people.ViewerOf(actor)
+	if err != nil {
+		return models.Page[DeliveryLogEntry]{}, err
 	}
 	cur, err := pp.Decode()
 	if err != nil {
@@ -71,14 +74,18 @@ func (s *Service) ListDeliveries(ctx context.Context, actor *people.Coach, f Del
 	if f.SequenceID != nil {
 		q = q.Where("sequence_id = ?", *f.SequenceID)
 	}
-	q = people.ScopeManaged(q, actor, "cohort_id IN (SELECT cc.cohort_id FROM cohort_coaches cc WHERE cc.coach_id = ?)")
+	if !v.Admin {
+		q = q.Where(`(cohort_id IN (SELECT cc.cohort_id FROM cohort_coaches cc WHERE cc.coach_id = ?)
+			OR (cohort_id IS NULL AND program_id IN (SELECT pr.id FROM programs pr WHERE pr.lead_coach_id = ?)))`, v.CoachID, v.CoachID)
+	}
 	if cur != nil {
 		q = q.Where("(created_at, id) < (?, ?)", cur.At, cur.ID)
 	}
 	limit := pp.PageSize()
-	var rows []EmailDelivery
-	if err := q.Order("created_at DESC, id DESC").Limit(limit + 1).Find(&rows).Error; err != nil {
-		return models.Page[DeliveryLogEntry]{}, fmt.Errorf("list deliveries: %w", err)
+	q = q.Order("created_at DESC, id DESC").Limit(limit + 1)
+	rows, err := people.ReadLogged[EmailDelivery](db, s.Now(), v, people.AccessDeliveriesListed, q, "created_at DESC, id DESC", "participant_id", limit)
+	if err != nil {
+		return models.Page[DeliveryLogEntry]{}, err
 	}
 	page := models.PageOf(rows, limit, func(d EmailDelivery) models.Cursor { return models.Cursor{At: d.CreatedAt, ID: d.ID} })
 	entries, err := withDeliveryEvents(db, page.Items)

@@ -37,6 +37,11 @@ const TemplateDripTest = "drip_test"
 var errSequenceInUse = models.E(models.KindConflict, "sequence_in_use",
 	"Emails of this sequence have already been scheduled or sent, so its trigger and scope can no longer change: the log would no longer say why they went out. Create a new sequence instead and switch this one off.")
 
+// errSequenceAdminOnly keeps a coach's email to her own participants: a
+// global or program-wide sequence reaches women of every coach's cohorts.
+var errSequenceAdminOnly = models.E(models.KindForbidden, "forbidden",
+	"Only an admin may write a global or program-wide sequence: a coach's sequence belongs to a cohort she leads or co-leads.")
+
 var errPreviewUnavailable = models.E(models.KindUnavailable, "unavailable", "Email rendering is not configured on this server.")
 
 // SequenceInput creates a sequence. Kind is required; a new sequence is
@@ -119,6 +124,9 @@ func checkSequenceScope(tx *gorm.DB, c *models.Checker, actor *people.Coach, seq
 			c.Add("program_id", "must name an existing program")
 		}
 	}
+	if err := mayWrite(actor, seq); err != nil {
+		return err
+	}
 	if seq.CohortID != nil {
 		if _, err := enroll.FindCohort(tx, actor, *seq.CohortID, false); err != nil {
 			if !models.IsCode(err, "not_found") {
@@ -135,9 +143,10 @@ func checkSequenceScope(tx *gorm.DB, c *models.Checker, actor *people.Coach, seq
 }
 
 // scopeSequences limits q (on email_sequences) to the sequences the actor
-// may manage. Programs are any coach's to manage, so program-wide and global
-// sequences are too; a cohort's sequence belongs to the coaches who lead or
-// co-lead that cohort, and to admins. Any other is simply not found.
+// may read: every coach reads the program-wide and global ones (writing
+// them is the admins', see writableSequence); a cohort's sequence belongs
+// to the coaches who lead or co-lead that cohort, and to admins. Any other
+// is simply not found.
 func scopeSequences(q *gorm.DB, actor *people.Coach) *gorm.DB {
 	return people.ScopeManaged(q, actor,
 		"(email_sequences.cohort_id IS NULL OR EXISTS (SELECT 1 FROM cohort_coaches cc WHERE cc.cohort_id = email_sequences.cohort_id AND cc.coach_id = ?))")
@@ -147,6 +156,32 @@ func scopeSequences(q *gorm.DB, actor *people.Coach) *gorm.DB {
 // lock is set: the row serialises changes to its steps' order), or not found.
 func findSequence(tx *gorm.DB, actor *people.Coach, id uuid.UUID, lock bool) (*EmailSequence, error) {
 	return models.Take[EmailSequence](scopeSequences(tx.Model(&EmailSequence{}), actor).Where("email_sequences.id = ?", id), lock, "sequence")
+}
+
+// writableSequence is findSequence, locked, for a change: a coach changes
+// only her cohorts' sequences and their steps.
+func writableSequence(tx *gorm.DB, actor *people.Coach, id uuid.UUID) (*EmailSequence, error) {
+	seq, err := findSequence(tx, actor, id, true)
+	if err != nil {
+		return nil, err
+	}
+	return seq, mayWrite(actor, seq)
+}
+
+func mayWrite(actor *people.Coach, seq *EmailSequence) error {
+	if seq.CohortID == nil && !people.IsAdmin(actor) {
+		return errSequenceAdminOnly
+	}
+	return nil
+}
+
+// writableStep is findStep, locked, for a change (see writableSequence).
+func writableStep(tx *gorm.DB, actor *people.Coach, id uuid.UUID) (*EmailStep, *EmailSequence, error) {
+	st, seq, err := findStep(tx, actor, id, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, seq, mayWrite(actor, seq)
 }
 
 // findStep reads a step of a sequence the actor manages, with its sequence
@@ -245,7 +280,7 @@ func (s *Service) UpdateSequence(ctx context.Context, actor *people.Coach, id uu
 	var seq *EmailSequence
 	err := s.InTx(ctx, func(tx *gorm.DB) error {
 		var err error
-		if seq, err = findSequence(tx, actor, id, true); err != nil {
+		if seq, err = writableSequence(tx, actor, id); err != nil {
 			return err
 		}
 		wasActive := seq.Active
@@ -302,7 +337,7 @@ func (s *Service) UpdateSequence(ctx context.Context, actor *people.Coach, id uu
 // already sent stays, without the sequence.
 func (s *Service) DeleteSequence(ctx context.Context, actor *people.Coach, id uuid.UUID) error {
 	return s.InTx(ctx, func(tx *gorm.DB) error {
-		if _, err := findSequence(tx, actor, id, true); err != nil {
+		if _, err := writableSequence(tx, actor, id); err != nil {
 			return err
 		}
 		if err := s.cancelScheduled(tx, "sequence_id = ?", []any{id}, dripReason(ReasonSequenceDeleted, "the coach deleted the sequence")); err != nil {
@@ -452,7 +487,7 @@ func (s *Service) CreateStep(ctx context.Context, actor *people.Coach, sequenceI
 		return nil, err
 	}
 	err := s.InTx(ctx, func(tx *gorm.DB) error {
-		seq, err := findSequence(tx, actor, sequenceID, true)
+		seq, err := writableSequence(tx, actor, sequenceID)
 		if err != nil {
 			return err
 		}
@@ -548,7 +583,7 @@ func (s *Service) UpdateStep(ctx context.Context, actor *people.Coach, id uuid.U
 	var st *EmailStep
 	err := s.InTx(ctx, func(tx *gorm.DB) error {
 		var err error
-		if st, _, err = findStep(tx, actor, id, true); err != nil {
+		if st, _, err = writableStep(tx, actor, id); err != nil {
 			return err
 		}
 		old := *st
@@ -632,7 +667,7 @@ func moveStepTo(tx *gorm.DB, st *EmailStep, to int) error {
 // the same transaction and closes the gap it leaves in the order.
 func (s *Service) DeleteStep(ctx context.Context, actor *people.Coach, id uuid.UUID) error {
 	return s.InTx(ctx, func(tx *gorm.DB) error {
-		st, _, err := findStep(tx, actor, id, true)
+		st, _, err := writableStep(tx, actor, id)
 		if err != nil {
 			return err
 		}
@@ -676,29 +711,42 @@ const (
 // zone), or with sample values when participantID is nil. The unsubscribe
 // link is a placeholder, never her real one.
 func (s *Service) PreviewStep(ctx context.Context, actor *people.Coach, stepID uuid.UUID, participantID *uuid.UUID) (RenderedEmail, error) {
-	db := s.DB.WithContext(ctx)
-	st, seq, err := findStep(db, actor, stepID, false)
+	v, err := people.ViewerOf(actor)
 	if err != nil {
 		return RenderedEmail{}, err
 	}
-	if s.renderer == nil {
-		return RenderedEmail{}, errPreviewUnavailable
-	}
-	var p *people.Participant
-	if participantID != nil {
-		p = &people.Participant{}
-		if err := db.Where("id = ?", *participantID).Take(p).Error; err != nil {
-			if errors.Is(err, gorm.ErrRecordNotFound) {
-				return RenderedEmail{}, models.Invalid(models.FieldError{Field: "participant_id", Message: "must name an existing participant"})
-			}
-			return RenderedEmail{}, fmt.Errorf("find participant: %w", err)
+	var out RenderedEmail
+	err = s.InTx(ctx, func(tx *gorm.DB) error {
+		st, seq, err := findStep(tx, actor, stepID, false)
+		if err != nil {
+			return err
 		}
-	}
-	vars, err := s.previewVars(db, seq, p)
-	if err != nil {
-		return RenderedEmail{}, err
-	}
-	return s.renderStep(st, seq, vars)
+		if s.renderer == nil {
+			return errPreviewUnavailable
+		}
+		var p *people.Participant
+		if participantID != nil {
+			// Someone outside her scope is refused exactly as someone
+			// who does not exist.
+			p = &people.Participant{}
+			if err := v.ScopeParticipants(tx.Model(&people.Participant{}), "participants.id").Where("id = ?", *participantID).Take(p).Error; err != nil {
+				if errors.Is(err, gorm.ErrRecordNotFound) {
+					return models.Invalid(models.FieldError{Field: "participant_id", Message: "must name one of your participants"})
+				}
+				return fmt.Errorf("find participant: %w", err)
+			}
+			if err := people.LogAccess(tx, s.Now(), v, people.AccessEmailPreviewed, p.ID); err != nil {
+				return err
+			}
+		}
+		vars, err := s.previewVars(tx, v, seq, p)
+		if err != nil {
+			return err
+		}
+		out, err = s.renderStep(st, seq, vars)
+		return err
+	})
+	return out, err
 }
 
 // TestSendStep renders a step with sample values and queues it to to
@@ -719,7 +767,7 @@ func (s *Service) TestSendStep(ctx context.Context, actor *people.Coach, stepID 
 		if s.renderer == nil {
 			return errPreviewUnavailable
 		}
-		vars, err := s.previewVars(tx, seq, nil)
+		vars, err := s.previewVars(tx, people.Viewer{}, seq, nil)
 		if err != nil {
 			return err
 		}
@@ -754,8 +802,10 @@ func (s *Service) renderStep(st *EmailStep, seq *EmailSequence, vars Vars) (Rend
 }
 
 // previewVars are the placeholder values for p (sample ones when p is nil)
-// in seq's scope.
-func (s *Service) previewVars(db *gorm.DB, seq *EmailSequence, p *people.Participant) (Vars, error) {
+// in seq's scope, taken only from what v may see: a coach previewing a
+// global sequence with her participant sees her cohort, never the one
+// another coach leads.
+func (s *Service) previewVars(db *gorm.DB, v people.Viewer, seq *EmailSequence, p *people.Participant) (Vars, error) {
 	// As the delivery worker fills them in (dripRenderRequest).
 	vars := Vars{FirstName: sampleFirstName, PortalURL: s.baseURL + "/portal",
 		UnsubscribeURL: s.dripUnsubscribeURL(previewUnsubscribeToken)}
@@ -783,6 +833,9 @@ func (s *Service) previewVars(db *gorm.DB, seq *EmailSequence, p *people.Partici
 		if seq.ProgramID != nil {
 			q = q.Where("cohorts.program_id = ?", *seq.ProgramID)
 		}
+		if !v.Admin {
+			q = q.Where("cohorts.id IN (SELECT cc.cohort_id FROM cohort_coaches cc WHERE cc.coach_id = ?)", v.CoachID)
+		}
 		if err := q.Order("(e.status = 'active') DESC, e.created_at DESC").Limit(1).Find(&rows).Error; err != nil {
 			return Vars{}, fmt.Errorf("her latest cohort: %w", err)
 		}
@@ -796,7 +849,8 @@ func (s *Service) previewVars(db *gorm.DB, seq *EmailSequence, p *people.Partici
 	}
 	if programID == nil && p != nil {
 		var ids []uuid.UUID
-		if err := db.Model(&people.AccessGrant{}).Where("participant_id = ?", p.ID).Order("starts_at DESC").Limit(1).Pluck("program_id", &ids).Error; err != nil {
+		grants := v.ScopeGrants(db.Table("access_grants g").Joins("JOIN programs pr ON pr.id = g.program_id").Where("g.participant_id = ?", p.ID))
+		if err := grants.Order("g.starts_at DESC").Limit(1).Pluck("g.program_id", &ids).Error; err != nil {
 			return Vars{}, fmt.Errorf("her latest grant: %w", err)
 		}
 		if len(ids) > 0 {

@@ -214,9 +214,10 @@ func TestSequenceCreateRefusesBadInputWithoutWriting(t *testing.T) {
 	}
 }
 
-// A coach manages the sequences of the cohorts she leads or co-leads and,
-// as with programs, every program-wide or global one; another coach's
-// cohort sequence does not exist for her.
+// A coach manages the sequences of the cohorts she leads or co-leads and
+// reads the program-wide and global ones, which only admins write: they
+// reach every coach's participants. Another coach's cohort sequence does
+// not exist for her.
 func TestSequenceScopingCoachVersusAdmin(t *testing.T) {
 	e := newSqEnv(t)
 	ctx := context.Background()
@@ -226,9 +227,9 @@ func TestSequenceScopingCoachVersusAdmin(t *testing.T) {
 
 	cohortSeq := e.sequence(t, lead, drip.SequenceInput{Name: "Onboarding", Trigger: drip.TriggerCohortStart, CohortID: &co.ID, Kind: drip.SequenceTransactional})
 	e.clock.Advance(time.Second)
-	programSeq := e.sequence(t, other, drip.SequenceInput{Name: "Welcome", ProgramID: &e.program.ID})
+	programSeq := e.sequence(t, e.admin, drip.SequenceInput{Name: "Welcome", ProgramID: &e.program.ID})
 	e.clock.Advance(time.Second)
-	globalSeq := e.sequence(t, other, drip.SequenceInput{Name: "Reminders", Trigger: drip.TriggerSessionReminder, Kind: drip.SequenceTransactional})
+	globalSeq := e.sequence(t, e.admin, drip.SequenceInput{Name: "Reminders", Trigger: drip.TriggerSessionReminder, Kind: drip.SequenceTransactional})
 
 	list := func(actor *people.Coach) []string {
 		page, err := e.svc.Drip.ListSequences(ctx, actor, models.PageParams{})
@@ -274,12 +275,30 @@ func TestSequenceScopingCoachVersusAdmin(t *testing.T) {
 		t.Errorf("other coach previews a step: %v", err)
 	}
 	// Nor may she move her own sequence onto a cohort she does not lead.
-	_, err := e.svc.Drip.UpdateSequence(ctx, other, programSeq.ID, drip.SequencePatch{ProgramID: models.Optional[uuid.UUID]{Set: true, Null: true}, CohortID: models.Some(co.ID)})
+	otherCo := e.cohort(t, "Autumn", other)
+	otherSeq := e.sequence(t, other, drip.SequenceInput{Name: "Hers", Trigger: drip.TriggerCohortStart, CohortID: &otherCo.ID, Kind: drip.SequenceTransactional})
+	_, err := e.svc.Drip.UpdateSequence(ctx, other, otherSeq.ID, drip.SequencePatch{CohortID: models.Some(co.ID)})
 	sqFieldError(t, err, "cohort_id", "lead or co-lead")
+	// Nor widen it to everyone.
+	if _, err := e.svc.Drip.UpdateSequence(ctx, other, otherSeq.ID, drip.SequencePatch{CohortID: models.Optional[uuid.UUID]{Set: true, Null: true}}); !models.IsCode(err, "forbidden") {
+		t.Errorf("a coach widens her sequence to everyone: %v", err)
+	}
 
 	for _, id := range []uuid.UUID{programSeq.ID, globalSeq.ID} {
-		if _, err := e.svc.Drip.UpdateSequence(ctx, lead, id, drip.SequencePatch{Name: models.Some("Renamed")}); err != nil {
+		if _, err := e.svc.Drip.GetSequence(ctx, lead, id); err != nil {
+			t.Errorf("a coach reads a program-wide or global sequence: %v", err)
+		}
+		if _, err := e.svc.Drip.UpdateSequence(ctx, lead, id, drip.SequencePatch{Name: models.Some("Renamed")}); !models.IsCode(err, "forbidden") {
 			t.Errorf("a coach edits a program-wide or global sequence: %v", err)
+		}
+		if _, err := e.svc.Drip.UpdateSequence(ctx, e.admin, id, drip.SequencePatch{Name: models.Some("Renamed")}); err != nil {
+			t.Errorf("an admin edits a program-wide or global sequence: %v", err)
+		}
+	}
+	for _, in := range []drip.SequenceInput{{Name: "x", Trigger: drip.TriggerCohortStart, Kind: drip.SequenceTransactional},
+		{Name: "x", Trigger: drip.TriggerCohortStart, Kind: drip.SequenceTransactional, ProgramID: &e.program.ID}} {
+		if _, err := e.svc.Drip.CreateSequence(ctx, lead, in); !models.IsCode(err, "forbidden") {
+			t.Errorf("a coach creates a sequence for everyone (%v): %v", in.ProgramID, err)
 		}
 	}
 	if err := e.svc.Drip.DeleteSequence(ctx, lead, cohortSeq.ID); err != nil {
@@ -658,7 +677,7 @@ func TestPreviewStepRendersHerValues(t *testing.T) {
 	}
 	missing := uuid.New()
 	_, err = e.svc.Drip.PreviewStep(ctx, lead, st.ID, &missing)
-	sqFieldError(t, err, "participant_id", "existing participant")
+	sqFieldError(t, err, "participant_id", "one of your participants")
 
 	// Marketing: the unsubscribe link is a stand-in, never her token.
 	mseq := e.sequence(t, e.admin, drip.SequenceInput{ProgramID: &e.program.ID})

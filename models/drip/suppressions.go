@@ -53,11 +53,12 @@ type suppressionCursor struct {
 var errBadSuppressionCursor = &models.Error{Kind: models.KindBadRequest, Code: "invalid_cursor", Message: "The cursor is not valid; start again without one.",
 	Fields: []models.FieldError{{Field: "cursor", Message: "is not a cursor this API issued"}}}
 
-// ListSuppressions lists the addresses no email goes to, newest first. Any
-// coach may read it: it explains why someone gets no mail.
+// ListSuppressions lists the addresses no email goes to, newest first. It
+// holds every address that bounced or complained, whoever's participant she
+// is, so it is an admin's to read, as to delete.
 func (s *Service) ListSuppressions(ctx context.Context, actor *people.Coach, pp models.PageParams) (models.Page[EmailSuppression], error) {
-	if actor == nil {
-		return models.Page[EmailSuppression]{}, people.ErrAdminOnly
+	if err := people.RequireAdmin(actor); err != nil {
+		return models.Page[EmailSuppression]{}, err
 	}
 	q := s.DB.WithContext(ctx).Model(&EmailSuppression{})
 	if pp.Cursor != "" {

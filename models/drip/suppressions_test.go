@@ -24,7 +24,7 @@ func TestSuppressionsListAndDelete(t *testing.T) {
 	var got []string
 	pp := models.PageParams{Limit: 2}
 	for {
-		page, err := w.svc.Drip.ListSuppressions(ctx, w.lead, pp)
+		page, err := w.svc.Drip.ListSuppressions(ctx, admin, pp)
 		noErr(t, err)
 		for _, s := range page.Items {
 			got = append(got, s.Email)
@@ -38,8 +38,12 @@ func TestSuppressionsListAndDelete(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("pages = %v, want newest first %v", got, want)
 	}
-	if _, err := w.svc.Drip.ListSuppressions(ctx, w.lead, models.PageParams{Cursor: "garbage"}); !models.IsCode(err, "invalid_cursor") {
+	if _, err := w.svc.Drip.ListSuppressions(ctx, admin, models.PageParams{Cursor: "garbage"}); !models.IsCode(err, "invalid_cursor") {
 		t.Errorf("bad cursor = %v", err)
+	}
+	// The list holds every coach's participants: a coach does not read it.
+	if _, err := w.svc.Drip.ListSuppressions(ctx, w.lead, models.PageParams{}); !models.IsCode(err, "forbidden") {
+		t.Errorf("a coach lists suppressions: %v", err)
 	}
 
 	if err := w.svc.Drip.DeleteSuppression(ctx, w.lead, "p1@example.com"); !models.IsCode(err, "forbidden") {

@@ -190,8 +190,13 @@ func (s *Service) RequestRefund(ctx context.Context, actor *people.Coach, enroll
 	return nil
 }
 
-// ListCohortEnrollments lists a cohort's enrollments, oldest first.
+// ListCohortEnrollments lists a cohort's enrollments, oldest first; each
+// woman on the page is logged as seen in the enrollment list.
 func (s *Service) ListCohortEnrollments(ctx context.Context, actor *people.Coach, cohortID uuid.UUID, page models.PageParams) (models.Page[EnrollmentDetail], error) {
+	v, err := people.ViewerOf(actor)
+	if err != nil {
+		return models.Page[EnrollmentDetail]{}, err
+	}
 	after, err := page.Decode()
 	if err != nil {
 		return models.Page[EnrollmentDetail]{}, err
@@ -201,19 +206,13 @@ func (s *Service) ListCohortEnrollments(ctx context.Context, actor *people.Coach
 		return models.Page[EnrollmentDetail]{}, err
 	}
 	limit := page.PageSize()
-	args := []any{cohortID}
-	keyset := ""
+	q := db.Table("enrollments e").Select("e.*, p.email, p.name").Joins("JOIN participants p ON p.id = e.participant_id").
+		Where("e.cohort_id = ?", cohortID)
 	if after != nil {
-		keyset = "AND (e.created_at, e.id) > (?, ?)"
-		args = append(args, after.At, after.ID)
+		q = q.Where("(e.created_at, e.id) > (?, ?)", after.At, after.ID)
 	}
-	args = append(args, limit+1)
-	var rows []EnrollmentDetail
-	err = db.Raw(`
-		SELECT e.*, p.email, p.name FROM enrollments e JOIN participants p ON p.id = e.participant_id
-		WHERE e.cohort_id = ? `+keyset+`
-		ORDER BY e.created_at, e.id
-		LIMIT ?`, args...).Scan(&rows).Error
+	q = q.Order("e.created_at, e.id").Limit(limit + 1)
+	rows, err := people.ReadLogged[EnrollmentDetail](db, s.Now(), v, people.AccessEnrollmentsListed, q, "created_at, id", "participant_id", limit)
 	if err != nil {
 		return models.Page[EnrollmentDetail]{}, err
 	}

@@ -268,6 +268,9 @@ const (
 // isAdmin reports whether the actor manages every cohort, not only her own.
 func IsAdmin(actor *Coach) bool { return actor != nil && actor.Role == RoleAdmin }
 
+// IsAdmin makes a coach the catalogue's Actor.
+func (c *Coach) IsAdmin() bool { return IsAdmin(c) }
+
 // ScopeManaged limits q to what actor manages: everything for an admin,
 // else the rows cond (SQL with one ? for her id) admits. Whatever lies
 // outside is simply not found, never forbidden. A nil actor is no coach.
