@@ -14,7 +14,9 @@
 //
 //	models/catalog  programs, lessons, the cached public program page
 //	models/people   coaches and their sessions, participants, sign-in links,
-//	                the portal, and the gate that decides what she may read
+//	                the portal, the gate that decides what she may read, the
+//	                Viewer that decides which participants a coach may see,
+//	                and the access log every read of her data is written to
 //	models/enroll   cohorts and live sessions, checkout and seat holds, the
 //	                enrollment state machine fed by payment events (through
 //	                its PaymentGateway), the sweeper, the waitlist, her calendar
