@@ -309,7 +309,8 @@ func TestPreviewRendersHerName(t *testing.T) {
 
 func TestTestSendEnqueuesOneOutboxEmail(t *testing.T) {
 	env := apitest.NewEnv(t)
-	_, token := env.Coach(t, "coach@example.com", people.RoleCoach)
+	// A program-wide sequence is an admin's to write.
+	_, token := env.Coach(t, "admin@example.com", people.RoleAdmin)
 	prog := env.Program(t, "say-no", catalog.ProgramPublished, true)
 	seq := createSequenceAPI(t, env, token, map[string]any{"name": "Welcome", "trigger": "free_access_claimed", "program_id": prog.ID, "kind": "marketing"})
 	st := createStepAPI(t, env, token, seq.ID, map[string]any{"offset_minutes": 5, "subject": "Welcome, {{first_name}}", "body": "Start {{program_title}} today."})
