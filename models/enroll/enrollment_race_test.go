@@ -37,7 +37,7 @@ func TestLaunchDayRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			_, err := e.svc.Enroll.StartCheckout(ctx, c.ID, checkoutBuyer(fmt.Sprintf("launch%04d@example.com", i)), models.ClientInfo{IP: "198.51.100.7"})
+			_, err := e.svc.Enroll.CheckoutNow(ctx, c.ID, checkoutBuyer(fmt.Sprintf("launch%04d@example.com", i)), models.ClientInfo{IP: "198.51.100.7"})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
