@@ -46,28 +46,36 @@ func TestCheckoutIdempotencyKeyReplaysTheFirstAnswer(t *testing.T) {
 	env, gw, path := idemCheckoutEnv(t)
 	key := apitest.Header("Idempotency-Key", "3b1f6c1e-checkout-1")
 
-	first := env.Do(t, "POST", path, checkoutBody("ada@example.com"), key).Expect(t, 201)
-	// The clock moves, so a second run would answer another expires_at.
+	first := env.Do(t, "POST", path, checkoutBody("ada@example.com"), key).Expect(t, 202)
 	env.Clock.Advance(time.Minute)
-	again := env.Do(t, "POST", path, checkoutBody("ada@example.com"), key).Expect(t, 201)
+	again := env.Do(t, "POST", path, checkoutBody("ada@example.com"), key).Expect(t, 202)
 	if !bytes.Equal(again.Body, first.Body) || again.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("repeat = %s (replayed %q), want %s", again.Body, again.Header.Get("Idempotent-Replayed"), first.Body)
 	}
-	if n, _, _, _ := gw.Calls(); n != 1 {
-		t.Fatalf("checkout sessions created = %d, want 1", n)
+	// One task, so one email: a double click does not mail her twice.
+	if n := env.Count(t, "tasks"); n != 1 {
+		t.Fatalf("tasks = %d, want 1", n)
+	}
+	env.RunTasks(t)
+	var links int64
+	env.DB.Table("outbox").Where("template = ?", enroll.TemplateCheckoutLink).Count(&links)
+	if links != 1 {
+		t.Fatalf("checkout emails = %d, want 1", links)
 	}
 
-	// Same key, another woman: refused, nothing held for her.
-	enrollments := env.Count(t, "enrollments")
+	// Same key, another woman: refused, nothing queued for her.
 	env.Do(t, "POST", path, checkoutBody("grace@example.com"), key).ExpectProblem(t, 422, "idempotency_key_reused")
-	if got, creates := env.Count(t, "enrollments"), len(gw.Creates()); got != enrollments || creates != 1 {
-		t.Fatalf("reused key wrote %d enrollments and %d sessions", got-enrollments, creates-1)
+	if n := env.Count(t, "tasks"); n != 0 {
+		t.Fatalf("reused key queued %d tasks", n)
 	}
 
 	// A bad key is refused before anything runs.
 	env.Do(t, "POST", path, checkoutBody("grace@example.com"), apitest.Header("Idempotency-Key", "")).ExpectProblem(t, 400, "invalid_idempotency_key")
-	if got := env.Count(t, "enrollments"); got != enrollments {
-		t.Fatalf("bad key wrote %d enrollments", got-enrollments)
+	if n := env.Count(t, "tasks"); n != 0 {
+		t.Fatalf("bad key queued %d tasks", n)
+	}
+	if len(gw.Creates()) != 0 {
+		t.Fatalf("the form opened %d checkout sessions; only her link may", len(gw.Creates()))
 	}
 }
 
@@ -94,9 +102,9 @@ func TestCheckoutIdempotencyConcurrentDuplicatesHoldOneSeat(t *testing.T) {
 	var created []byte
 	for i, code := range codes {
 		switch code {
-		case http.StatusCreated:
+		case http.StatusAccepted:
 			if created != nil && !bytes.Equal(bodies[i], created) {
-				t.Errorf("two different 201s: %s and %s", created, bodies[i])
+				t.Errorf("two different 202s: %s and %s", created, bodies[i])
 			}
 			created = bodies[i]
 		case http.StatusConflict:
@@ -110,6 +118,17 @@ func TestCheckoutIdempotencyConcurrentDuplicatesHoldOneSeat(t *testing.T) {
 	if created == nil {
 		t.Fatal("no request succeeded")
 	}
+	if n := env.Count(t, "tasks"); n != 1 {
+		t.Fatalf("tasks = %d; want 1, so one email", n)
+	}
+	// Her link, clicked twice at once, still holds one seat.
+	env.RunTasks(t)
+	token, _ := env.EmailData(t, enroll.TemplateCheckoutLink, "ada@example.com")["token"].(string)
+	var clicks sync.WaitGroup
+	for range 2 {
+		clicks.Go(func() { env.Do(t, "POST", "/v1/checkout-links/"+token, nil) })
+	}
+	clicks.Wait()
 	if got, creates := env.Count(t, "enrollments"), len(gw.Creates()); got != 1 || creates != 1 {
 		t.Fatalf("enrollments = %d, sessions = %d; want 1 and 1", got, creates)
 	}

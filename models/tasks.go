@@ -215,7 +215,8 @@ var ErrTaskLeaseLost = errors.New("tasks: lease lost; the task was reclaimed els
 // attempt: it locks the row, so no other worker can reclaim it while the
 // work runs, and a worker whose lease was taken over deletes nothing and
 // does nothing. A failing handler's task is retried with backoff, or given
-// up on with its reason logged and its payload removed.
+// up on with its reason logged and its payload removed; RunTask then
+// returns the handler's error, already logged.
 func (k *Kernel) RunTask(ctx context.Context, t Task) error {
 	h := k.taskHandler(t.Kind)
 	var err error
@@ -241,14 +242,20 @@ func (k *Kernel) RunTask(ctx context.Context, t Task) error {
 		return err
 	}
 	now := k.Now()
+	var settle error
 	if IsPermanentTask(err) || t.Attempts >= MaxTaskAttempts {
 		k.Log.ErrorContext(ctx, "task given up", "task_id", t.ID, "kind", t.Kind, "attempts", t.Attempts, "err", err)
-		return k.settleTask(ctx, `UPDATE tasks SET status = 'failed', payload = '{}', locked_until = NULL, last_error = ?, updated_at = ?
+		settle = k.settleTask(ctx, `UPDATE tasks SET status = 'failed', payload = '{}', locked_until = NULL, last_error = ?, updated_at = ?
 			WHERE id = ? AND status = 'running' AND attempts = ?`, TruncateError(err.Error()), now, t.ID, t.Attempts)
+	} else {
+		k.Log.WarnContext(ctx, "task failed, will retry", "task_id", t.ID, "kind", t.Kind, "attempts", t.Attempts, "err", err)
+		settle = k.settleTask(ctx, `UPDATE tasks SET status = 'pending', run_at = ?, locked_until = NULL, last_error = ?, updated_at = ?
+			WHERE id = ? AND status = 'running' AND attempts = ?`, now.Add(taskBackoff(t.Attempts)), TruncateError(err.Error()), now, t.ID, t.Attempts)
 	}
-	k.Log.WarnContext(ctx, "task failed, will retry", "task_id", t.ID, "kind", t.Kind, "attempts", t.Attempts, "err", err)
-	return k.settleTask(ctx, `UPDATE tasks SET status = 'pending', run_at = ?, locked_until = NULL, last_error = ?, updated_at = ?
-		WHERE id = ? AND status = 'running' AND attempts = ?`, now.Add(taskBackoff(t.Attempts)), TruncateError(err.Error()), now, t.ID, t.Attempts)
+	if settle != nil && !errors.Is(settle, ErrTaskLeaseLost) {
+		k.Log.ErrorContext(ctx, "settle failed task", "task_id", t.ID, "kind", t.Kind, "err", settle)
+	}
+	return err
 }
 
 func (k *Kernel) settleTask(ctx context.Context, sql string, args ...any) error {
@@ -334,9 +341,7 @@ func (k *Kernel) RunTasks(ctx context.Context, cfg TaskWorkerConfig) error {
 				}
 				for _, t := range ts {
 					rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lease)
-					if err := k.RunTask(rctx, t); err != nil && !errors.Is(err, ErrTaskLeaseLost) {
-						k.Log.ErrorContext(ctx, "run task", "task_id", t.ID, "kind", t.Kind, "err", err)
-					}
+					_ = k.RunTask(rctx, t) // a failure is logged and settled there
 					cancel()
 				}
 				if len(ts) > 0 {
