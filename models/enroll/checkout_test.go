@@ -353,7 +353,7 @@ func TestFreeCohortWaitlistOfferEnrolsHer(t *testing.T) {
 	c := e.cohort(t, 1, func(c *enroll.Cohort) { c.PriceCents = 0 })
 	admin := e.coach(t, "admin@example.com", people.RoleAdmin)
 	first := e.checkout(t, c.ID, "ada@example.com")
-	if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
+	if err := e.svc.Enroll.JoinWaitlistNow(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.svc.Enroll.CancelEnrollment(ctx, admin, first.Enrollment.ID); err != nil {
@@ -402,8 +402,8 @@ func TestStartCheckoutProviderFailureReleasesTheHold(t *testing.T) {
 	}
 }
 
-// TestStartCheckoutRace: a thousand women press "pay" at once for twenty
-// seats; exactly twenty get a hold and nobody oversells.
+// TestStartCheckoutRace: a thousand women click their checkout links at
+// once for twenty seats; exactly twenty get a hold and nobody oversells.
 func TestStartCheckoutRace(t *testing.T) {
 	if testing.Short() {
 		t.Skip("race of 1,000 checkouts")
@@ -411,6 +411,7 @@ func TestStartCheckoutRace(t *testing.T) {
 	e := newCheckoutEnv(t)
 	c := e.cohort(t, 20)
 	const buyers = 1000
+	tokens := e.checkoutLinks(t, c.ID, "buyer", buyers)
 	var (
 		wg         sync.WaitGroup
 		mu         sync.Mutex
@@ -423,7 +424,7 @@ func TestStartCheckoutRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			_, err := e.svc.Enroll.CheckoutNow(context.Background(), c.ID, checkoutBuyer(fmt.Sprintf("buyer%04d@example.com", i)), models.ClientInfo{IP: "198.51.100.1"})
+			_, err := e.svc.Enroll.RedeemCheckoutLink(context.Background(), tokens[i], models.ClientInfo{IP: "198.51.100.1"})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -472,11 +473,11 @@ func TestWaitlistGetsTheSeatOfAnExpiredHold(t *testing.T) {
 	ctx := context.Background()
 	c := e.cohort(t, 1)
 	first := e.checkout(t, c.ID, "first@example.com")
-	if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, "Bea@Example.com", "Bea", models.ClientInfo{}); err != nil {
+	if err := e.svc.Enroll.JoinWaitlistNow(ctx, c.ID, "Bea@Example.com", "Bea", models.ClientInfo{}); err != nil {
 		t.Fatal(err)
 	}
 	// Joining twice keeps one place in the queue.
-	if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
+	if err := e.svc.Enroll.JoinWaitlistNow(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.count(t, "enrollments", "status = ?", enroll.EnrollmentWaitlisted); n != 1 {
@@ -537,7 +538,7 @@ func TestWaitlistOfferLapsesToTheNextWoman(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, email := range []string{"bea@example.com", "cat@example.com"} {
-		if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, email, "W "+email, models.ClientInfo{}); err != nil {
+		if err := e.svc.Enroll.JoinWaitlistNow(ctx, c.ID, email, "W "+email, models.ClientInfo{}); err != nil {
 			t.Fatal(err)
 		}
 		e.clock.Advance(time.Second) // a queue ordered by arrival
@@ -587,7 +588,7 @@ func TestJoinWaitlist(t *testing.T) {
 	t.Run("free seat is offered at once", func(t *testing.T) {
 		e := newCheckoutEnv(t)
 		c := e.cohort(t, 2)
-		if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
+		if err := e.svc.Enroll.JoinWaitlistNow(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.count(t, "enrollments", "status = ? AND offered_at IS NOT NULL", enroll.EnrollmentPending); n != 1 {
@@ -601,7 +602,7 @@ func TestJoinWaitlist(t *testing.T) {
 		e := newCheckoutEnv(t)
 		c := e.cohort(t, 2)
 		res := e.checkout(t, c.ID, "ada@example.com")
-		if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, "ada@example.com", "Ada", models.ClientInfo{}); err != nil {
+		if err := e.svc.Enroll.JoinWaitlistNow(ctx, c.ID, "ada@example.com", "Ada", models.ClientInfo{}); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.count(t, "enrollments", ""); n != 1 {
@@ -625,7 +626,7 @@ func TestJoinWaitlist(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newCheckoutEnv(t)
 			c := e.cohort(t, 2, func(c *enroll.Cohort) { c.Status = tc.status })
-			modelstest.WantCode(t, e.svc.Enroll.JoinWaitlist(ctx, c.ID, tc.email, tc.applicant, models.ClientInfo{}), tc.code)
+			modelstest.WantCode(t, e.svc.Enroll.JoinWaitlistNow(ctx, c.ID, tc.email, tc.applicant, models.ClientInfo{}), tc.code)
 			if n := e.count(t, "enrollments", ""); n != 0 {
 				t.Fatalf("enrollments = %d, want none", n)
 			}

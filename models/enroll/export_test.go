@@ -106,3 +106,12 @@ func (s *Service) CheckoutNow(ctx context.Context, cohortID uuid.UUID, in Checko
 	}
 	return s.RedeemCheckoutLink(ctx, token, client)
 }
+
+// JoinWaitlistNow is the waitlist form and the worker's turn after it.
+func (s *Service) JoinWaitlistNow(ctx context.Context, cohortID uuid.UUID, email, name string, client models.ClientInfo) error {
+	if err := s.JoinWaitlist(ctx, cohortID, email, name, client); err != nil {
+		return err
+	}
+	_, err := s.RunTasksOnce(ctx)
+	return err
+}
