@@ -89,7 +89,7 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 		return soldOut(cohort.ID)
 	}
 	return s.EnqueueTask(ctx, TaskCheckout, formTask{CohortID: cohort.ID, Email: email, Name: name,
-		MarketingConsent: in.MarketingConsent, Client: client})
+		MarketingConsent: in.MarketingConsent, Client: client.Clean()})
 }
 
 // allowForm is the rate limits of a public cohort form: per network

@@ -40,7 +40,7 @@ func (s *Service) JoinWaitlist(ctx context.Context, cohortID uuid.UUID, email, n
 	if !waitlistOpen(&cohort, s.Now()) {
 		return errEnrollmentClosed
 	}
-	return s.EnqueueTask(ctx, TaskWaitlist, formTask{CohortID: cohort.ID, Email: email, Name: trimmed, Client: client})
+	return s.EnqueueTask(ctx, TaskWaitlist, formTask{CohortID: cohort.ID, Email: email, Name: trimmed, Client: client.Clean()})
 }
 
 // waitlistOpen: a cohort takes names for its waitlist until it ends.

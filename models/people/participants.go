@@ -61,7 +61,7 @@ func (s *Service) ClaimFreeAccess(ctx context.Context, slug string, in FreeAcces
 		return errFreeAccessClosed
 	}
 	return s.EnqueueTask(ctx, TaskFreeAccess, freeAccessTask{ProgramID: program.ID, Email: email, Name: name,
-		MarketingConsent: in.MarketingConsent, Client: client})
+		MarketingConsent: in.MarketingConsent, Client: client.Clean()})
 }
 
 // TaskFreeAccess is the task of a free-access claim.
