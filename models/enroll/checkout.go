@@ -180,13 +180,25 @@ func (s *Service) runCheckout(ctx context.Context, tx *gorm.DB, t models.Task) e
 func (s *Service) newCheckoutLink(tx *gorm.DB, cohortID, participantID uuid.UUID) (string, error) {
 	token, hash := models.NewToken()
 	now := s.Now()
-	err := tx.Exec(`INSERT INTO checkout_links (token_hash, cohort_id, participant_id, expires_at, created_at) VALUES (?, ?, ?, ?, ?)`,
-		hash, cohortID, participantID, now.Add(CheckoutLinkTTL), now).Error
-	if err != nil {
+	link := checkoutLinkRow{ID: uuid.New(), TokenHash: hash, CohortID: cohortID, ParticipantID: participantID,
+		ExpiresAt: now.Add(CheckoutLinkTTL), CreatedAt: now}
+	if err := tx.Create(&link).Error; err != nil {
 		return "", models.MapDBError(err, "checkout link")
 	}
 	return token, nil
 }
+
+// checkoutLinkRow is a row of checkout_links.
+type checkoutLinkRow struct {
+	ID            uuid.UUID `gorm:"type:uuid;primaryKey"`
+	TokenHash     []byte
+	CohortID      uuid.UUID
+	ParticipantID uuid.UUID
+	ExpiresAt     time.Time
+	CreatedAt     time.Time
+}
+
+func (checkoutLinkRow) TableName() string { return "checkout_links" }
 
 // CheckoutLink is what a checkout link offers: the cohort she would book.
 type CheckoutLink struct {
