@@ -46,9 +46,9 @@ func TestCheckoutIdempotencyKeyReplaysTheFirstAnswer(t *testing.T) {
 	env, gw, path := idemCheckoutEnv(t)
 	key := apitest.Header("Idempotency-Key", "3b1f6c1e-checkout-1")
 
-	first := env.Do(t, "POST", path, checkoutBody("ada@example.com"), key).Expect(t, 202)
+	first := env.Send(t, "POST", path, checkoutBody("ada@example.com"), key).Expect(t, 202)
 	env.Clock.Advance(time.Minute)
-	again := env.Do(t, "POST", path, checkoutBody("ada@example.com"), key).Expect(t, 202)
+	again := env.Send(t, "POST", path, checkoutBody("ada@example.com"), key).Expect(t, 202)
 	if !bytes.Equal(again.Body, first.Body) || again.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("repeat = %s (replayed %q), want %s", again.Body, again.Header.Get("Idempotent-Replayed"), first.Body)
 	}
@@ -121,15 +121,37 @@ func TestCheckoutIdempotencyConcurrentDuplicatesHoldOneSeat(t *testing.T) {
 	if n := env.Count(t, "tasks"); n != 1 {
 		t.Fatalf("tasks = %d; want 1, so one email", n)
 	}
-	// Her link, clicked twice at once, still holds one seat.
+	// Her link, clicked twice at once, still holds one seat, and both
+	// clicks are sent to the one recorded session: any second call to
+	// Stripe carries the same idempotency key, so Stripe answers the same
+	// session to it.
 	env.RunTasks(t)
 	token, _ := env.EmailData(t, enroll.TemplateCheckoutLink, "ada@example.com")["token"].(string)
 	var clicks sync.WaitGroup
-	for range 2 {
-		clicks.Go(func() { env.Do(t, "POST", "/v1/checkout-links/"+token, nil) })
+	answers := make([]*apitest.Response, 2)
+	for i := range answers {
+		clicks.Go(func() { answers[i] = env.Do(t, "POST", "/v1/checkout-links/"+token, nil) })
 	}
 	clicks.Wait()
-	if got, creates := env.Count(t, "enrollments"), len(gw.Creates()); got != 1 || creates != 1 {
-		t.Fatalf("enrollments = %d, sessions = %d; want 1 and 1", got, creates)
+	var urls []string
+	for _, a := range answers {
+		var b enrCheckoutBody
+		a.JSON(t, &b)
+		urls = append(urls, b.CheckoutURL)
+	}
+	var en enroll.Enrollment
+	if err := env.DB.Take(&en).Error; err != nil || en.CheckoutURL == nil {
+		t.Fatalf("enrollment %+v, %v", en, err)
+	}
+	if urls[0] != *en.CheckoutURL || urls[1] != *en.CheckoutURL {
+		t.Fatalf("clicks were sent to %v, the recorded session is %s", urls, *en.CheckoutURL)
+	}
+	if n := env.Count(t, "enrollments"); n != 1 {
+		t.Fatalf("enrollments = %d, want 1", n)
+	}
+	for _, c := range gw.Creates() {
+		if c.IdempotencyKey != "checkout:"+en.ID.String() {
+			t.Fatalf("session created under key %q", c.IdempotencyKey)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package apitest
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -47,12 +48,17 @@ func (e *Env) CheckoutToken(t testing.TB, cohortID uuid.UUID, body map[string]an
 	t.Helper()
 	e.Do(t, "POST", "/v1/cohorts/"+cohortID.String()+"/checkout", body, opts...).Expect(t, 202)
 	email, _ := body["email"].(string)
-	data := e.EmailData(t, "checkout_link", email)
-	token, _ := data["token"].(string)
-	if token == "" {
-		t.Fatalf("no checkout link was emailed to %s", email)
+	email = strings.ToLower(strings.TrimSpace(email))
+	var tokens []string
+	err := e.DB.Raw(`SELECT data->>'token' FROM outbox WHERE template = 'checkout_link' AND to_email = ? AND data->>'cohort_id' = ?
+		ORDER BY created_at DESC LIMIT 1`, email, cohortID.String()).Scan(&tokens).Error
+	if err != nil {
+		t.Fatalf("read outbox: %v", err)
 	}
-	return token
+	if len(tokens) == 0 || tokens[0] == "" {
+		t.Fatalf("no checkout link for cohort %s was emailed to %s", cohortID, email)
+	}
+	return tokens[0]
 }
 
 // Checkout is the whole booking: the form, the email, and her click on its

@@ -351,7 +351,7 @@ func (s *Service) checkout(ctx context.Context, cohortID uuid.UUID, p *people.Pa
 		}
 		return nil, paymentProviderError(err)
 	}
-	if err := s.recordCheckoutSession(ctx, e.ID, sess); err != nil {
+	if sess, err = s.recordCheckoutSession(ctx, e.ID, sess); err != nil {
 		return nil, models.MapDBError(err, "enrollment")
 	}
 	e.CheckoutSessionID, e.CheckoutURL = &sess.ID, &sess.URL
@@ -364,9 +364,27 @@ func (s *Service) checkout(ctx context.Context, cohortID uuid.UUID, p *people.Pa
 // session Grace did not create is flagged for review, never honoured), so
 // losing this row in a crash would leave a woman who paid unenrolled
 // until a coach looked.
-func (s *Service) recordCheckoutSession(ctx context.Context, id uuid.UUID, sess CheckoutSession) error {
-	return s.DB.WithContext(ctx).Exec(`UPDATE enrollments SET checkout_session_id = ?, checkout_url = ?, updated_at = ?
-		WHERE id = ? AND (checkout_session_id IS NULL OR checkout_session_id = ?)`, sess.ID, sess.URL, s.Now(), id, sess.ID).Error
+//
+// Two clicks of her link at once may both reach the provider (under one
+// idempotency key, so it answers one session); whichever is recorded
+// first is the one both are sent to.
+func (s *Service) recordCheckoutSession(ctx context.Context, id uuid.UUID, sess CheckoutSession) (CheckoutSession, error) {
+	err := s.DB.WithContext(ctx).Exec(`UPDATE enrollments SET checkout_session_id = ?, checkout_url = ?, updated_at = ?
+		WHERE id = ? AND checkout_session_id IS NULL`, sess.ID, sess.URL, s.Now(), id).Error
+	if err != nil {
+		return sess, err
+	}
+	var rec struct {
+		CheckoutSessionID *string
+		CheckoutURL       *string
+	}
+	if err := s.DB.WithContext(ctx).Raw(`SELECT checkout_session_id, checkout_url FROM enrollments WHERE id = ?`, id).Scan(&rec).Error; err != nil {
+		return sess, err
+	}
+	if rec.CheckoutSessionID != nil && rec.CheckoutURL != nil {
+		sess.ID, sess.URL = *rec.CheckoutSessionID, *rec.CheckoutURL
+	}
+	return sess, nil
 }
 
 // successURL is the portal page a checkout returns to.
