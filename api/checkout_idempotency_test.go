@@ -46,28 +46,36 @@ func TestCheckoutIdempotencyKeyReplaysTheFirstAnswer(t *testing.T) {
 	env, gw, path := idemCheckoutEnv(t)
 	key := apitest.Header("Idempotency-Key", "3b1f6c1e-checkout-1")
 
-	first := env.Do(t, "POST", path, checkoutBody("ada@example.com"), key).Expect(t, 201)
-	// The clock moves, so a second run would answer another expires_at.
+	first := env.Send(t, "POST", path, checkoutBody("ada@example.com"), key).Expect(t, 202)
 	env.Clock.Advance(time.Minute)
-	again := env.Do(t, "POST", path, checkoutBody("ada@example.com"), key).Expect(t, 201)
+	again := env.Send(t, "POST", path, checkoutBody("ada@example.com"), key).Expect(t, 202)
 	if !bytes.Equal(again.Body, first.Body) || again.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("repeat = %s (replayed %q), want %s", again.Body, again.Header.Get("Idempotent-Replayed"), first.Body)
 	}
-	if n, _, _, _ := gw.Calls(); n != 1 {
-		t.Fatalf("checkout sessions created = %d, want 1", n)
+	// One task, so one email: a double click does not mail her twice.
+	if n := env.Count(t, "tasks"); n != 1 {
+		t.Fatalf("tasks = %d, want 1", n)
+	}
+	env.RunTasks(t)
+	var links int64
+	env.DB.Table("outbox").Where("template = ?", enroll.TemplateCheckoutLink).Count(&links)
+	if links != 1 {
+		t.Fatalf("checkout emails = %d, want 1", links)
 	}
 
-	// Same key, another woman: refused, nothing held for her.
-	enrollments := env.Count(t, "enrollments")
+	// Same key, another woman: refused, nothing queued for her.
 	env.Do(t, "POST", path, checkoutBody("grace@example.com"), key).ExpectProblem(t, 422, "idempotency_key_reused")
-	if got, creates := env.Count(t, "enrollments"), len(gw.Creates()); got != enrollments || creates != 1 {
-		t.Fatalf("reused key wrote %d enrollments and %d sessions", got-enrollments, creates-1)
+	if n := env.Count(t, "tasks"); n != 0 {
+		t.Fatalf("reused key queued %d tasks", n)
 	}
 
 	// A bad key is refused before anything runs.
 	env.Do(t, "POST", path, checkoutBody("grace@example.com"), apitest.Header("Idempotency-Key", "")).ExpectProblem(t, 400, "invalid_idempotency_key")
-	if got := env.Count(t, "enrollments"); got != enrollments {
-		t.Fatalf("bad key wrote %d enrollments", got-enrollments)
+	if n := env.Count(t, "tasks"); n != 0 {
+		t.Fatalf("bad key queued %d tasks", n)
+	}
+	if len(gw.Creates()) != 0 {
+		t.Fatalf("the form opened %d checkout sessions; only her link may", len(gw.Creates()))
 	}
 }
 
@@ -94,9 +102,9 @@ func TestCheckoutIdempotencyConcurrentDuplicatesHoldOneSeat(t *testing.T) {
 	var created []byte
 	for i, code := range codes {
 		switch code {
-		case http.StatusCreated:
+		case http.StatusAccepted:
 			if created != nil && !bytes.Equal(bodies[i], created) {
-				t.Errorf("two different 201s: %s and %s", created, bodies[i])
+				t.Errorf("two different 202s: %s and %s", created, bodies[i])
 			}
 			created = bodies[i]
 		case http.StatusConflict:
@@ -110,7 +118,40 @@ func TestCheckoutIdempotencyConcurrentDuplicatesHoldOneSeat(t *testing.T) {
 	if created == nil {
 		t.Fatal("no request succeeded")
 	}
-	if got, creates := env.Count(t, "enrollments"), len(gw.Creates()); got != 1 || creates != 1 {
-		t.Fatalf("enrollments = %d, sessions = %d; want 1 and 1", got, creates)
+	if n := env.Count(t, "tasks"); n != 1 {
+		t.Fatalf("tasks = %d; want 1, so one email", n)
+	}
+	// Her link, clicked twice at once, still holds one seat, and both
+	// clicks are sent to the one recorded session: any second call to
+	// Stripe carries the same idempotency key, so Stripe answers the same
+	// session to it.
+	env.RunTasks(t)
+	token, _ := env.EmailData(t, enroll.TemplateCheckoutLink, "ada@example.com")["token"].(string)
+	var clicks sync.WaitGroup
+	answers := make([]*apitest.Response, 2)
+	for i := range answers {
+		clicks.Go(func() { answers[i] = env.Do(t, "POST", "/v1/checkout-links/"+token, nil) })
+	}
+	clicks.Wait()
+	var urls []string
+	for _, a := range answers {
+		var b enrCheckoutBody
+		a.JSON(t, &b)
+		urls = append(urls, b.CheckoutURL)
+	}
+	var en enroll.Enrollment
+	if err := env.DB.Take(&en).Error; err != nil || en.CheckoutURL == nil {
+		t.Fatalf("enrollment %+v, %v", en, err)
+	}
+	if urls[0] != *en.CheckoutURL || urls[1] != *en.CheckoutURL {
+		t.Fatalf("clicks were sent to %v, the recorded session is %s", urls, *en.CheckoutURL)
+	}
+	if n := env.Count(t, "enrollments"); n != 1 {
+		t.Fatalf("enrollments = %d, want 1", n)
+	}
+	for _, c := range gw.Creates() {
+		if c.IdempotencyKey != "checkout:"+en.ID.String() {
+			t.Fatalf("session created under key %q", c.IdempotencyKey)
+		}
 	}
 }

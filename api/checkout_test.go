@@ -21,7 +21,6 @@ import (
 	"github.com/grace-coaching/grace/models/enroll"
 	"github.com/grace-coaching/grace/models/enroll/enrolltest"
 	"github.com/grace-coaching/grace/models/modelstest"
-	"github.com/grace-coaching/grace/models/people"
 )
 
 var (
@@ -91,7 +90,7 @@ func enrBuyer(email string) map[string]any {
 func enrRows(t *testing.T, env *apitest.Env) string {
 	t.Helper()
 	var parts []string
-	for _, table := range []string{"enrollments", "participants", "consents", "outbox", "access_grants"} {
+	for _, table := range []string{"enrollments", "participants", "consents", "outbox", "access_grants", "tasks", "checkout_links"} {
 		parts = append(parts, fmt.Sprintf("%s=%d", table, env.Count(t, table)))
 	}
 	var seats []int
@@ -148,10 +147,14 @@ func enrCheckRefusals(t *testing.T, env *apitest.Env, path string, cases []enrBa
 func TestCheckoutHoldsOneSeatAndRetriesFindIt(t *testing.T) {
 	env, gw := enrEnv(t)
 	c := enrCohort(t, env, 5)
-	path := "/v1/cohorts/" + c.ID.String() + "/checkout"
 
+	// The form answers 202; her click on the emailed link holds the seat.
+	token := env.CheckoutToken(t, c.ID, enrBuyer("Ada@Example.com"))
+	if _, held := enrSeats(t, env, c.ID); held != 0 {
+		t.Fatalf("seats held after the form = %d, want 0: only her link takes one", held)
+	}
 	var first enrCheckoutBody
-	env.Do(t, "POST", path, enrBuyer("Ada@Example.com")).Expect(t, 201).JSON(t, &first)
+	env.Do(t, "POST", "/v1/checkout-links/"+token, nil).Expect(t, 201).JSON(t, &first)
 	if first.CheckoutURL == "" || !first.ExpiresAt.Equal(env.Clock.Now().Add(31*time.Minute)) {
 		t.Fatalf("checkout = %+v", first)
 	}
@@ -173,11 +176,17 @@ func TestCheckoutHoldsOneSeatAndRetriesFindIt(t *testing.T) {
 	}
 
 	// A double click (or a retry after a dropped response) gets the same
-	// hold and the same page: 200, never a second seat.
+	// hold and the same page: 200, never a second seat; and so does the
+	// link of a second form she filled in.
 	var again enrCheckoutBody
-	env.Do(t, "POST", path, enrBuyer("ada@example.com")).Expect(t, 200).JSON(t, &again)
+	env.Do(t, "POST", "/v1/checkout-links/"+token, nil).Expect(t, 200).JSON(t, &again)
 	if again != first {
 		t.Fatalf("retry = %+v, want %+v", again, first)
+	}
+	var second enrCheckoutBody
+	env.Checkout(t, c.ID, enrBuyer("ada@example.com")).Expect(t, 200).JSON(t, &second)
+	if second != first {
+		t.Fatalf("second form's link = %+v, want %+v", second, first)
 	}
 	if _, held := enrSeats(t, env, c.ID); held != 1 {
 		t.Fatalf("seats held = %d, want 1", held)
@@ -190,15 +199,10 @@ func TestCheckoutHoldsOneSeatAndRetriesFindIt(t *testing.T) {
 func TestCheckoutRefusals(t *testing.T) {
 	env, _ := enrEnv(t)
 	full := enrCohort(t, env, 1)
-	env.Do(t, "POST", "/v1/cohorts/"+full.ID.String()+"/checkout", enrBuyer("first@example.com"), apitest.FromIP("198.51.100.1")).Expect(t, 201)
+	env.Checkout(t, full.ID, enrBuyer("first@example.com"), apitest.FromIP("198.51.100.1")).Expect(t, 201)
 	past := env.Clock.Now().Add(-time.Hour)
 	closed := enrCohort(t, env, 5, func(c *enroll.Cohort) { c.EnrollmentClosesAt = &past })
 	draft := enrCohort(t, env, 5, func(c *enroll.Cohort) { c.Status = enroll.CohortDraft })
-	enrolled := enrCohort(t, env, 5)
-	admin, _ := env.Coach(t, "admin@example.com", people.RoleAdmin)
-	if _, err := env.Svc.Enroll.AddComplimentary(context.Background(), admin, enrolled.ID, "ada@example.com", "Ada"); err != nil {
-		t.Fatal(err)
-	}
 
 	tests := []struct {
 		name   string
@@ -208,7 +212,6 @@ func TestCheckoutRefusals(t *testing.T) {
 	}{
 		{"sold out", "/v1/cohorts/" + full.ID.String() + "/checkout", 409, "sold_out"},
 		{"window closed", "/v1/cohorts/" + closed.ID.String() + "/checkout", 409, "enrollment_closed"},
-		{"already enrolled", "/v1/cohorts/" + enrolled.ID.String() + "/checkout", 409, "already_enrolled"},
 		{"draft", "/v1/cohorts/" + draft.ID.String() + "/checkout", 404, "not_found"},
 		{"unknown", "/v1/cohorts/" + uuid.NewString() + "/checkout", 404, "not_found"},
 		{"malformed id", "/v1/cohorts/not-a-uuid/checkout", 404, "not_found"},
@@ -270,7 +273,8 @@ func TestCheckoutOfAFreeCohortEnrolsHer(t *testing.T) {
 	c := enrCohort(t, env, 5, func(c *enroll.Cohort) { c.PriceCents = 0 })
 	path := "/v1/cohorts/" + c.ID.String() + "/checkout"
 	var got enrCheckoutBody
-	env.Do(t, "POST", path, enrBuyer("ada@example.com")).Expect(t, 201).JSON(t, &got)
+	token := env.CheckoutToken(t, c.ID, enrBuyer("ada@example.com"))
+	env.Do(t, "POST", "/v1/checkout-links/"+token, nil).Expect(t, 201).JSON(t, &got)
 	var en enroll.Enrollment
 	if err := env.DB.Where("id = ?", got.EnrollmentID).Take(&en).Error; err != nil {
 		t.Fatal(err)
@@ -282,20 +286,28 @@ func TestCheckoutOfAFreeCohortEnrolsHer(t *testing.T) {
 	if paid, held := enrSeats(t, env, c.ID); paid != 1 || held != 0 {
 		t.Fatalf("seats paid/held = %d/%d, want 1/0", paid, held)
 	}
-	env.Do(t, "POST", path, enrBuyer("ada@example.com")).ExpectProblem(t, 409, "already_enrolled")
+	// Her link again: she has her place. The form again: the same 202 as
+	// for anyone, and an email saying she is enrolled, with no link.
+	env.Do(t, "POST", "/v1/checkout-links/"+token, nil).ExpectProblem(t, 409, "already_enrolled")
+	env.Do(t, "POST", path, enrBuyer("ada@example.com")).Expect(t, 202)
+	env.RunTasks(t)
+	if env.EmailData(t, "checkout_already_enrolled", "ada@example.com") == nil {
+		t.Fatal("an enrolled address was not told it is enrolled")
+	}
 }
 
 func TestCheckoutProviderFailureReleasesTheHold(t *testing.T) {
 	env, gw := enrEnv(t)
 	c := enrCohort(t, env, 1)
 	gw.Fail(enrolltest.Create, fmt.Errorf("create checkout session: %w", enroll.ErrPaymentProvider))
-	env.Do(t, "POST", "/v1/cohorts/"+c.ID.String()+"/checkout", enrBuyer("ada@example.com")).ExpectProblem(t, 502, "payment_provider_error")
+	token := env.CheckoutToken(t, c.ID, enrBuyer("ada@example.com"))
+	env.Do(t, "POST", "/v1/checkout-links/"+token, nil).ExpectProblem(t, 502, "payment_provider_error")
 	if _, held := enrSeats(t, env, c.ID); held != 0 {
 		t.Fatalf("seats held = %d, want the hold released", held)
 	}
 	// The freed seat is there for the retry.
 	gw.Fail(enrolltest.Create, nil)
-	env.Do(t, "POST", "/v1/cohorts/"+c.ID.String()+"/checkout", enrBuyer("ada@example.com")).Expect(t, 201)
+	env.Do(t, "POST", "/v1/checkout-links/"+token, nil).Expect(t, 201)
 }
 
 // The provider down for real (nothing listening): the adapter's error is
@@ -308,27 +320,30 @@ func TestCheckoutProviderUnreachable(t *testing.T) {
 	}
 	gw.Next = dead
 	c := enrCohort(t, env, 1)
-	env.Do(t, "POST", "/v1/cohorts/"+c.ID.String()+"/checkout", enrBuyer("ada@example.com")).ExpectProblem(t, 502, "payment_provider_error")
+	env.Checkout(t, c.ID, enrBuyer("ada@example.com")).ExpectProblem(t, 502, "payment_provider_error")
 	if _, held := enrSeats(t, env, c.ID); held != 0 {
 		t.Fatalf("seats held = %d, want 0", held)
 	}
 }
 
-// Concurrent buyers through HTTP: never more holds than seats.
+// Launch day through HTTP: thirty women click their checkout links at
+// once for three seats. Exactly three hold one, the others are told it is
+// sold out (with the waitlist), and nothing answers 5xx.
 func TestCheckoutConcurrentBuyersNeverOversell(t *testing.T) {
 	env, _ := enrEnv(t)
 	c := enrCohort(t, env, 3)
 	const buyers = 30
+	tokens := make([]string, buyers)
+	for i := range buyers {
+		tokens[i] = env.CheckoutToken(t, c.ID, enrBuyer(fmt.Sprintf("b%02d@example.com", i)), apitest.FromIP(fmt.Sprintf("198.51.100.%d", i+1)))
+	}
 	statuses := make([]int, buyers)
 	var wg sync.WaitGroup
 	for i := range buyers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res := env.Do(t, "POST", "/v1/cohorts/"+c.ID.String()+"/checkout", enrBuyer(fmt.Sprintf("b%02d@example.com", i)),
-				apitest.FromIP(fmt.Sprintf("198.51.100.%d", i+1)))
+		wg.Go(func() {
+			res := env.Do(t, "POST", "/v1/checkout-links/"+tokens[i], nil, apitest.FromIP(fmt.Sprintf("198.51.100.%d", i+1)))
 			statuses[i] = res.Status
-		}()
+		})
 	}
 	wg.Wait()
 	count := map[int]int{}
@@ -346,7 +361,7 @@ func TestCheckoutConcurrentBuyersNeverOversell(t *testing.T) {
 func TestWaitlistJoin(t *testing.T) {
 	env, _ := enrEnv(t)
 	full := enrCohort(t, env, 1)
-	env.Do(t, "POST", "/v1/cohorts/"+full.ID.String()+"/checkout", enrBuyer("first@example.com")).Expect(t, 201)
+	env.Checkout(t, full.ID, enrBuyer("first@example.com")).Expect(t, 201)
 	path := "/v1/cohorts/" + full.ID.String() + "/waitlist"
 
 	var body map[string]string
@@ -354,11 +369,13 @@ func TestWaitlistJoin(t *testing.T) {
 	if body["status"] != "accepted" {
 		t.Fatalf("body = %v", body)
 	}
+	env.RunTasks(t)
 	// Again, and by someone who holds a seat: the same answer, no new row.
 	before := enrRows(t, env)
 	for _, email := range []string{"bea@example.com", "first@example.com"} {
 		env.Do(t, "POST", path, map[string]any{"email": email, "name": "X"}).Expect(t, 202)
 	}
+	env.RunTasks(t)
 	if after := enrRows(t, env); after != before {
 		t.Fatalf("repeat joins changed data:\nbefore %s\nafter  %s", before, after)
 	}

@@ -74,10 +74,11 @@ func TestListCohortEnrollments(t *testing.T) {
 	c := enrCohort(t, env, 2)
 	lead, stranger := enrLead(t, env, c.ID)
 	for i, email := range []string{"a@example.com", "b@example.com"} {
-		env.Do(t, "POST", "/v1/cohorts/"+c.ID.String()+"/checkout", enrBuyer(email), apitest.FromIP(fmt.Sprintf("198.51.100.%d", i+1))).Expect(t, 201)
+		env.Checkout(t, c.ID, enrBuyer(email), apitest.FromIP(fmt.Sprintf("198.51.100.%d", i+1))).Expect(t, 201)
 		env.Clock.Advance(time.Second)
 	}
 	env.Do(t, "POST", "/v1/cohorts/"+c.ID.String()+"/waitlist", map[string]any{"email": "c@example.com", "name": "Cat"}).Expect(t, 202)
+	env.RunTasks(t)
 
 	path := "/v1/admin/cohorts/" + c.ID.String() + "/enrollments"
 	env.Do(t, "GET", path, nil, apitest.Token(stranger)).ExpectProblem(t, 404, "not_found")
@@ -117,6 +118,7 @@ func TestCancelEnrollmentOffersTheSeat(t *testing.T) {
 	env.Do(t, "POST", "/v1/admin/cohorts/"+c.ID.String()+"/enrollments", map[string]any{"email": "ada@example.com", "name": "Ada"}, apitest.Token(lead)).
 		Expect(t, 201).JSON(t, &gift)
 	env.Do(t, "POST", "/v1/cohorts/"+c.ID.String()+"/waitlist", map[string]any{"email": "bea@example.com", "name": "Bea"}).Expect(t, 202)
+	env.RunTasks(t)
 
 	path := "/v1/admin/enrollments/" + gift.ID + "/cancel"
 	env.Do(t, "POST", path, nil, apitest.Token(stranger)).ExpectProblem(t, 404, "not_found")
@@ -148,9 +150,14 @@ func TestCancelEnrollmentOffersTheSeat(t *testing.T) {
 	if bea.Status != enroll.EnrollmentPending || !bea.HoldExpiresAt.Equal(env.Clock.Now().Add(24*time.Hour)) {
 		t.Fatalf("offer = %+v", bea)
 	}
-	// Her link leads to checkout, which opens a session for the offer: 200.
+	// The offer carries her checkout link, which opens a session for the
+	// offer: 200; her address is in no URL.
+	if _, inData := offers[0].Data["email"]; inData {
+		t.Fatalf("the offer's data still carries her address: %v", offers[0].Data)
+	}
+	token, _ := offers[0].Data["token"].(string)
 	var res enrCheckoutBody
-	env.Do(t, "POST", "/v1/cohorts/"+c.ID.String()+"/checkout", enrBuyer("bea@example.com")).Expect(t, 200).JSON(t, &res)
+	env.Do(t, "POST", "/v1/checkout-links/"+token, nil).Expect(t, 200).JSON(t, &res)
 	if res.EnrollmentID != bea.ID.String() || res.CheckoutURL == "" {
 		t.Fatalf("offer checkout = %+v", res)
 	}
@@ -165,7 +172,7 @@ func TestRefundEnrollment(t *testing.T) {
 	c := enrCohort(t, env, 3)
 	lead, stranger := enrLead(t, env, c.ID)
 	var co enrCheckoutBody
-	env.Do(t, "POST", "/v1/cohorts/"+c.ID.String()+"/checkout", enrBuyer("ada@example.com")).Expect(t, 201).JSON(t, &co)
+	env.Checkout(t, c.ID, enrBuyer("ada@example.com")).Expect(t, 201).JSON(t, &co)
 	enrPay(t, env, gw, co.EnrollmentID)
 	var gift enrEnrollment
 	env.Do(t, "POST", "/v1/admin/cohorts/"+c.ID.String()+"/enrollments", map[string]any{"email": "bea@example.com", "name": "Bea"}, apitest.Token(lead)).

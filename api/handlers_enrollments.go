@@ -86,7 +86,44 @@ func (h *handlers) startCheckout(c echo.Context) error {
 	}
 	in := enroll.CheckoutInput{Email: req.Email, Name: req.Name,
 		DisclaimerAccepted: *req.DisclaimerAccepted, MarketingConsent: *req.MarketingConsent}
-	res, err := h.svc.Enroll.StartCheckout(c.Request().Context(), id, in, clientInfo(c))
+	if err := h.svc.Enroll.StartCheckout(c.Request().Context(), id, in, clientInfo(c)); err != nil {
+		return err
+	}
+	// The same answer for every address: the checkout link goes to it.
+	return c.JSON(http.StatusAccepted, accepted)
+}
+
+// checkoutLinkResponse describes what a checkout link books.
+type checkoutLinkResponse struct {
+	CohortID   uuid.UUID `json:"cohort_id"`
+	CohortName string    `json:"cohort_name"`
+	StartsAt   time.Time `json:"starts_at"`
+	EndsAt     time.Time `json:"ends_at"`
+	Timezone   string    `json:"timezone"`
+	PriceCents int64     `json:"price_cents"`
+	Currency   string    `json:"currency"`
+	ExpiresAt  time.Time `json:"expires_at"`
+}
+
+// getCheckoutLink: GET /v1/checkout-links/{token} describes, and changes
+// nothing (mail scanners fetch links).
+func (h *handlers) getCheckoutLink(c echo.Context) error {
+	l, err := h.svc.Enroll.DescribeCheckoutLink(c.Request().Context(), c.Param("token"))
+	if err != nil {
+		return err
+	}
+	co := l.Cohort
+	return c.JSON(http.StatusOK, checkoutLinkResponse{CohortID: co.ID, CohortName: co.Name, StartsAt: co.StartsAt.UTC(), EndsAt: co.EndsAt.UTC(),
+		Timezone: co.Timezone, PriceCents: co.PriceCents, Currency: co.Currency, ExpiresAt: l.ExpiresAt.UTC()})
+}
+
+// redeemCheckoutLink: POST /v1/checkout-links/{token} takes or resumes her
+// hold and its checkout. The body carries nothing: the link is the form.
+func (h *handlers) redeemCheckoutLink(c echo.Context) error {
+	if _, err := readRawBody(c); err != nil {
+		return err
+	}
+	res, err := h.svc.Enroll.RedeemCheckoutLink(c.Request().Context(), c.Param("token"), clientInfo(c))
 	if err != nil {
 		return err
 	}

@@ -121,9 +121,16 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	v1.POST("/admin/steps/:id/test-send", h.testSendStep, coach...)
 
 	// Public cohort pages and checkout. Checkout honours Idempotency-Key.
+	// Checkout, the waitlist and the other public forms above answer 202
+	// alike for every address and leave the work to the task worker.
 	v1.GET("/cohorts/:id", h.getPublicCohort)
 	v1.POST("/cohorts/:id/checkout", h.startCheckout, h.idempotent("checkout"))
 	v1.POST("/cohorts/:id/waitlist", h.joinWaitlist)
+	// Checkout links: the token emailed to her address is the credential.
+	// GET only describes, since scanners and previews fetch links; POST
+	// holds her seat and opens (or resumes) her checkout.
+	v1.GET("/checkout-links/:token", h.getCheckoutLink)
+	v1.POST("/checkout-links/:token", h.redeemCheckoutLink)
 
 	// Portal: her enrollments and her calendar. The feed is fetched by
 	// calendar apps, which cannot send a bearer token: it carries its own

@@ -76,7 +76,7 @@ var scenarios = []scenario{
 	},
 	{
 		name:       "seat-hold",
-		grace:      "models.Service.StartCheckout on one hot cohort: participant, consents, enrollment, guarded seat UPDATE, checkout recorded (provider stubbed to answer at once)",
+		grace:      "a booking on one hot cohort: the checkout form (StartCheckout, one task), the task worker (participant, consents, checkout link emailed), her click (RedeemCheckoutLink: enrollment, guarded seat UPDATE, checkout recorded; provider stubbed to answer at once)",
 		baseline:   "pgx: UPDATE cohorts SET seats_held = seats_held + 1 WHERE id = $1 on the same row",
 		minRatio:   0.3,
 		setupCalls: setupSeatHold,

@@ -91,10 +91,36 @@ func setupSeatHold(ctx context.Context, b *bench) (target, target, error) {
 			}
 			// A different woman each time, from her own address, as on a
 			// launch day: no per-IP limit or existing hold short-cuts it.
-			res, err := b.svc.Enroll.StartCheckout(ctx, cohort.ID, enroll.CheckoutInput{
-				Email: fmt.Sprintf("hold-%s-%d@example.com", run, i), Name: "Bench Buyer",
-				DisclaimerAccepted: true, MarketingConsent: i%2 == 0,
-			}, models.ClientInfo{IP: ipFor(i), UserAgent: "grace-bench"})
+			// Her booking is the form, the worker's task that emails her
+			// link, and her click on it, which takes the seat.
+			email := fmt.Sprintf("hold-%s-%d@example.com", run, i)
+			client := models.ClientInfo{IP: ipFor(i), UserAgent: "grace-bench"}
+			err := b.svc.Enroll.StartCheckout(ctx, cohort.ID, enroll.CheckoutInput{
+				Email: email, Name: "Bench Buyer", DisclaimerAccepted: true, MarketingConsent: i%2 == 0,
+			}, client)
+			if err != nil {
+				return 0, err
+			}
+			// Another op's worker may have her task in hand: wait for it.
+			var token string
+			for token == "" {
+				if _, err := b.svc.Kernel.RunTasksOnce(ctx); err != nil {
+					return 0, err
+				}
+				err = b.pool.QueryRow(ctx, `SELECT coalesce(max(data->>'token'), '') FROM outbox WHERE to_email = $1 AND template = $2`,
+					email, enroll.TemplateCheckoutLink).Scan(&token)
+				if err != nil {
+					return 0, err
+				}
+				if token == "" {
+					select {
+					case <-ctx.Done():
+						return 0, ctx.Err()
+					case <-time.After(time.Millisecond):
+					}
+				}
+			}
+			res, err := b.svc.Enroll.RedeemCheckoutLink(ctx, token, client)
 			if err != nil {
 				return 0, err
 			}

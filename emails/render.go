@@ -63,13 +63,25 @@ var catalog = map[string]templateSpec{
 		sample: map[string]any{"name": "Sample", "enrollment_id": "sample-enrollment", "cohort_id": "sample-cohort",
 			"cohort_name": "Sample Cohort", "starts_at": "2025-03-01T09:00:00Z", "timezone": "Europe/London"},
 	},
+	// A waitlist offer and a checkout form's answer carry her checkout
+	// link (enroll.TemplateCheckoutLink); her address is never in a URL.
 	"waitlist_offer": {
-		link: func(data map[string]any) string {
-			return "/cohorts/" + url.PathEscape(fmt.Sprint(data["cohort_id"])) + "/checkout?email=" + url.QueryEscape(fmt.Sprint(data["email"]))
-		},
-		required: []string{"enrollment_id", "cohort_id", "cohort_name", "email", "expires_hours"},
+		linkPath: "/checkout",
+		required: []string{"enrollment_id", "cohort_id", "cohort_name", "token", "expires_hours"},
 		sample: map[string]any{"name": "Sample", "enrollment_id": "sample-enrollment", "cohort_id": "sample-cohort",
-			"cohort_name": "Sample Cohort", "email": "sample@example.com", "expires_hours": 24},
+			"cohort_name": "Sample Cohort", "token": "sample-token", "expires_hours": 24},
+	},
+	"checkout_link": {
+		linkPath: "/checkout",
+		required: []string{"token", "cohort_id", "cohort_name", "expires_hours"},
+		sample:   map[string]any{"token": "sample-token", "cohort_id": "sample-cohort", "cohort_name": "Sample Cohort", "expires_hours": 24},
+	},
+	// A checkout form filled in for an address already enrolled: the way
+	// to the portal's sign-in page, which carries no credential.
+	"checkout_already_enrolled": {
+		link:     func(map[string]any) string { return "/login" },
+		required: []string{"cohort_id", "cohort_name"},
+		sample:   map[string]any{"cohort_id": "sample-cohort", "cohort_name": "Sample Cohort"},
 	},
 	// A coach's test send of a drip step (models.TestSendStep), rendered by
 	// emails/drip with sample values; the subject says it is a test.

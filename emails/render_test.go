@@ -57,9 +57,21 @@ func TestRenderEveryTemplate(t *testing.T) {
 		{
 			template: "waitlist_offer",
 			data: map[string]any{"name": "Bea", "enrollment_id": "e-2", "cohort_id": "c-2", "cohort_name": "Spring Circle",
-				"email": "bea+grace@example.com", "expires_hours": 24},
-			link: "https://app.grace.example/cohorts/c-2/checkout?email=bea%2Bgrace%40example.com",
+				"token": "tok-wait", "expires_hours": 24},
+			link: "https://app.grace.example/checkout?token=tok-wait",
 			want: []string{"Hello Bea,", "Spring Circle", "24 hours", "next person waiting", "joined the waitlist"},
+		},
+		{
+			template: "checkout_link",
+			data:     map[string]any{"token": "tok-book", "cohort_id": "c-6", "cohort_name": "Spring Circle", "expires_hours": 24},
+			link:     "https://app.grace.example/checkout?token=tok-book",
+			want:     []string{"Hello,", "Spring Circle", "complete your booking", "24 hours", "ignore this email", "asked to book Spring Circle"},
+		},
+		{
+			template: "checkout_already_enrolled",
+			data:     map[string]any{"cohort_id": "c-7", "cohort_name": "Spring Circle"},
+			link:     "https://app.grace.example/login",
+			want:     []string{"Hello,", "Spring Circle", "already have your place", "nothing more to book or pay", "ignore this email"},
 		},
 		{
 			template: "cohort_overbooked",
@@ -173,7 +185,9 @@ func TestRenderEscapesHTMLInNames(t *testing.T) {
 		{"enrollment_welcome", "", map[string]any{"name": evil, "enrollment_id": "e", "cohort_id": "c", "cohort_name": evil,
 			"starts_at": "2025-04-05T17:00:00Z", "timezone": "Europe/Paris"}},
 		{"waitlist_offer", "", map[string]any{"name": evil, "enrollment_id": "e", "cohort_id": "c", "cohort_name": evil,
-			"email": "a@example.com", "expires_hours": 24}},
+			"token": "t", "expires_hours": 24}},
+		{"checkout_link", "", map[string]any{"token": "t", "cohort_id": "c", "cohort_name": evil, "expires_hours": 24}},
+		{"checkout_already_enrolled", "", map[string]any{"cohort_id": "c", "cohort_name": evil}},
 		{"cohort_overbooked", "", map[string]any{"name": "Grace", "cohort_id": "c", "cohort_name": evil, "capacity": 20,
 			"participant_name": evil, "participant_email": "a@example.com"}},
 		{"enrollment_reinstated", "", map[string]any{"name": "Grace", "cohort_id": "c", "cohort_name": evil, "capacity": 20,
@@ -262,7 +276,7 @@ func TestRenderRefusesBadInput(t *testing.T) {
 		{"welcome without start", "enrollment_welcome", map[string]any{"enrollment_id": "e", "cohort_id": "c", "cohort_name": "C", "timezone": "Europe/Paris"}, false},
 		{"welcome with a malformed start", "enrollment_welcome", map[string]any{"enrollment_id": "e", "cohort_id": "c", "cohort_name": "C", "starts_at": "next Tuesday", "timezone": "Europe/Paris"}, false},
 		{"welcome with an unknown zone", "enrollment_welcome", map[string]any{"enrollment_id": "e", "cohort_id": "c", "cohort_name": "C", "starts_at": "2025-04-05T17:00:00Z", "timezone": "Mars/Olympus"}, false},
-		{"offer without email", "waitlist_offer", map[string]any{"enrollment_id": "e", "cohort_id": "c", "cohort_name": "C", "expires_hours": 24}, false},
+		{"offer without token", "waitlist_offer", map[string]any{"enrollment_id": "e", "cohort_id": "c", "cohort_name": "C", "expires_hours": 24}, false},
 		{"overbooked without participant", "cohort_overbooked", map[string]any{"cohort_id": "c", "cohort_name": "C", "capacity": 20, "participant_name": "P"}, false},
 	}
 	for _, tc := range tests {
@@ -297,22 +311,17 @@ func TestNewRendererRefusesBadBaseURL(t *testing.T) {
 	}
 }
 
-// The waitlist link carries her email so the checkout page can prefill it;
-// an address with URL metacharacters must arrive intact, not as two params.
-func TestRenderWaitlistOfferEscapesTheEmailInTheLink(t *testing.T) {
-	const email = "ana+waitlist&x=1@example.com"
-	out, err := newRenderer(t).Render("waitlist_offer", "", map[string]any{"enrollment_id": "e", "cohort_id": "c-9",
-		"cohort_name": "C", "email": email, "expires_hours": 24})
+// The waitlist offer's link is her checkout link: a token, never her
+// address, in the URL (a URL lands in logs and browser histories).
+func TestRenderWaitlistOfferLinksHerCheckoutWithoutHerAddress(t *testing.T) {
+	out, err := newRenderer(t).Render("waitlist_offer", "Ana", map[string]any{"enrollment_id": "e", "cohort_id": "c-9",
+		"cohort_name": "C", "token": "tok+/=", "expires_hours": 24})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "https://app.grace.example/cohorts/c-9/checkout?email=" + url.QueryEscape(email)
-	if !strings.Contains(out.Text, want+"\n") {
-		t.Fatalf("text part lacks %s:\n%s", want, out.Text)
-	}
-	u, err := url.Parse(want)
-	if err != nil || u.Query().Get("email") != email || len(u.Query()) != 1 {
-		t.Fatalf("link does not round-trip the email: %v %v", u, err)
+	want := "https://app.grace.example/checkout?token=" + url.QueryEscape("tok+/=")
+	if !strings.Contains(out.Text, want+"\n") || strings.Contains(out.Text, "@") {
+		t.Fatalf("text part lacks %s, or names an address:\n%s", want, out.Text)
 	}
 }
 

@@ -59,3 +59,14 @@ func ConsentUserAgent(ua string) *string {
 	}
 	return &ua
 }
+
+// Clean is the client as consent evidence keeps it, for a task's payload:
+// JSON would turn invalid UTF-8 into U+FFFD, which the evidence must not
+// gain on its way to the worker.
+func (c ClientInfo) Clean() ClientInfo {
+	out := ClientInfo{IP: c.IP}
+	if ua := ConsentUserAgent(c.UserAgent); ua != nil {
+		out.UserAgent = *ua
+	}
+	return out
+}

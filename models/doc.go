@@ -6,8 +6,10 @@
 // errors with stable codes (Error, Kind), keyset pages (Page, Cursor),
 // input checks (Checker) and PATCH fields (Optional, Apply), the injected
 // Clock, tokens and passwords, Markdown rendered and sanitised on write,
-// the email outbox written in the caller's transaction, PostgreSQL rate
-// limits, Idempotency-Key claims, and consent evidence.
+// the email outbox written in the caller's transaction, the task queue that
+// does a public form's per-address work after its answer (RegisterTask,
+// EnqueueTask, RunTasks), PostgreSQL rate limits, Idempotency-Key claims,
+// and consent evidence.
 //
 // The rooms sit on it, each a package with its own Service that embeds the
 // Kernel and takes the small interfaces it needs:

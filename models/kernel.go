@@ -3,6 +3,7 @@ package models
 import (
 	"log/slog"
 	"runtime"
+	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -17,6 +18,10 @@ type Kernel struct {
 	Clock  Clock
 	Log    *slog.Logger
 	Limits Limits
+
+	// tasks holds the task handlers the rooms registered (tasks.go).
+	tasks     *taskQueue
+	tasksOnce sync.Once
 }
 
 // Limits are the rate limits; tests shrink windows through the clock, not these.

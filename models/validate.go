@@ -85,8 +85,8 @@ func (c *Checker) Err() error {
 // ClientInfo is where a request came from, recorded as consent evidence and
 // used for per-IP rate limits.
 type ClientInfo struct {
-	IP        string
-	UserAgent string
+	IP        string `json:"ip"`
+	UserAgent string `json:"user_agent"`
 }
 
 var CurrencyRE = regexp.MustCompile(`^[A-Z]{3}$`)

@@ -138,8 +138,21 @@ func FromIP(ip string) Option { return func(r *http.Request) { r.RemoteAddr = ip
 // []byte (sent as is: for malformed input) or any value (sent as JSON).
 // Every response is checked against the OpenAPI contract; the request is too
 // when the server accepted it (a 2xx), since a bad request must be refused,
-// not described.
+// not described. After a 202 it runs the task worker, as the worker would a
+// moment after the answer (the public forms leave their work to it): the
+// test sees what she would see once her email arrived. Send answers
+// without running it, for a test of the moment in between.
 func (e *Env) Do(t testing.TB, method, path string, body any, opts ...Option) *Response {
+	t.Helper()
+	res := e.Send(t, method, path, body, opts...)
+	if res.Status == http.StatusAccepted {
+		e.RunTasks(t)
+	}
+	return res
+}
+
+// Send is Do without running the task worker after it.
+func (e *Env) Send(t testing.TB, method, path string, body any, opts ...Option) *Response {
 	t.Helper()
 	var raw []byte
 	switch b := body.(type) {

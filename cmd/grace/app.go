@@ -175,8 +175,8 @@ func (a *App) sender() (mailSender, error) {
 }
 
 // newWorkers builds the outbox worker and the drip worker on one sender.
-// The function it returns runs them and the hold sweeper until ctx is
-// cancelled, and returns once all three have stopped (the workers first
+// The function it returns runs them, the task worker and the hold sweeper
+// until ctx is cancelled, and returns once all four have stopped (the workers first
 // finish what they claimed). It is the one start-up of the three: `grace
 // serve` runs it in the background, `grace worker` in the foreground.
 func (a *App) newWorkers() (func(context.Context) error, error) {
@@ -211,12 +211,15 @@ func (a *App) newWorkers() (func(context.Context) error, error) {
 	}
 	return func(ctx context.Context) error {
 		var others sync.WaitGroup
-		var dripErr error
+		var dripErr, taskErr error
 		others.Go(func() { a.svc.Enroll.RunSweeper(ctx, sweepEvery) })
+		// The public forms' per-address work: it enqueues the emails the
+		// outbox worker then sends.
+		others.Go(func() { taskErr = a.svc.Kernel.RunTasks(ctx, models.TaskWorkerConfig{}) })
 		others.Go(func() { dripErr = dw.Run(ctx) })
 		emailErr := w.Run(ctx)
 		others.Wait()
-		return errors.Join(workerFailed("email worker", emailErr), workerFailed("drip worker", dripErr))
+		return errors.Join(workerFailed("email worker", emailErr), workerFailed("drip worker", dripErr), workerFailed("task worker", taskErr))
 	}, nil
 }
 
@@ -232,7 +235,8 @@ func workerFailed(name string, err error) error {
 // sweepEvery is how often overdue seat holds are resolved with Stripe.
 const sweepEvery = time.Minute
 
-// startWorker runs the email worker, the drip worker and the hold sweeper
+// startWorker runs the email worker, the drip worker, the task worker and
+// the hold sweeper
 // in the background until Close.
 func (a *App) startWorker() error {
 	runWorkers, err := a.newWorkers()

@@ -20,7 +20,7 @@ import (
 const usage = `usage: grace <command>
 
   serve                 migrate, then serve the API (and the email workers unless WORKER=off)
-  worker                run the email workers (outbox and drip) alone
+  worker                run the workers (email outbox, drip, public-form tasks) alone
   migrate up|down|status
   seed                  migrate, then create the Say No With Grace workshop and an admin (idempotent)
   coach create --email E --name N --role admin|coach --password-stdin
@@ -101,7 +101,7 @@ func worker(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.Info("email worker, drip worker and hold sweeper started")
+	log.Info("email worker, drip worker, task worker and hold sweeper started")
 	return runWorkers(ctx)
 }
 

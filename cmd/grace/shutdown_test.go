@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -50,6 +49,23 @@ func openCohort(t *testing.T, db *gorm.DB) string {
 		t.Fatalf("create cohort: %q %v", id, err)
 	}
 	return id
+}
+
+// checkoutLink is the link the checkout form's worker emails her: a
+// participant and her token for the cohort.
+func checkoutLink(t *testing.T, db *gorm.DB, cohortID string) string {
+	t.Helper()
+	token, hash := models.NewToken()
+	err := db.Exec(`
+		WITH p AS (
+			INSERT INTO participants (email, name, created_at, updated_at) VALUES ('bea@example.com', 'Bea', now(), now()) RETURNING id
+		)
+		INSERT INTO checkout_links (token_hash, cohort_id, participant_id, expires_at, created_at)
+		SELECT ?, ?, p.id, now() + interval '1 day', now() FROM p`, hash, cohortID).Error
+	if err != nil {
+		t.Fatalf("create checkout link: %v", err)
+	}
+	return token
 }
 
 func seatsHeld(t *testing.T, db *gorm.DB, cohortID string) int {
@@ -120,6 +136,7 @@ func TestShutdownWithStripeHung(t *testing.T) {
 				}
 			})
 			cohortID := openCohort(t, db)
+			token := checkoutLink(t, db, cohortID)
 			if err := a.startHTTP(); err != nil {
 				t.Fatal(err)
 			}
@@ -128,9 +145,8 @@ func TestShutdownWithStripeHung(t *testing.T) {
 			defer hangUp()
 			status := make(chan int, 1)
 			go func() {
-				body, _ := json.Marshal(map[string]any{"email": "bea@example.com", "name": "Bea", "disclaimer_accepted": true, "marketing_consent": false})
-				req, _ := http.NewRequestWithContext(reqCtx, http.MethodPost, "http://"+a.Addr()+"/v1/cohorts/"+cohortID+"/checkout", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
+				// Her click on the emailed link is what calls Stripe.
+				req, _ := http.NewRequestWithContext(reqCtx, http.MethodPost, "http://"+a.Addr()+"/v1/checkout-links/"+token, nil)
 				res, err := http.DefaultClient.Do(req)
 				if err != nil {
 					status <- 0

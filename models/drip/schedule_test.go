@@ -129,6 +129,8 @@ func (w *dripWorld) claim(t *testing.T, program *catalog.Program, email string) 
 	err := w.svc.People.ClaimFreeAccess(w.ctx, program.Slug, people.FreeAccessInput{Email: email, Name: "Ada", DisclaimerAccepted: true},
 		models.ClientInfo{IP: "203.0.113.7", UserAgent: "test"})
 	modelstest.MustDo(t, err)
+	_, err = w.svc.Kernel.RunTasksOnce(w.ctx) // the worker's turn
+	modelstest.MustDo(t, err)
 	var p people.Participant
 	modelstest.MustDo(t, w.db.Where("email = ?", email).Take(&p).Error)
 	return &p

@@ -101,6 +101,8 @@ func TestMarketingYesOnAFormUndoesAnUnsubscribe(t *testing.T) {
 		w.clock.Advance(time.Minute)
 		noErr(t, w.svc.People.ClaimFreeAccess(ctx, w.program.Slug, people.FreeAccessInput{
 			Email: "ana@example.com", Name: "Ana", DisclaimerAccepted: true, MarketingConsent: marketing}, models.ClientInfo{IP: "198.51.100.7"}))
+		_, err := w.svc.Kernel.RunTasksOnce(ctx) // the worker's turn
+		noErr(t, err)
 	}
 	unsubscribedAt := func() *time.Time {
 		t.Helper()

@@ -105,7 +105,7 @@ func (e *checkoutEnv) count(t *testing.T, table, where string, args ...any) int6
 
 func (e *checkoutEnv) checkout(t *testing.T, cohortID uuid.UUID, email string) *enroll.CheckoutResult {
 	t.Helper()
-	res, err := e.svc.Enroll.StartCheckout(context.Background(), cohortID, checkoutBuyer(email), models.ClientInfo{IP: "203.0.113.9", UserAgent: "test"})
+	res, err := e.svc.Enroll.CheckoutNow(context.Background(), cohortID, checkoutBuyer(email), models.ClientInfo{IP: "203.0.113.9", UserAgent: "test"})
 	if err != nil {
 		t.Fatalf("checkout %s: %v", email, err)
 	}
@@ -165,7 +165,7 @@ func TestStartCheckoutConcurrentDoubleClickTakesOneSeat(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := e.svc.Enroll.StartCheckout(context.Background(), c.ID, checkoutBuyer("ada@example.com"), models.ClientInfo{IP: "203.0.113.9"})
+			res, err := e.svc.Enroll.CheckoutNow(context.Background(), c.ID, checkoutBuyer("ada@example.com"), models.ClientInfo{IP: "203.0.113.9"})
 			errs[i] = err
 			if err == nil {
 				ids[i] = res.Enrollment.ID
@@ -250,7 +250,7 @@ func TestStartCheckoutRefusals(t *testing.T) {
 			before := e.count(t, "enrollments", "")
 			beforeConsents := e.count(t, "consents", "")
 			creates, _, _, _ := e.gw.Calls()
-			_, err := e.svc.Enroll.StartCheckout(context.Background(), id, in, models.ClientInfo{IP: "203.0.113.9"})
+			_, err := e.svc.Enroll.CheckoutNow(context.Background(), id, in, models.ClientInfo{IP: "203.0.113.9"})
 			modelstest.WantCode(t, err, tc.code)
 			if tc.field != "" {
 				de, _ := models.AsError(err)
@@ -281,7 +281,7 @@ func TestStartCheckoutWithoutPaymentsIsUnavailable(t *testing.T) {
 	svc, clock, db := modelstest.NewService(t)
 	e := &checkoutEnv{svc: svc, clock: clock, db: db}
 	c := e.cohort(t, 5)
-	_, err := svc.Enroll.StartCheckout(context.Background(), c.ID, checkoutBuyer("ada@example.com"), models.ClientInfo{})
+	_, err := svc.Enroll.CheckoutNow(context.Background(), c.ID, checkoutBuyer("ada@example.com"), models.ClientInfo{})
 	modelstest.WantCode(t, err, "payments_unavailable")
 	for _, table := range []string{"enrollments", "participants", "consents", "rate_limits"} {
 		if n := e.count(t, table, ""); n != 0 {
@@ -329,11 +329,11 @@ func TestStartCheckoutOfAFreeCohortEnrolsHer(t *testing.T) {
 			}
 
 			// A double click finds her enrolled, like any paid place.
-			_, err := e.svc.Enroll.StartCheckout(ctx, c.ID, checkoutBuyer("ada@example.com"), models.ClientInfo{})
+			_, err := e.svc.Enroll.CheckoutNow(ctx, c.ID, checkoutBuyer("ada@example.com"), models.ClientInfo{})
 			modelstest.WantCode(t, err, "already_enrolled")
 			// Free seats run out like paid ones, and a refusal writes nothing.
 			before := e.count(t, "participants", "")
-			_, err = e.svc.Enroll.StartCheckout(ctx, c.ID, checkoutBuyer("bea@example.com"), models.ClientInfo{})
+			_, err = e.svc.Enroll.CheckoutNow(ctx, c.ID, checkoutBuyer("bea@example.com"), models.ClientInfo{})
 			modelstest.WantCode(t, err, "sold_out")
 			if n := e.count(t, "participants", ""); n != before {
 				t.Fatalf("participants %d -> %d after sold_out", before, n)
@@ -353,7 +353,7 @@ func TestFreeCohortWaitlistOfferEnrolsHer(t *testing.T) {
 	c := e.cohort(t, 1, func(c *enroll.Cohort) { c.PriceCents = 0 })
 	admin := e.coach(t, "admin@example.com", people.RoleAdmin)
 	first := e.checkout(t, c.ID, "ada@example.com")
-	if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
+	if err := e.svc.Enroll.JoinWaitlistNow(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.svc.Enroll.CancelEnrollment(ctx, admin, first.Enrollment.ID); err != nil {
@@ -382,7 +382,7 @@ func TestStartCheckoutProviderFailureReleasesTheHold(t *testing.T) {
 	e := newCheckoutEnv(t)
 	c := e.cohort(t, 1)
 	e.gw.Fail(enrolltest.Create, errors.New("stripe: 500"))
-	_, err := e.svc.Enroll.StartCheckout(context.Background(), c.ID, checkoutBuyer("ada@example.com"), models.ClientInfo{})
+	_, err := e.svc.Enroll.CheckoutNow(context.Background(), c.ID, checkoutBuyer("ada@example.com"), models.ClientInfo{})
 	modelstest.WantCode(t, err, "payment_provider_error")
 	if _, held := e.seats(t, c.ID); held != 0 {
 		t.Fatalf("seats held = %d after provider failure, want 0", held)
@@ -402,8 +402,8 @@ func TestStartCheckoutProviderFailureReleasesTheHold(t *testing.T) {
 	}
 }
 
-// TestStartCheckoutRace: a thousand women press "pay" at once for twenty
-// seats; exactly twenty get a hold and nobody oversells.
+// TestStartCheckoutRace: a thousand women click their checkout links at
+// once for twenty seats; exactly twenty get a hold and nobody oversells.
 func TestStartCheckoutRace(t *testing.T) {
 	if testing.Short() {
 		t.Skip("race of 1,000 checkouts")
@@ -411,6 +411,7 @@ func TestStartCheckoutRace(t *testing.T) {
 	e := newCheckoutEnv(t)
 	c := e.cohort(t, 20)
 	const buyers = 1000
+	tokens := e.checkoutLinks(t, c.ID, "buyer", buyers)
 	var (
 		wg         sync.WaitGroup
 		mu         sync.Mutex
@@ -423,7 +424,7 @@ func TestStartCheckoutRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			_, err := e.svc.Enroll.StartCheckout(context.Background(), c.ID, checkoutBuyer(fmt.Sprintf("buyer%04d@example.com", i)), models.ClientInfo{IP: "198.51.100.1"})
+			_, err := e.svc.Enroll.RedeemCheckoutLink(context.Background(), tokens[i], models.ClientInfo{IP: "198.51.100.1"})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -472,11 +473,11 @@ func TestWaitlistGetsTheSeatOfAnExpiredHold(t *testing.T) {
 	ctx := context.Background()
 	c := e.cohort(t, 1)
 	first := e.checkout(t, c.ID, "first@example.com")
-	if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, "Bea@Example.com", "Bea", models.ClientInfo{}); err != nil {
+	if err := e.svc.Enroll.JoinWaitlistNow(ctx, c.ID, "Bea@Example.com", "Bea", models.ClientInfo{}); err != nil {
 		t.Fatal(err)
 	}
 	// Joining twice keeps one place in the queue.
-	if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
+	if err := e.svc.Enroll.JoinWaitlistNow(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.count(t, "enrollments", "status = ?", enroll.EnrollmentWaitlisted); n != 1 {
@@ -537,7 +538,7 @@ func TestWaitlistOfferLapsesToTheNextWoman(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, email := range []string{"bea@example.com", "cat@example.com"} {
-		if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, email, "W "+email, models.ClientInfo{}); err != nil {
+		if err := e.svc.Enroll.JoinWaitlistNow(ctx, c.ID, email, "W "+email, models.ClientInfo{}); err != nil {
 			t.Fatal(err)
 		}
 		e.clock.Advance(time.Second) // a queue ordered by arrival
@@ -587,7 +588,7 @@ func TestJoinWaitlist(t *testing.T) {
 	t.Run("free seat is offered at once", func(t *testing.T) {
 		e := newCheckoutEnv(t)
 		c := e.cohort(t, 2)
-		if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
+		if err := e.svc.Enroll.JoinWaitlistNow(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.count(t, "enrollments", "status = ? AND offered_at IS NOT NULL", enroll.EnrollmentPending); n != 1 {
@@ -601,7 +602,7 @@ func TestJoinWaitlist(t *testing.T) {
 		e := newCheckoutEnv(t)
 		c := e.cohort(t, 2)
 		res := e.checkout(t, c.ID, "ada@example.com")
-		if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, "ada@example.com", "Ada", models.ClientInfo{}); err != nil {
+		if err := e.svc.Enroll.JoinWaitlistNow(ctx, c.ID, "ada@example.com", "Ada", models.ClientInfo{}); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.count(t, "enrollments", ""); n != 1 {
@@ -625,7 +626,7 @@ func TestJoinWaitlist(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newCheckoutEnv(t)
 			c := e.cohort(t, 2, func(c *enroll.Cohort) { c.Status = tc.status })
-			modelstest.WantCode(t, e.svc.Enroll.JoinWaitlist(ctx, c.ID, tc.email, tc.applicant, models.ClientInfo{}), tc.code)
+			modelstest.WantCode(t, e.svc.Enroll.JoinWaitlistNow(ctx, c.ID, tc.email, tc.applicant, models.ClientInfo{}), tc.code)
 			if n := e.count(t, "enrollments", ""); n != 0 {
 				t.Fatalf("enrollments = %d, want none", n)
 			}
@@ -835,7 +836,7 @@ func TestStartCheckoutWritesAHoldWholeOrNothing(t *testing.T) {
 	if err := e.db.Create(&people.Participant{Email: "ada@example.com", Name: "Ada", Timezone: "UTC"}).Error; err != nil {
 		t.Fatal(err)
 	}
-	first, err := e.svc.Enroll.StartCheckout(ctx, c.ID, checkoutBuyer("ada@example.com"), from("203.0.113.1"))
+	first, err := e.svc.Enroll.CheckoutNow(ctx, c.ID, checkoutBuyer("ada@example.com"), from("203.0.113.1"))
 	if err != nil || !first.Created {
 		t.Fatalf("first checkout = %+v, %v", first, err)
 	}
@@ -848,20 +849,20 @@ func TestStartCheckoutWritesAHoldWholeOrNothing(t *testing.T) {
 
 	// Sold out: nothing at all, not even the attempt's hit.
 	before := snapshot()
-	_, err = e.svc.Enroll.StartCheckout(ctx, c.ID, checkoutBuyer("bea@example.com"), from("203.0.113.2"))
+	_, err = e.svc.Enroll.CheckoutNow(ctx, c.ID, checkoutBuyer("bea@example.com"), from("203.0.113.2"))
 	modelstest.WantCode(t, err, "sold_out")
 	if after := snapshot(); after != before || hits("203.0.113.2") != 0 {
 		t.Fatalf("sold_out wrote: %s -> %s, hits %d", before, after, hits("203.0.113.2"))
 	}
 
 	// Her double click on the cohort she filled finds her hold.
-	again, err := e.svc.Enroll.StartCheckout(ctx, c.ID, checkoutBuyer("ada@example.com"), from("203.0.113.1"))
+	again, err := e.svc.Enroll.CheckoutNow(ctx, c.ID, checkoutBuyer("ada@example.com"), from("203.0.113.1"))
 	if err != nil || again.Created || again.Enrollment.ID != first.Enrollment.ID || again.CheckoutURL != first.CheckoutURL {
 		t.Fatalf("double click on a full cohort = %+v, %v; want her hold resumed", again, err)
 	}
 
 	// Past the limit: refused, and the refusal is not counted.
-	if _, err := e.svc.Enroll.StartCheckout(ctx, other.ID, checkoutBuyer("cat@example.com"), from("203.0.113.1")); idemCodeOf(err) != "rate_limited" {
+	if _, err := e.svc.Enroll.CheckoutNow(ctx, other.ID, checkoutBuyer("cat@example.com"), from("203.0.113.1")); idemCodeOf(err) != "rate_limited" {
 		t.Fatalf("third hold from one address: %v, want rate_limited", err)
 	}
 	if n := hits("203.0.113.1"); n != 2 {

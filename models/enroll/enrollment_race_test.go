@@ -28,6 +28,9 @@ func TestLaunchDayRace(t *testing.T) {
 	c := e.cohort(t, 20)
 
 	const buyers = 1000
+	// Each woman filled in the form and has her link; then they all
+	// click at once.
+	tokens := e.checkoutLinks(t, c.ID, "launch", buyers)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	held, soldOut := 0, 0
@@ -37,7 +40,7 @@ func TestLaunchDayRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			_, err := e.svc.Enroll.StartCheckout(ctx, c.ID, checkoutBuyer(fmt.Sprintf("launch%04d@example.com", i)), models.ClientInfo{IP: "198.51.100.7"})
+			_, err := e.svc.Enroll.RedeemCheckoutLink(ctx, tokens[i], models.ClientInfo{IP: "198.51.100.7"})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -145,4 +148,37 @@ func TestLaunchDayRace(t *testing.T) {
 	if cohort.SeatsPaid != 14 {
 		t.Fatalf("seats paid after the refund = %d, want 14", cohort.SeatsPaid)
 	}
+}
+
+// checkoutLinks has n women fill in the checkout form of cohortID (a few
+// at a time, as the worker keeps up) and returns the tokens of the links
+// they were emailed. No seat is held yet.
+func (e *checkoutEnv) checkoutLinks(t *testing.T, cohortID uuid.UUID, prefix string, n int) []string {
+	t.Helper()
+	tokens := make([]string, n)
+	errs := make([]error, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := range next {
+				tokens[i], errs[i] = e.svc.Enroll.CheckoutLinkFor(context.Background(), cohortID,
+					checkoutBuyer(fmt.Sprintf("%s%04d@example.com", prefix, i)), models.ClientInfo{IP: fmt.Sprintf("10.1.%d.%d", i/250, i%250+1)})
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil || tokens[i] == "" {
+			t.Fatalf("link %d: %q, %v", i, tokens[i], err)
+		}
+	}
+	if _, held := e.seats(t, cohortID); held != 0 {
+		t.Fatalf("the forms held %d seats; only links may", held)
+	}
+	return tokens
 }

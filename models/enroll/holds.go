@@ -10,7 +10,6 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/grace-coaching/grace/models"
-	"github.com/grace-coaching/grace/models/people"
 )
 
 // errLiveRace aborts a transaction whose insert lost a race on
@@ -45,23 +44,23 @@ func soldOut(cohortID uuid.UUID) error {
 	return &e
 }
 
-// A new woman taking a free seat (launch day's every checkout) is two
-// statements sent together in one round trip, with no BEGIN or COMMIT: a
-// pipeline up to its Sync is one implicit transaction, committed at the
-// Sync if both succeed and rolled back if either fails. Nothing waits on
-// the client in between, so the hot cohort row, locked by the second
-// statement, is held only until the commit right behind it, as for a bare
-// increment. Everything not the plain case is declined, writing nothing,
-// and left to holdSeat.
+// A woman with no place in the cohort taking a free seat (launch day's
+// every checkout) is two statements sent together in one round trip, with
+// no BEGIN or COMMIT: a pipeline up to its Sync is one implicit
+// transaction, committed at the Sync if both succeed and rolled back if
+// either fails. Nothing waits on the client in between, so the hot cohort
+// row, locked by the second statement, is held only until the commit right
+// behind it, as for a bare increment. Everything not the plain case is
+// declined, writing nothing, and left to holdSeat.
 
 // newHoldSQL writes her hold, each write hanging off the one before: the
-// rate-limit hit, the participant, her consents, the enrollment (settled:
-// pending, holding a seat). ok is empty, so nothing is written, for a
-// draft, closed or free cohort, one with no seat left at the snapshot, or
-// when she has a live place in it; past the rate limit, or when her email
-// signed up since the snapshot, no enrollment is written and the seat
-// statement declines. Foreign keys are checked at the end of this
-// statement, before the cohort row is locked.
+// rate-limit hit, then the enrollment (settled: pending, holding a seat).
+// ok is empty, so nothing is written, for a draft, closed or free cohort,
+// one with no seat left at the snapshot, or when she has a live place in
+// it; past the rate limit no enrollment is written and the seat statement
+// declines. Her consents were recorded when she filled in the form
+// (runCheckout). Foreign keys are checked at the end of this statement,
+// before the cohort row is locked.
 const newHoldSQL = `
 WITH ok AS (
 	SELECT c.id, c.program_id, c.name, c.price_cents, c.currency FROM cohorts c
@@ -71,7 +70,7 @@ WITH ok AS (
 	  AND c.seats_paid + c.seats_held < c.capacity
 	  AND NOT EXISTS (
 		SELECT 1 FROM enrollments e
-		WHERE e.cohort_id = c.id AND e.participant_id = (SELECT id FROM participants WHERE email = @email)
+		WHERE e.cohort_id = c.id AND e.participant_id = @participant::uuid
 		  AND e.status IN (` + liveStatusesSQL + `))
 ), hit AS (
 	-- allowIn's fixed window.
@@ -83,27 +82,10 @@ WITH ok AS (
 	RETURNING hits
 ), allowed AS (
 	SELECT ok.* FROM ok WHERE NOT @limited::boolean OR EXISTS (SELECT 1 FROM hit WHERE hit.hits <= @max::int)
-), new_participant AS (
-	INSERT INTO participants (email, name, created_at, updated_at)
-	SELECT @email, @name, @now::timestamptz, @now::timestamptz FROM allowed
-	ON CONFLICT (email) DO NOTHING
-	RETURNING id
-), participant AS (
-	-- A returning woman is read at the snapshot.
-	SELECT id FROM new_participant
-	UNION ALL
-	SELECT p.id FROM participants p, allowed WHERE p.email = @email
-), consent AS (
-	INSERT INTO consents (participant_id, program_id, kind, text_version, granted, ip, user_agent, created_at)
-	SELECT participant.id, allowed.program_id, v.kind, v.text_version, v.granted, @ip::inet, @user_agent, @now::timestamptz
-	FROM participant, allowed, (VALUES
-		('disclaimer', @disclaimer_version::text, true),
-		('marketing', @marketing_version::text, @marketing::boolean)) AS v (kind, text_version, granted)
-	RETURNING participant_id
 ), enrollment AS (
 	INSERT INTO enrollments (id, cohort_id, participant_id, status, seat, hold_expires_at, currency, dispute_status, created_at, updated_at)
-	SELECT @enrollment::uuid, allowed.id, consent.participant_id, @status, 'held', @hold::timestamptz, allowed.currency, 'none', @now::timestamptz, @now::timestamptz
-	FROM allowed, (SELECT participant_id FROM consent LIMIT 1) AS consent
+	SELECT @enrollment::uuid, allowed.id, @participant::uuid, @status, 'held', @hold::timestamptz, allowed.currency, 'none', @now::timestamptz, @now::timestamptz
+	FROM allowed
 	RETURNING participant_id
 )
 SELECT ok.name, ok.price_cents, ok.currency, (SELECT participant_id FROM enrollment) FROM ok`
@@ -127,24 +109,22 @@ const pgDivisionByZero = "22012"
 // holdNewSeat runs newHoldSQL and newHoldSeatSQL. A nil result with a nil
 // error means they declined and wrote nothing: holdSeat decides, and says
 // why.
-func (s *Service) holdNewSeat(ctx context.Context, cohortID uuid.UUID, email, name string, marketing bool, client models.ClientInfo, cohort *Cohort) (*CheckoutResult, error) {
+func (s *Service) holdNewSeat(ctx context.Context, cohortID, participantID uuid.UUID, client models.ClientInfo, cohort *Cohort) (*CheckoutResult, error) {
 	now := s.Now()
 	hold := now.Add(CheckoutHoldTTL)
-	e := &Enrollment{ID: uuid.New(), CohortID: cohortID, Seat: SeatHeld, HoldExpiresAt: &hold, DisputeStatus: DisputeNone, CreatedAt: now, UpdatedAt: now}
+	e := &Enrollment{ID: uuid.New(), CohortID: cohortID, ParticipantID: participantID, Seat: SeatHeld, HoldExpiresAt: &hold, DisputeStatus: DisputeNone, CreatedAt: now, UpdatedAt: now}
 	e.Status = deriveStatus(e)
 	limit := s.Limits.CheckoutPerIP
-	var participantID *uuid.UUID
+	var written *uuid.UUID
 	declined := false
 	err := s.WithPgx(ctx, func(conn *pgx.Conn) error {
 		b := &pgx.Batch{}
 		b.Queue(newHoldSQL, pgx.NamedArgs{
-			"cohort": cohortID, "now": now, "email": email, "name": name,
+			"cohort": cohortID, "now": now, "participant": participantID,
 			"limited": limit.Max > 0, "limit_key": "checkout:ip:" + client.IP, "max": limit.Max, "window_secs": limit.Window.Seconds(),
-			"ip": models.ConsentIP(client.IP), "user_agent": models.ConsentUserAgent(client.UserAgent), "marketing": marketing,
-			"disclaimer_version": models.DisclaimerVersion, "marketing_version": models.MarketingVersion,
 			"enrollment": e.ID, "status": e.Status, "hold": hold,
 		}).QueryRow(func(row pgx.Row) error {
-			err := row.Scan(&cohort.Name, &cohort.PriceCents, &cohort.Currency, &participantID)
+			err := row.Scan(&cohort.Name, &cohort.PriceCents, &cohort.Currency, &written)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return nil
 			}
@@ -164,16 +144,16 @@ func (s *Service) holdNewSeat(ctx context.Context, cohortID uuid.UUID, email, na
 	if declined {
 		return nil, nil
 	}
-	if participantID == nil { // the seat statement checks the enrollment exists
+	if written == nil { // the seat statement checks the enrollment exists
 		return nil, errors.New("hold taken without its enrollment")
 	}
 	cohort.ID = cohortID
-	e.ParticipantID, e.Currency = *participantID, cohort.Currency
+	e.Currency = cohort.Currency
 	return &CheckoutResult{Enrollment: e, ExpiresAt: hold, Created: true}, nil
 }
 
 // holdSeat is the checkout's transaction. cohort is filled for the caller.
-func (s *Service) holdSeat(ctx context.Context, cohortID uuid.UUID, email, name string, marketing bool, client models.ClientInfo, cohort *Cohort) (*CheckoutResult, error) {
+func (s *Service) holdSeat(ctx context.Context, cohortID, participantID uuid.UUID, client models.ClientInfo, cohort *Cohort) (*CheckoutResult, error) {
 	var res *CheckoutResult
 	err := s.InTx(ctx, func(tx *gorm.DB) error {
 		now := s.Now()
@@ -194,13 +174,12 @@ func (s *Service) holdSeat(ctx context.Context, cohortID uuid.UUID, email, name 
 			return errEnrollmentClosed
 		}
 		var existing Enrollment
-		// Her participant row first (a subquery, so also in a generic
-		// plan), then her row of the live key: a launch-day cohort's
-		// thousands of holds are never scanned.
+		// Her row of the live key: a launch-day cohort's thousands of holds
+		// are never scanned.
 		err := tx.Raw(`
 			SELECT * FROM enrollments
-			WHERE cohort_id = ? AND participant_id = (SELECT id FROM participants WHERE email = ?) AND status IN (`+liveStatusesSQL+`)
-			FOR UPDATE`, cohortID, email).Scan(&existing).Error
+			WHERE cohort_id = ? AND participant_id = ? AND status IN (`+liveStatusesSQL+`)
+			FOR UPDATE`, cohortID, participantID).Scan(&existing).Error
 		if err != nil {
 			return err
 		}
@@ -208,14 +187,6 @@ func (s *Service) holdSeat(ctx context.Context, cohortID uuid.UUID, email, name 
 			r, err := s.resumeCheckout(tx, &existing, cohort, now)
 			if err != nil {
 				return err
-			}
-			if r.Enrollment.CheckoutSessionID == nil {
-				// She accepts the disclaimer on this form, not when she
-				// joined the waitlist: record it before she pays.
-				p := &people.Participant{ID: existing.ParticipantID}
-				if err := s.people.RecordClaimConsents(tx, p, cohort.ProgramID, true, marketing, client); err != nil {
-					return err
-				}
 			}
 			res = r
 			return nil
@@ -225,18 +196,11 @@ func (s *Service) holdSeat(ctx context.Context, cohortID uuid.UUID, email, name 
 		if cohort.SeatsLeft() == 0 {
 			return soldOut(cohort.ID)
 		}
-		p, err := s.people.FindOrCreateParticipant(tx, email, name)
-		if err != nil {
-			return err
-		}
-		if err := s.people.RecordClaimConsents(tx, p, cohort.ProgramID, true, marketing, client); err != nil {
-			return err
-		}
 		if cohort.PriceCents == 0 {
 			// Nothing to pay: her place is written as a waiting one and
 			// settled at once, like a payment, so she gets the seat, her
 			// access and the welcome email the same way.
-			e := &Enrollment{ID: uuid.New(), CohortID: cohort.ID, ParticipantID: p.ID, Status: EnrollmentWaitlisted, Seat: SeatNone,
+			e := &Enrollment{ID: uuid.New(), CohortID: cohort.ID, ParticipantID: participantID, Status: EnrollmentWaitlisted, Seat: SeatNone,
 				Currency: cohort.Currency, DisputeStatus: DisputeNone, CreatedAt: now, UpdatedAt: now}
 			if err := tx.Create(e).Error; err != nil {
 				if models.IsUniqueViolation(err, "enrollments_live_key") {
@@ -256,7 +220,7 @@ func (s *Service) holdSeat(ctx context.Context, cohortID uuid.UUID, email, name 
 		// seat); only the seat counter is left to move, and that guarded
 		// UPDATE is the last statement before commit.
 		hold := now.Add(CheckoutHoldTTL)
-		e := &Enrollment{ID: uuid.New(), CohortID: cohort.ID, ParticipantID: p.ID, Seat: SeatHeld,
+		e := &Enrollment{ID: uuid.New(), CohortID: cohort.ID, ParticipantID: participantID, Seat: SeatHeld,
 			HoldExpiresAt: &hold, Currency: cohort.Currency, DisputeStatus: DisputeNone, CreatedAt: now, UpdatedAt: now}
 		e.Status = deriveStatus(e)
 		if err := tx.Create(e).Error; err != nil {

@@ -45,6 +45,10 @@ type Deps struct {
 	AppBaseURL string
 }
 
+// New builds the enrollment service and registers its tasks with k.
 func New(k *models.Kernel, d Deps) *Service {
-	return &Service{Kernel: k, people: d.People, drip: d.Hooks, payments: d.Payments, baseURL: d.AppBaseURL}
+	s := &Service{Kernel: k, people: d.People, drip: d.Hooks, payments: d.Payments, baseURL: d.AppBaseURL}
+	k.RegisterTask(TaskCheckout, s.runCheckout)
+	k.RegisterTask(TaskWaitlist, s.runWaitlist)
+	return s
 }

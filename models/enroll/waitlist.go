@@ -16,9 +16,11 @@ import (
 // the waitlist before it passes to the next.
 const WaitlistOfferTTL = 24 * time.Hour
 
-// JoinWaitlist puts her on the cohort's waitlist. The answer is the same
-// whether or not she was already enrolled or waiting, so the form reveals
-// nothing about anyone.
+// JoinWaitlist is the public waitlist form. It answers every caller alike,
+// in the same time, whatever the address: it checks the input and that the
+// cohort is still to come (public facts), applies the same rate limits,
+// and leaves one task (TaskWaitlist); the worker puts her on the list
+// (runWaitlist).
 func (s *Service) JoinWaitlist(ctx context.Context, cohortID uuid.UUID, email, name string, client models.ClientInfo) error {
 	email = models.NormalizeEmail(email)
 	trimmed := strings.TrimSpace(name)
@@ -28,38 +30,59 @@ func (s *Service) JoinWaitlist(ctx context.Context, cohortID uuid.UUID, email, n
 	if err := c.Err(); err != nil {
 		return err
 	}
-	if err := s.Allow(ctx, "waitlist:ip:"+client.IP, s.Limits.CheckoutPerIP); err != nil {
+	if err := s.allowForm(ctx, "waitlist", email, client); err != nil {
 		return err
 	}
-	return s.InTx(ctx, func(tx *gorm.DB) error {
-		now := s.Now()
-		var cohort Cohort
-		if err := tx.Where("id = ? AND status <> ?", cohortID, CohortDraft).Take(&cohort).Error; err != nil {
-			return models.MapDBError(err, "cohort")
-		}
-		if cohort.Status == CohortCancelled || !now.Before(cohort.EndsAt) {
-			return errEnrollmentClosed
-		}
-		p, err := s.people.FindOrCreateParticipant(tx, email, trimmed)
-		if err != nil {
-			return err
-		}
-		// The live-key index answers "already has a place" atomically, also
-		// against a concurrent join or checkout.
-		res := tx.Exec(`
-			INSERT INTO enrollments (cohort_id, participant_id, status, seat, currency, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (cohort_id, participant_id) WHERE status IN (`+liveStatusesSQL+`) DO NOTHING`,
-			cohort.ID, p.ID, EnrollmentWaitlisted, SeatNone, cohort.Currency, now, now)
-		if res.Error != nil {
-			return models.MapDBError(res.Error, "enrollment")
-		}
-		if res.RowsAffected == 0 || cohort.SeatsLeft() == 0 || !cohort.EnrollmentOpen(now) {
-			return nil
-		}
-		// Seats are free: the first woman waiting is offered one at once.
-		return s.offerNextSeat(tx, cohort.ID)
-	})
+	var cohort Cohort
+	if err := s.DB.WithContext(ctx).Where("id = ? AND status <> ?", cohortID, CohortDraft).Take(&cohort).Error; err != nil {
+		return models.MapDBError(err, "cohort")
+	}
+	if !waitlistOpen(&cohort, s.Now()) {
+		return errEnrollmentClosed
+	}
+	return s.EnqueueTask(ctx, TaskWaitlist, formTask{CohortID: cohort.ID, Email: email, Name: trimmed, Client: client.Clean()})
+}
+
+// waitlistOpen: a cohort takes names for its waitlist until it ends.
+func waitlistOpen(c *Cohort, now time.Time) bool {
+	return c.Status != CohortCancelled && now.Before(c.EndsAt)
+}
+
+// runWaitlist puts her on the cohort's waitlist, unless she already has a
+// place in it (then nothing changes, and nobody learns so). When seats are
+// free the first woman waiting is offered one at once.
+func (s *Service) runWaitlist(ctx context.Context, tx *gorm.DB, t models.Task) error {
+	var in formTask
+	if err := t.Decode(&in); err != nil {
+		return err
+	}
+	now := s.Now()
+	var cohort Cohort
+	if err := tx.Where("id = ? AND status <> ?", in.CohortID, CohortDraft).Take(&cohort).Error; err != nil {
+		return models.MapDBError(err, "cohort")
+	}
+	if !waitlistOpen(&cohort, now) {
+		return nil // it closed since the form: nothing to wait for
+	}
+	p, err := s.people.FindOrCreateParticipant(tx, in.Email, in.Name)
+	if err != nil {
+		return err
+	}
+	// The live-key index answers "already has a place" atomically, also
+	// against a concurrent join or checkout.
+	res := tx.Exec(`
+		INSERT INTO enrollments (cohort_id, participant_id, status, seat, currency, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (cohort_id, participant_id) WHERE status IN (`+liveStatusesSQL+`) DO NOTHING`,
+		cohort.ID, p.ID, EnrollmentWaitlisted, SeatNone, cohort.Currency, now, now)
+	if res.Error != nil {
+		return models.MapDBError(res.Error, "enrollment")
+	}
+	if res.RowsAffected == 0 || cohort.SeatsLeft() == 0 || !cohort.EnrollmentOpen(now) {
+		return nil
+	}
+	// Seats are free: the first woman waiting is offered one at once.
+	return s.offerNextSeat(tx, cohort.ID)
 }
 
 // offerNextSeat holds a freed seat for the first woman waiting, for
@@ -88,8 +111,14 @@ func (s *Service) offerNextSeat(tx *gorm.DB, cohortID uuid.UUID) error {
 	if err := tx.Where("id = ?", cohortID).Take(&c).Error; err != nil {
 		return err
 	}
+	// The offer carries her own checkout link, so taking the seat needs
+	// no form and no second email.
+	token, err := s.newCheckoutLink(tx, cohortID, p.ID)
+	if err != nil {
+		return err
+	}
 	return s.EnqueueEmail(tx, TemplateWaitlistOffer, p.Email, p.Name, "waitlist_offer:"+next.ID.String(), map[string]any{
 		"name": p.Name, "enrollment_id": next.ID.String(), "cohort_id": c.ID.String(), "cohort_name": c.Name,
-		"email": p.Email, "expires_hours": int(WaitlistOfferTTL / time.Hour),
+		"token": token, "expires_hours": int(WaitlistOfferTTL / time.Hour),
 	})
 }

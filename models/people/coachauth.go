@@ -147,8 +147,10 @@ func (s *Service) Logout(ctx context.Context, sessionID uuid.UUID) error {
 	return nil
 }
 
-// RequestPasswordReset emails an active coach a single-use reset link. It
-// answers the same for every email, registered or not.
+// RequestPasswordReset asks for a reset link for an address. Every caller
+// is answered alike, in the same time: the same checks and rate limits,
+// then one task (TaskPasswordReset); the worker emails an active coach and
+// nobody else.
 func (s *Service) RequestPasswordReset(ctx context.Context, email string, client models.ClientInfo) error {
 	email = models.NormalizeEmail(email)
 	var v models.Checker
@@ -162,24 +164,34 @@ func (s *Service) RequestPasswordReset(ctx context.Context, email string, client
 	if err := s.Allow(ctx, "reset:email:"+email, s.Limits.ResetPerEmail); err != nil {
 		return err
 	}
+	return s.EnqueueTask(ctx, TaskPasswordReset, emailTask{Email: email})
+}
+
+// TaskPasswordReset is the task of a password reset request.
+const TaskPasswordReset = "people.password_reset"
+
+// runPasswordReset emails an active coach a single-use reset link.
+func (s *Service) runPasswordReset(ctx context.Context, tx *gorm.DB, t models.Task) error {
+	var in emailTask
+	if err := t.Decode(&in); err != nil {
+		return err
+	}
 	var coach Coach
-	err := s.DB.WithContext(ctx).Where("email = ? AND active", email).Take(&coach).Error
+	err := tx.Where("email = ? AND active", in.Email).Take(&coach).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("find coach: %w", err)
 	}
-	err = s.InTx(ctx, func(tx *gorm.DB) error {
-		token, tok, err := s.newActionToken(tx, &coach, PurposePasswordReset, PasswordResetTTL)
-		if err != nil {
-			return err
-		}
-		return s.EnqueueEmail(tx, models.TemplatePasswordReset, coach.Email, coach.Name, "password_reset:"+tok.ID.String(), map[string]any{
-			"name":            coach.Name,
-			"token":           token,
-			"expires_minutes": int(PasswordResetTTL / time.Minute),
-		})
+	token, _, err := s.newActionToken(tx, &coach, PurposePasswordReset, PasswordResetTTL)
+	if err != nil {
+		return err
+	}
+	err = s.EnqueueEmail(tx, models.TemplatePasswordReset, coach.Email, coach.Name, models.TaskDedupeKey(t, "password_reset"), map[string]any{
+		"name":            coach.Name,
+		"token":           token,
+		"expires_minutes": int(PasswordResetTTL / time.Minute),
 	})
 	if err != nil {
 		return err

@@ -28,11 +28,11 @@ type ParticipantPatch struct {
 
 var errFreeAccessClosed = models.E(models.KindGone, "free_access_closed", "Free access to this program is closed.")
 
-// ClaimFreeAccess is the lead magnet's sign-up: it finds or creates the
-// participant, records her consents, grants her access from now and emails
-// her a sign-in link, all in one transaction. Claiming again is safe: it only
-// re-sends the sign-in email (and records a changed marketing choice), so the
-// form's answer never reveals whether she had signed up before.
+// ClaimFreeAccess is the lead magnet's sign-up. The form answers every
+// caller alike, in the same time, whatever her address: it checks the
+// input and the program (public facts), applies the same rate limits, and
+// leaves one task (TaskFreeAccess) with the form and its consent
+// evidence. The worker does the rest (runFreeAccess).
 func (s *Service) ClaimFreeAccess(ctx context.Context, slug string, in FreeAccessInput, client models.ClientInfo) error {
 	email := models.NormalizeEmail(in.Email)
 	name := strings.TrimSpace(in.Name)
@@ -57,37 +57,65 @@ func (s *Service) ClaimFreeAccess(ctx context.Context, slug string, in FreeAcces
 	if err != nil {
 		return models.MapDBError(err, "program")
 	}
-	now := s.Now()
-	if !program.FreeAccessOpen(now) {
+	if !program.FreeAccessOpen(s.Now()) {
 		return errFreeAccessClosed
 	}
+	return s.EnqueueTask(ctx, TaskFreeAccess, freeAccessTask{ProgramID: program.ID, Email: email, Name: name,
+		MarketingConsent: in.MarketingConsent, Client: client.Clean()})
+}
 
-	return s.InTx(ctx, func(tx *gorm.DB) error {
-		p, err := s.FindOrCreateParticipant(tx, email, name)
-		if err != nil {
+// TaskFreeAccess is the task of a free-access claim.
+const TaskFreeAccess = "people.free_access"
+
+// freeAccessTask is a claim's form and the evidence of its request.
+type freeAccessTask struct {
+	ProgramID        uuid.UUID         `json:"program_id"`
+	Email            string            `json:"email"`
+	Name             string            `json:"name"`
+	MarketingConsent bool              `json:"marketing_consent"`
+	Client           models.ClientInfo `json:"client"`
+}
+
+// runFreeAccess finds or creates the participant, records her consents,
+// grants her access from now and emails her a sign-in link, in the task's
+// transaction. Claiming again is safe: it only re-sends the sign-in email
+// (and records a changed marketing choice). Access opens when the worker
+// runs, a moment after the form; a program whose free access closed in
+// between still honours the claim made while it was open.
+func (s *Service) runFreeAccess(ctx context.Context, tx *gorm.DB, t models.Task) error {
+	var in freeAccessTask
+	if err := t.Decode(&in); err != nil {
+		return err
+	}
+	var program catalog.Program
+	if err := tx.Where("id = ?", in.ProgramID).Take(&program).Error; err != nil {
+		return models.MapDBError(err, "program")
+	}
+	now := s.Now()
+	p, err := s.FindOrCreateParticipant(tx, in.Email, in.Name)
+	if err != nil {
+		return err
+	}
+	// The partial unique index makes "one free-access grant per woman per
+	// program" hold under concurrent claims: the loser inserts nothing.
+	res := tx.Exec(`
+		INSERT INTO access_grants (participant_id, program_id, source, starts_at, created_at)
+		VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (participant_id, program_id) WHERE source = 'free_access' DO NOTHING`,
+		p.ID, program.ID, GrantFreeAccess, now, now)
+	if res.Error != nil {
+		return models.MapDBError(res.Error, "access grant")
+	}
+	firstClaim := res.RowsAffected == 1
+	if err := s.RecordClaimConsents(tx, p, program.ID, firstClaim, in.MarketingConsent, in.Client); err != nil {
+		return err
+	}
+	if firstClaim {
+		if err := s.drip.OnFreeAccessClaimed(tx, p.ID, program.ID); err != nil {
 			return err
 		}
-		// The partial unique index makes "one free-access grant per woman per
-		// program" hold under concurrent claims: the loser inserts nothing.
-		res := tx.Exec(`
-			INSERT INTO access_grants (participant_id, program_id, source, starts_at, created_at)
-			VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (participant_id, program_id) WHERE source = 'free_access' DO NOTHING`,
-			p.ID, program.ID, GrantFreeAccess, now, now)
-		if res.Error != nil {
-			return models.MapDBError(res.Error, "access grant")
-		}
-		firstClaim := res.RowsAffected == 1
-		if err := s.RecordClaimConsents(tx, p, program.ID, firstClaim, in.MarketingConsent, client); err != nil {
-			return err
-		}
-		if firstClaim {
-			if err := s.drip.OnFreeAccessClaimed(tx, p.ID, program.ID); err != nil {
-				return err
-			}
-		}
-		return s.sendLoginLink(tx, p, map[string]any{"program_title": program.Title})
-	})
+	}
+	return s.sendLoginLink(tx, p, models.TaskDedupeKey(t, "login_link"), map[string]any{"program_title": program.Title})
 }
 
 // findOrCreateParticipant is race-safe: of two concurrent sign-ups with one

@@ -56,6 +56,10 @@ func TestPortalConcurrentClaimsMakeOneParticipantAndGrant(t *testing.T) {
 			errs[i] = svc.People.ClaimFreeAccess(ctx, "say-no-with-grace",
 				people.FreeAccessInput{Email: email, Name: "Jane", MarketingConsent: true, DisclaimerAccepted: true},
 				models.ClientInfo{IP: fmt.Sprintf("203.0.113.%d", i), UserAgent: "race"})
+			// As many task workers as claims, racing for the tasks.
+			if errs[i] == nil {
+				_, errs[i] = svc.Kernel.RunTasksOnce(ctx)
+			}
 		})
 	}
 	wg.Wait()
@@ -95,6 +99,10 @@ func TestPortalClaimRecordsSafeEvidence(t *testing.T) {
 				people.FreeAccessInput{Email: "jane@example.com", Name: "Jane", DisclaimerAccepted: true}, tc.client)
 			if err != nil {
 				t.Fatalf("claim: %v", err)
+			}
+			// The evidence travels with the task to the worker.
+			if n, err := svc.Kernel.RunTasksOnce(context.Background()); n != 1 || err != nil {
+				t.Fatalf("tasks run = %d, %v", n, err)
 			}
 			var cs []models.Consent
 			db.Find(&cs)
@@ -142,6 +150,9 @@ func TestPortalClaimErrors(t *testing.T) {
 			}
 			if n := portalCount(t, db, "participants"); n != 0 {
 				t.Errorf("participants = %d, want 0", n)
+			}
+			if n := portalCount(t, db, "tasks"); n != 0 {
+				t.Errorf("tasks = %d, want 0", n)
 			}
 		})
 	}

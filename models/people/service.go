@@ -25,10 +25,15 @@ type ParticipantHooks interface {
 	OnParticipantTimezoneSet(tx *gorm.DB, participantID uuid.UUID) error
 }
 
-// New builds the people service; a nil hasher is one hash per CPU.
+// New builds the people service and registers its tasks with k; a nil
+// hasher is one hash per CPU.
 func New(k *models.Kernel, hasher *models.PasswordHasher, hooks ParticipantHooks) *Service {
 	if hasher == nil {
 		hasher = models.NewPasswordHasher(0)
 	}
-	return &Service{Kernel: k, hasher: hasher, drip: hooks}
+	s := &Service{Kernel: k, hasher: hasher, drip: hooks}
+	k.RegisterTask(TaskLoginLink, s.runLoginLink)
+	k.RegisterTask(TaskFreeAccess, s.runFreeAccess)
+	k.RegisterTask(TaskPasswordReset, s.runPasswordReset)
+	return s
 }

@@ -36,14 +36,14 @@ func loginCodeHash(linkID uuid.UUID, code string) []byte {
 }
 
 // sendLoginLink creates a sign-in link for p and enqueues its email inside
-// tx; extra adds template data (program_title for a free-access claim).
+// tx, deduplicated by dedupeKey (the task's); extra adds template data (program_title for a free-access claim).
 //
 // Only the newest code works: the codes of her earlier links are voided (as
 // if guessed wrong too often), so exactly one 6-digit code is live for her,
 // whatever the clock says about which link came first. Their link tokens
 // keep working until they expire. Her row is locked first so concurrent
 // requests issue links one after the other.
-func (s *Service) sendLoginLink(tx *gorm.DB, p *Participant, extra map[string]any) error {
+func (s *Service) sendLoginLink(tx *gorm.DB, p *Participant, dedupeKey string, extra map[string]any) error {
 	if err := tx.Exec(`SELECT 1 FROM participants WHERE id = ? FOR UPDATE`, p.ID).Error; err != nil {
 		return err
 	}
@@ -73,12 +73,13 @@ func (s *Service) sendLoginLink(tx *gorm.DB, p *Participant, extra map[string]an
 	for k, v := range extra {
 		data[k] = v
 	}
-	return s.EnqueueEmail(tx, models.TemplateLoginLink, p.Email, p.Name, "login_link:"+link.ID.String(), data)
+	return s.EnqueueEmail(tx, models.TemplateLoginLink, p.Email, p.Name, dedupeKey, data)
 }
 
-// RequestLoginLink emails a sign-in link and code to a known participant. It
-// answers nil for an unknown email too, so the endpoint never tells anyone
-// whether a woman has an account.
+// RequestLoginLink asks for a sign-in link and code for an address. Every
+// caller is answered alike, in the same time: the same checks and rate
+// limits, then one task (TaskLoginLink); the worker emails a known
+// participant and nobody else.
 func (s *Service) RequestLoginLink(ctx context.Context, email string, client models.ClientInfo) error {
 	email = models.NormalizeEmail(email)
 	var c models.Checker
@@ -92,17 +93,33 @@ func (s *Service) RequestLoginLink(ctx context.Context, email string, client mod
 	if err := s.Allow(ctx, "portal-link:email:"+email, s.Limits.PortalLinkPerKey); err != nil {
 		return err
 	}
-	return s.InTx(ctx, func(tx *gorm.DB) error {
-		var p Participant
-		err := tx.Where("email = ?", email).Take(&p).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return s.sendLoginLink(tx, &p, nil)
-	})
+	return s.EnqueueTask(ctx, TaskLoginLink, emailTask{Email: email})
+}
+
+// TaskLoginLink is the task of a sign-in link request.
+const TaskLoginLink = "people.login_link"
+
+// emailTask is the payload of a task that needs only the address.
+type emailTask struct {
+	Email string `json:"email"`
+}
+
+// runLoginLink emails a sign-in link to a known participant; for an
+// unknown address it does nothing.
+func (s *Service) runLoginLink(ctx context.Context, tx *gorm.DB, t models.Task) error {
+	var in emailTask
+	if err := t.Decode(&in); err != nil {
+		return err
+	}
+	var p Participant
+	err := tx.Where("email = ?", in.Email).Take(&p).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return s.sendLoginLink(tx, &p, models.TaskDedupeKey(t, "login_link"), nil)
 }
 
 // ExchangeLoginToken signs her in with the token of a sign-in link. The link

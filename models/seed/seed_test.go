@@ -188,6 +188,9 @@ func TestSeededWelcomeSeriesIsScheduledOnClaim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := svc.Kernel.RunTasksOnce(ctx); err != nil { // the worker's turn
+		t.Fatal(err)
+	}
 	var n int64
 	db.Model(&drip.EmailDelivery{}).Where("email = ? AND status = ?", "ana@example.com", drip.DeliveryScheduled).Count(&n)
 	if n != 5 {
