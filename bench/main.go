@@ -68,10 +68,10 @@ func main() {
 	if dbDefault == "" {
 		dbDefault = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 	}
-	flag.DurationVar(&cfg.duration, "duration", 8*time.Second, "timed length of each round of each side")
+	flag.DurationVar(&cfg.duration, "duration", 7*time.Second, "timed length of each round of each side")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds per side, interleaved Grace/baseline; the median is reported")
 	flag.IntVar(&cfg.conns, "conns", 64, "concurrent keep-alive connections")
-	flag.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "untimed wrk run before each timed one (HTTP scenarios)")
+	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "untimed wrk run before each timed one (HTTP scenarios)")
 	flag.IntVar(&cfg.threads, "threads", 2, "wrk threads (HTTP scenarios)")
 	flag.Float64Var(&cfg.floodRate, "flood-rate", 500, "login attempts per second of the password flood")
 	flag.StringVar(&cfg.profileDir, "profile", "", "write a CPU profile of Grace during each HTTP scenario's middle round to this directory and print its top 10")
@@ -548,12 +548,16 @@ func (r *scenarioReport) judge() {
 
 func (rep *report) print(w io.Writer) {
 	fmt.Fprintf(w, "%s %s/%s  GOMAXPROCS=%d  CPUs=%d  PostgreSQL %s\n", rep.Go, rep.OS, rep.Arch, rep.GOMAXPROCS, rep.CPUs, rep.Postgres)
-	fmt.Fprintf(w, "%d connections; median of %d rounds of %gs per side, interleaved; %s warm-up before each\n",
-		rep.Conns, rep.Rounds, rep.RoundSeconds, warmUp)
 	rep.printHTTP(w)
+	inProcess := false
 	for _, r := range rep.Scenarios {
 		if r.Route != "" {
 			continue // in printHTTP's table
+		}
+		if !inProcess {
+			inProcess = true
+			fmt.Fprintf(w, "\nIn process: %d goroutines in the bench; median of %d rounds of %gs per side, interleaved; %s warm-up before each\n",
+				rep.Conns, rep.Rounds, rep.RoundSeconds, warmUp)
 		}
 		fmt.Fprintf(w, "\n%s\n  grace:    %s\n  baseline: %s\n", r.Name, r.Grace, r.Baseline)
 		if r.BaselineSide.RoundsRPS != nil {
