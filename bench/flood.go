@@ -47,13 +47,18 @@ type floodReport struct {
 	OneStatuses  map[string]int64 `json:"one_address_flood_statuses"`
 	ManyRate     float64          `json:"many_address_flood_rps"`
 	OneRate      float64          `json:"one_address_flood_rps"`
-	Ratio        float64          `json:"ratio"`
-	Share429     float64          `json:"many_address_429_share"`
-	OneShare429  float64          `json:"one_address_429_share"`
-	TargetRatio  float64          `json:"target_ratio"`
-	Target429    float64          `json:"target_429_share"`
-	Pass         bool             `json:"pass"`
-	Error        string           `json:"error,omitempty"`
+	// ManyFlood and OneFlood are the floods' own latencies (medians over
+	// the rounds): how long an attacker waits for each answer.
+	ManyFlood   side    `json:"many_address_flood"`
+	OneFlood    side    `json:"one_address_flood"`
+	Ratio       float64 `json:"ratio"`
+	Share429    float64 `json:"many_address_429_share"`
+	OneShare429 float64 `json:"one_address_429_share"`
+	TargetRatio float64 `json:"target_ratio"`
+	Target429   float64 `json:"target_429_share"`
+	Pass        bool    `json:"pass"`
+	Error       string  `json:"error,omitempty"`
+	Profile     string  `json:"profile,omitempty"`
 }
 
 func (h *httpBench) runFlood(ctx context.Context, b *bench) *floodReport {
@@ -65,24 +70,26 @@ func (h *httpBench) runFlood(ctx context.Context, b *bench) *floodReport {
 			return err
 		}
 		normal := httpSide{path: "/v1/programs/" + prog.Slug}
-		var many, one []wrkResult
+		var many, one, manyFlood, oneFlood []wrkResult
 		var manySecs, oneSecs float64
 		var manyReqs, oneReqs int64
 		for i := 1; i <= h.cfg.rounds; i++ {
 			for _, from := range []string{"many", floodOneAddress} {
 				progress("%s: round %d/%d, flood from %s", floodName, i, h.cfg.rounds, from)
-				res, flood, err := h.underFlood(ctx, normal, from)
+				// The middle round's many-address flood is profiled.
+				profile := h.pprof != "" && from == "many" && i == (h.cfg.rounds+1)/2
+				res, flood, err := h.underFlood(ctx, normal, from, profile, &r.Profile)
 				if err != nil {
 					return err
 				}
 				into := r.OneStatuses
 				if from == "many" {
-					many = append(many, res)
+					many, manyFlood = append(many, res), append(manyFlood, flood)
 					into = r.ManyStatuses
 					manySecs += float64(flood.DurationUS) / 1e6
 					manyReqs += flood.Requests
 				} else {
-					one = append(one, res)
+					one, oneFlood = append(one, res), append(oneFlood, flood)
 					oneSecs += float64(flood.DurationUS) / 1e6
 					oneReqs += flood.Requests
 				}
@@ -92,6 +99,7 @@ func (h *httpBench) runFlood(ctx context.Context, b *bench) *floodReport {
 			}
 		}
 		r.Many, r.One = summarizeWrk(many), summarizeWrk(one)
+		r.ManyFlood, r.OneFlood = summarizeWrk(manyFlood), summarizeWrk(oneFlood)
 		if manySecs > 0 && oneSecs > 0 {
 			r.ManyRate, r.OneRate = float64(manyReqs)/manySecs, float64(oneReqs)/oneSecs
 		}
@@ -106,7 +114,7 @@ func (h *httpBench) runFlood(ctx context.Context, b *bench) *floodReport {
 
 // underFlood runs one flood and, from its second second on, measures normal
 // traffic (warm-up, then the timed run); the flood outlasts it by a second.
-func (h *httpBench) underFlood(ctx context.Context, normal httpSide, from string) (wrkResult, wrkResult, error) {
+func (h *httpBench) underFlood(ctx context.Context, normal httpSide, from string, profile bool, top *string) (wrkResult, wrkResult, error) {
 	type outcome struct {
 		res wrkResult
 		err error
@@ -125,7 +133,17 @@ func (h *httpBench) underFlood(ctx context.Context, normal httpSide, from string
 	var err error
 	select {
 	case <-time.After(floodMark):
+		var prof func() (string, error)
+		if profile {
+			prof = h.profile(ctx, floodName)
+		}
 		res, err = h.measureSide(ctx, "normal traffic", h.grace.url(""), normal)
+		if prof != nil {
+			t, perr := prof()
+			if *top = t; perr != nil {
+				*top = "profile failed: " + perr.Error()
+			}
+		}
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
