@@ -3,8 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/grace-coaching/grace/models"
 )
 
 // The password flood (issue 10): normal traffic measured while a second wrk
@@ -70,6 +75,9 @@ func (h *httpBench) runFlood(ctx context.Context, b *bench) *floodReport {
 			return err
 		}
 		normal := httpSide{path: "/v1/programs/" + prog.Slug}
+		if err := h.overLimit(ctx, floodOneAddress); err != nil {
+			return err
+		}
 		var many, one, manyFlood, oneFlood []wrkResult
 		var manySecs, oneSecs float64
 		var manyReqs, oneReqs int64
@@ -187,4 +195,33 @@ func share(statuses map[string]int64, status string) float64 {
 		return 0
 	}
 	return float64(statuses[status]) / float64(total)
+}
+
+// overLimit sends more logins from addr than its per-address limit allows
+// (the limit counts every attempt, and is checked first), so the comparison
+// flood is refused from its first request: its first second must not hash
+// the attempts its address still had. The last answer must be 429.
+func (h *httpBench) overLimit(ctx context.Context, addr string) error {
+	attempts := models.DefaultLimits().LoginPerIP.Max + 5
+	status := 0
+	for i := range attempts {
+		body := fmt.Sprintf(`{"email":"over-limit-%d@bench.example","password":"correct horse battery"}`, i)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.grace.url("/v1/auth/login"), strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Forwarded-For", addr)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		status = resp.StatusCode
+	}
+	if status != http.StatusTooManyRequests {
+		return fmt.Errorf("%d logins from %s and the last answered %d, not 429: the per-address login limit did not trip", attempts, addr, status)
+	}
+	return nil
 }
