@@ -24,6 +24,8 @@ fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-# Benchmarks compare Grace's hot paths with bare baselines in the same run.
+# Benchmarks compare Grace's hot paths with bare baselines in the same run
+# (HTTP ones with wrk against `grace serve`; see bench/README.md). One
+# scenario: make bench BENCH_RUN=free-access-claim; more: BENCH_FLAGS=...
 bench:
-	$(GO) run ./bench
+	$(GO) run ./bench $(if $(BENCH_RUN),-run '$(BENCH_RUN)') $(BENCH_FLAGS)

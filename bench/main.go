@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -45,19 +46,36 @@ type config struct {
 	run      *regexp.Regexp
 	dbURL    string
 	json     bool
+	// For the HTTP scenarios measured with wrk.
+	warmup     time.Duration
+	threads    int
+	floodRate  float64
+	profileDir string
 }
 
 func main() {
+	// The baselines are this binary too, each run as its own process.
+	if len(os.Args) > 1 && os.Args[1] == "baseline" {
+		if err := runBaseline(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench baseline:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	var cfg config
 	var runExpr string
 	dbDefault := os.Getenv("DATABASE_URL")
 	if dbDefault == "" {
 		dbDefault = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 	}
-	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "timed length of each round of each side")
-	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds per side, interleaved baseline/Grace; the median is reported")
+	flag.DurationVar(&cfg.duration, "duration", 7*time.Second, "timed length of each round of each side")
+	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds per side, interleaved Grace/baseline; the median is reported")
 	flag.IntVar(&cfg.conns, "conns", 64, "concurrent keep-alive connections")
-	flag.StringVar(&runExpr, "run", "", "regexp of scenario names to run (default all)")
+	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "untimed wrk run before each timed one (HTTP scenarios)")
+	flag.IntVar(&cfg.threads, "threads", 2, "wrk threads (HTTP scenarios)")
+	flag.Float64Var(&cfg.floodRate, "flood-rate", 500, "login attempts per second of the password flood")
+	flag.StringVar(&cfg.profileDir, "profile", "", "write a CPU profile of Grace during each HTTP scenario's middle round to this directory and print its top 10")
+	flag.StringVar(&runExpr, "run", os.Getenv("BENCH_RUN"), "regexp of scenario names to run (default all; or $BENCH_RUN)")
 	flag.StringVar(&cfg.dbURL, "db", dbDefault, "PostgreSQL server URL; a throwaway database is created on it and dropped")
 	flag.BoolVar(&cfg.json, "json", false, "print the results as JSON")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (both sides) to this file")
@@ -73,8 +91,8 @@ func main() {
 		}
 	}
 	re, err := regexp.Compile(runExpr)
-	if err != nil || cfg.rounds < 1 || cfg.conns < 1 || cfg.duration <= 0 {
-		fmt.Fprintln(os.Stderr, "bench: -run must be a regexp and -rounds, -conns, -duration positive")
+	if err != nil || cfg.rounds < 1 || cfg.conns < 1 || cfg.threads < 1 || cfg.duration < time.Second || cfg.warmup < time.Second || !(cfg.floodRate > 0) {
+		fmt.Fprintln(os.Stderr, "bench: -run must be a regexp, -rounds, -conns, -threads and -flood-rate positive, -duration and -warmup at least 1s")
 		os.Exit(2)
 	}
 	cfg.run = re
@@ -112,7 +130,14 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 			selected = append(selected, s)
 		}
 	}
-	if len(selected) == 0 && !anyBulkScenario(cfg.run) && !anyDrainScenario(cfg.run) {
+	var selectedHTTP []httpScenario
+	for _, s := range httpScenarios {
+		if cfg.run.MatchString(s.name) {
+			selectedHTTP = append(selectedHTTP, s)
+		}
+	}
+	flood := cfg.run.MatchString(floodName)
+	if len(selected) == 0 && len(selectedHTTP) == 0 && !flood && !anyBulkScenario(cfg.run) && !anyDrainScenario(cfg.run) {
 		return false, fmt.Errorf("no scenario matches -run %q", cfg.run)
 	}
 
@@ -131,6 +156,7 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 		Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 		GOMAXPROCS: runtime.GOMAXPROCS(0), CPUs: runtime.NumCPU(),
 		Conns: cfg.conns, Rounds: cfg.rounds, RoundSeconds: cfg.duration.Seconds(),
+		Threads: cfg.threads, WarmupSeconds: cfg.warmup.Seconds(),
 	}
 	if err := b.pool.QueryRow(ctx, "SHOW server_version").Scan(&rep.Postgres); err != nil {
 		return false, err
@@ -153,6 +179,11 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 			r.grace, r.baseline, r.err = s.setup(ctx, b)
 		}
 		todo = append(todo, r)
+	}
+	if len(selectedHTTP) > 0 || flood {
+		if err := runHTTP(ctx, cfg, b, dsn, selectedHTTP, flood, &rep); err != nil {
+			return false, err
+		}
 	}
 	graceSrv, bareSrv := httptest.NewServer(b.grace), httptest.NewServer(b.bare)
 	defer graceSrv.Close()
@@ -187,7 +218,7 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 		return false, err
 	}
 	rep.Scenarios = append(rep.Scenarios, drains...)
-	rep.Pass = true
+	rep.Pass = rep.Flood == nil || rep.Flood.Pass
 	for _, r := range rep.Scenarios {
 		rep.Pass = rep.Pass && r.Pass
 	}
@@ -199,6 +230,86 @@ func run(ctx context.Context, cfg config) (pass bool, err error) {
 		rep.print(os.Stdout)
 	}
 	return rep.Pass, err
+}
+
+// runHTTP measures the HTTP scenarios and the flood with wrk against the
+// real binary, `grace serve`, run as in production.
+func runHTTP(ctx context.Context, cfg config, b *bench, dsn string, selected []httpScenario, flood bool, rep *report) error {
+	dir, err := os.MkdirTemp("", "grace-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	w, err := findWrk(ctx, dir)
+	if err != nil {
+		return err
+	}
+	rep.Wrk = w.path + " (" + w.how + ")"
+	progress("wrk: %s", rep.Wrk)
+	progress("building ./cmd/grace")
+	bin, err := buildGrace(ctx, dir)
+	if err != nil {
+		return err
+	}
+	sink := startMailSink()
+	defer sink.srv.Close()
+	h := &httpBench{cfg: cfg, wrk: w, dsn: dsn, dir: dir}
+	if sqlDB, err := b.db.DB(); err == nil {
+		h.pool = sqlDB.Stats().MaxOpenConnections // models.OpenDB's, as in grace serve
+	}
+	rep.Pool = h.pool
+	if cfg.profileDir != "" {
+		if err := os.MkdirAll(cfg.profileDir, 0o755); err != nil {
+			return err
+		}
+		if h.pprof, err = freeAddr(); err != nil {
+			return err
+		}
+	}
+	// The log outlives the run, so its lines can be read afterwards.
+	logFile, err := os.CreateTemp("", "grace-bench-*.log")
+	if err != nil {
+		return err
+	}
+	logPath := logFile.Name()
+	logFile.Close()
+	g, err := startGrace(ctx, bin, graceEnv(dsn, sink.srv.URL, h.pprof), logPath)
+	if err != nil {
+		return err
+	}
+	h.grace = g
+	defer func() {
+		if err := g.stop(); err != nil {
+			progress("stopping grace: %v", err)
+		}
+		lines, levels, size, firstErr := logSummary(logPath)
+		rep.GraceLog = fmt.Sprintf("%s: %d lines (%.1f MB), by level %v", logPath, lines, float64(size)/(1<<20), levels)
+		if firstErr != "" {
+			rep.GraceLog += "; first ERROR: " + firstErr
+		}
+	}()
+	for _, s := range selected {
+		r := h.runHTTPScenario(ctx, b, s)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		rep.Scenarios = append(rep.Scenarios, r)
+	}
+	if flood {
+		rep.Flood = h.runFlood(ctx, b)
+	}
+	return ctx.Err()
+}
+
+// freeAddr is a loopback address nothing listens on, for a listener a child
+// process opens.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 // runScenario probes both sides once, so a broken route fails in a second
@@ -349,21 +460,28 @@ func openBench(ctx context.Context, dsn string) (*bench, func(), error) {
 
 // report is the run's outcome; -json prints it as is.
 type report struct {
-	Go           string           `json:"go"`
-	OS           string           `json:"os"`
-	Arch         string           `json:"arch"`
-	GOMAXPROCS   int              `json:"gomaxprocs"`
-	CPUs         int              `json:"cpus"`
-	Postgres     string           `json:"postgres"`
-	Conns        int              `json:"conns"`
-	Rounds       int              `json:"rounds"`
-	RoundSeconds float64          `json:"round_seconds"`
-	Scenarios    []scenarioReport `json:"scenarios"`
-	Pass         bool             `json:"pass"`
+	Go            string           `json:"go"`
+	OS            string           `json:"os"`
+	Arch          string           `json:"arch"`
+	GOMAXPROCS    int              `json:"gomaxprocs"`
+	CPUs          int              `json:"cpus"`
+	Postgres      string           `json:"postgres"`
+	Conns         int              `json:"conns"`
+	Rounds        int              `json:"rounds"`
+	RoundSeconds  float64          `json:"round_seconds"`
+	Scenarios     []scenarioReport `json:"scenarios"`
+	Flood         *floodReport     `json:"flood,omitempty"`
+	Wrk           string           `json:"wrk,omitempty"`
+	Threads       int              `json:"wrk_threads"`
+	WarmupSeconds float64          `json:"wrk_warmup_seconds"`
+	Pool          int              `json:"db_pool"`
+	GraceLog      string           `json:"grace_log,omitempty"`
+	Pass          bool             `json:"pass"`
 }
 
 type scenarioReport struct {
 	Name         string  `json:"name"`
+	Route        string  `json:"route,omitempty"` // set for the HTTP scenarios measured with wrk
 	Grace        string  `json:"grace"`
 	Baseline     string  `json:"baseline"`
 	BaselineSide side    `json:"baseline_result"`
@@ -374,6 +492,7 @@ type scenarioReport struct {
 	MaxP99Ratio  float64 `json:"max_p99_ratio,omitempty"`
 	Pass         bool    `json:"pass"`
 	Error        string  `json:"error,omitempty"`
+	Profile      string  `json:"profile,omitempty"`
 }
 
 // side is one side's medians over the rounds.
@@ -386,6 +505,8 @@ type side struct {
 	Errors     int64     `json:"errors"`
 	FirstError string    `json:"first_error,omitempty"`
 	RoundsRPS  []float64 `json:"rounds_rps"`
+	// Statuses counts the responses by status (wrk scenarios).
+	Statuses map[string]int64 `json:"statuses,omitempty"`
 }
 
 func summarize(rs []result) side {
@@ -427,9 +548,17 @@ func (r *scenarioReport) judge() {
 
 func (rep *report) print(w io.Writer) {
 	fmt.Fprintf(w, "%s %s/%s  GOMAXPROCS=%d  CPUs=%d  PostgreSQL %s\n", rep.Go, rep.OS, rep.Arch, rep.GOMAXPROCS, rep.CPUs, rep.Postgres)
-	fmt.Fprintf(w, "%d connections; median of %d rounds of %gs per side, interleaved; %s warm-up before each\n",
-		rep.Conns, rep.Rounds, rep.RoundSeconds, warmUp)
+	rep.printHTTP(w)
+	inProcess := false
 	for _, r := range rep.Scenarios {
+		if r.Route != "" {
+			continue // in printHTTP's table
+		}
+		if !inProcess {
+			inProcess = true
+			fmt.Fprintf(w, "\nIn process: %d goroutines in the bench; median of %d rounds of %gs per side, interleaved; %s warm-up before each\n",
+				rep.Conns, rep.Rounds, rep.RoundSeconds, warmUp)
+		}
 		fmt.Fprintf(w, "\n%s\n  grace:    %s\n  baseline: %s\n", r.Name, r.Grace, r.Baseline)
 		if r.BaselineSide.RoundsRPS != nil {
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

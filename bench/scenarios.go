@@ -4,19 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/labstack/echo/v4"
-
 	"github.com/grace-coaching/grace/models"
 	"github.com/grace-coaching/grace/models/catalog"
-	"github.com/grace-coaching/grace/models/people"
 )
 
 // scenario is one comparison: a Grace route against the least code that could
@@ -43,37 +37,8 @@ type scenario struct {
 // request, so a scenario that must vary its body (a webhook's event id) can.
 type request func(ctx context.Context, base string) (*http.Request, error)
 
-// get is a request for a fixed path.
-func get(path string, header http.Header) request {
-	return func(ctx context.Context, base string) (*http.Request, error) {
-		r, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
-		if err != nil {
-			return nil, err
-		}
-		for k, v := range header {
-			r.Header[k] = v
-		}
-		return r, nil
-	}
-}
-
 // scenarios is every comparison, in report order.
 var scenarios = []scenario{
-	{
-		name:        "portal-lesson",
-		grace:       "GET /v1/portal/lessons/{id}: token -> participant -> gate -> lesson",
-		baseline:    "bare Echo + pgx: SELECT id, title, body_html FROM lessons WHERE id = $1",
-		minRatio:    0.5,
-		maxP99Ratio: 2,
-		setup:       setupPortalLesson,
-	},
-	{
-		name:     "program-page",
-		grace:    "GET /v1/programs/{slug}: the public program page",
-		baseline: "bare Echo: the same JSON object from memory, no database",
-		minRatio: 0.8,
-		setup:    setupProgramPage,
-	},
 	{
 		name:       "seat-hold",
 		grace:      "a booking on one hot cohort: the checkout form (StartCheckout, one task), the task worker (participant, consents, checkout link emailed), her click (RedeemCheckoutLink: enrollment, guarded seat UPDATE, checkout recorded; provider stubbed to answer at once)",
@@ -88,109 +53,6 @@ var scenarios = []scenario{
 		minRatio: 0.35,
 		setup:    setupWebhookIngest,
 	},
-}
-
-// setupPortalLesson: a woman with an enrolment that started a week ago reads
-// a day-3 lesson, so every step of the gate runs and the lesson is unlocked.
-func setupPortalLesson(ctx context.Context, b *bench) (request, request, error) {
-	prog, err := b.program(ctx, "portal-lesson-bench", 1)
-	if err != nil {
-		return nil, nil, err
-	}
-	lesson, err := b.svc.Catalog.CreateLesson(ctx, prog.ID, catalog.LessonInput{
-		Title: "Day 3: The pause before yes", Body: lessonMarkdown(6 << 10),
-		DurationSeconds: ptr(900), UnlockOffsetDays: 3, Published: true,
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("create lesson: %w", err)
-	}
-	p := &people.Participant{Email: "bench.reader@example.com", Name: "Bench Reader", Timezone: "Europe/Berlin"}
-	if err := b.db.WithContext(ctx).Create(p).Error; err != nil {
-		return nil, nil, fmt.Errorf("create participant: %w", err)
-	}
-	token, err := randomToken()
-	if err != nil {
-		return nil, nil, err
-	}
-	now := time.Now()
-	session := &people.ParticipantSession{ParticipantID: p.ID, TokenHash: models.HashToken(token), ExpiresAt: now.Add(people.ParticipantSessionTTL)}
-	if err := b.db.WithContext(ctx).Create(session).Error; err != nil {
-		return nil, nil, fmt.Errorf("create session: %w", err)
-	}
-	grant := &people.AccessGrant{ParticipantID: p.ID, ProgramID: prog.ID, Source: people.GrantComplimentary, StartsAt: now.AddDate(0, 0, -7)}
-	if err := b.db.WithContext(ctx).Create(grant).Error; err != nil {
-		return nil, nil, fmt.Errorf("create grant: %w", err)
-	}
-
-	// The baseline parses the id too, as Grace must, and answers with the
-	// lesson's HTML: the least a portal lesson page needs.
-	b.bare.GET("/lessons/:id", func(c echo.Context) error {
-		id, err := uuid.Parse(c.Param("id"))
-		if err != nil {
-			return echo.ErrNotFound
-		}
-		var out struct {
-			ID       uuid.UUID `json:"id"`
-			Title    string    `json:"title"`
-			BodyHTML string    `json:"body_html"`
-		}
-		err = b.pool.QueryRow(c.Request().Context(), `SELECT id, title, body_html FROM lessons WHERE id = $1`, id).
-			Scan(&out.ID, &out.Title, &out.BodyHTML)
-		if err != nil {
-			return err
-		}
-		return c.JSON(http.StatusOK, out)
-	})
-	auth := http.Header{"Authorization": {"Bearer " + token}}
-	return get("/v1/portal/lessons/"+lesson.ID.String(), auth), get("/lessons/"+lesson.ID.String(), nil), nil
-}
-
-// programPage mirrors the public program page, so the baseline encodes an
-// object of the same shape and size as Grace's answer.
-type programPage struct {
-	ID              uuid.UUID  `json:"id"`
-	Slug            string     `json:"slug"`
-	Title           string     `json:"title"`
-	Summary         string     `json:"summary"`
-	Description     string     `json:"description"`
-	PriceCents      int64      `json:"price_cents"`
-	Currency        string     `json:"currency"`
-	FreeAccessUntil *time.Time `json:"free_access_until"`
-	FreeAccessOpen  bool       `json:"free_access_open"`
-	Lessons         []struct {
-		ID               uuid.UUID `json:"id"`
-		Position         int       `json:"position"`
-		Title            string    `json:"title"`
-		FreePreview      bool      `json:"free_preview"`
-		UnlockOffsetDays int       `json:"unlock_offset_days"`
-		DurationSeconds  *int      `json:"duration_seconds"`
-	} `json:"lessons"`
-}
-
-// setupProgramPage: a launch-day program page with a real description and
-// a seven-lesson outline.
-func setupProgramPage(ctx context.Context, b *bench) (request, request, error) {
-	prog, err := b.program(ctx, "say-no-with-grace-bench", 7)
-	if err != nil {
-		return nil, nil, err
-	}
-	path := "/v1/programs/" + prog.Slug
-
-	// The baseline's object is Grace's own answer, asked once in process, so
-	// the two sides encode the same data.
-	rec := httptest.NewRecorder()
-	b.grace.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, path, nil))
-	if rec.Code != http.StatusOK {
-		return nil, nil, fmt.Errorf("GET %s: status %d: %s", path, rec.Code, snippet(rec.Body.Bytes()))
-	}
-	var page programPage
-	if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil {
-		return nil, nil, fmt.Errorf("decode program page: %w", err)
-	}
-	b.bare.GET("/programs/:slug", func(c echo.Context) error {
-		return c.JSON(http.StatusOK, &page)
-	})
-	return get(path, nil), get("/programs/"+prog.Slug, nil), nil
 }
 
 // program creates a published program with an open free-access window and,

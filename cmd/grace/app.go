@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"runtime"
 	"sync"
 	"time"
 
@@ -32,6 +34,8 @@ type App struct {
 	svc    *domain.Services
 	server *http.Server
 	ln     net.Listener
+	// pprof serves profiles when GRACE_PPROF_ADDR is set.
+	pprof *http.Server
 
 	// payments is nil when STRIPE_SECRET_KEY is not set.
 	payments *stripe.Client
@@ -300,7 +304,43 @@ func (a *App) startHTTP() error {
 			a.log.Error("http server stopped", "err", err)
 		}
 	}()
+	if err := a.startPprof(); err != nil {
+		return err
+	}
 	a.log.Info("serving", "addr", ln.Addr().String(), "config", a.cfg)
+	return nil
+}
+
+// startPprof serves Go's profiles on GRACE_PPROF_ADDR, on a mux of its own
+// (not http.DefaultServeMux, which net/http/pprof fills on import) and a
+// listener apart from the API, so no route of the API can reach them.
+func (a *App) startPprof() error {
+	if a.cfg.PprofAddr == "" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", a.cfg.PprofAddr)
+	if err != nil {
+		return fmt.Errorf("listen on GRACE_PPROF_ADDR %s: %w", a.cfg.PprofAddr, err)
+	}
+	// Contention shows in the mutex and block profiles only when sampled;
+	// sampling a tenth of mutex events and blocks of 1 ms or more costs
+	// little, and only while profiling is on.
+	runtime.SetMutexProfileFraction(10)
+	runtime.SetBlockProfileRate(int(time.Millisecond))
+	// A profile takes as long as it is asked to: no write timeout.
+	a.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := a.pprof.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("pprof server stopped", "err", err)
+		}
+	}()
+	a.log.Warn("profiling: serving Go's profiles on GRACE_PPROF_ADDR", "addr", ln.Addr().String())
 	return nil
 }
 
@@ -333,6 +373,9 @@ func (a *App) Close() error {
 		}
 		a.cutOff()
 		errs = append(errs, err)
+	}
+	if a.pprof != nil {
+		errs = append(errs, a.pprof.Close())
 	}
 	if a.workerCancel != nil {
 		a.workerCancel()

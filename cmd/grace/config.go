@@ -51,6 +51,9 @@ type Config struct {
 	Worker         bool
 	LogLevel       slog.Level
 	TrustedProxies []*net.IPNet
+	// PprofAddr, when set, serves Go's profiles (net/http/pprof) on this
+	// loopback address, apart from the API; off by default.
+	PprofAddr string
 }
 
 // limits are the domain's rate limits with the configured hash budget.
@@ -184,6 +187,14 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 		c.TrustedProxies = append(c.TrustedProxies, n)
 	}
+	// Profiles show a request's code paths and timings to whoever can read
+	// them, so they are only ever served on loopback, never with the API.
+	if c.PprofAddr = get("GRACE_PPROF_ADDR", ""); c.PprofAddr != "" {
+		host, port, err := net.SplitHostPort(c.PprofAddr)
+		if ip := net.ParseIP(host); err != nil || port == "" || ((ip == nil || !ip.IsLoopback()) && host != "localhost") {
+			bad("GRACE_PPROF_ADDR", "must be a loopback host:port such as 127.0.0.1:6060, got %q", c.PprofAddr)
+		}
+	}
 	if len(errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %w", errors.Join(errs...))
 	}
@@ -240,5 +251,6 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("shutdown_grace", c.ShutdownGrace),
 		slog.Bool("worker", c.Worker),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.String("pprof_addr", c.PprofAddr),
 	)
 }

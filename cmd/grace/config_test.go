@@ -158,3 +158,36 @@ func TestConfigLogNeverShowsSecrets(t *testing.T) {
 		t.Errorf("log line should say the Stripe key is set: %s", buf.String())
 	}
 }
+
+// Profiles are served only where no one but the machine's operator can
+// reach them: a loopback address, and off unless set.
+func TestLoadConfigPprofAddr(t *testing.T) {
+	tests := []struct {
+		addr    string
+		wantErr bool
+	}{
+		{"", false},
+		{"127.0.0.1:6060", false},
+		{"[::1]:6060", false},
+		{"localhost:6060", false},
+		{"127.0.0.1:0", false},
+		{":6060", true},
+		{"0.0.0.0:6060", true},
+		{"10.0.0.5:6060", true},
+		{"127.0.0.1", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.addr, func(t *testing.T) {
+			c, err := loadConfig(envOf(map[string]string{"GRACE_PPROF_ADDR": tt.addr}))
+			if tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "GRACE_PPROF_ADDR") {
+					t.Fatalf("GRACE_PPROF_ADDR=%q: err %v, want one naming GRACE_PPROF_ADDR", tt.addr, err)
+				}
+				return
+			}
+			if err != nil || c.PprofAddr != tt.addr {
+				t.Fatalf("GRACE_PPROF_ADDR=%q: addr %q, err %v", tt.addr, c.PprofAddr, err)
+			}
+		})
+	}
+}
