@@ -56,7 +56,7 @@ var pageStyleTag = template.HTML("<style>" + pageCSS + "</style>")
 var htmlCSP = func() string {
 	sum := sha256.Sum256([]byte(pageCSS))
 	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; " +
-		"img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+		"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 }()
 
 // pageFuncs gives a page template {{pageStyle}}, the only style its policy

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -282,6 +283,8 @@ func (a *App) startHTTP() error {
 		a.log.Warn("payments: STRIPE_SECRET_KEY is not set: paid checkout is unavailable, free programs only")
 	case a.cfg.StripeWebhookSecret == "":
 		a.log.Warn("payments: STRIPE_WEBHOOK_SECRET is not set: Stripe webhooks will be refused, so paid enrollments will not activate")
+	case a.cfg.Env == EnvProduction && strings.Contains(a.cfg.StripeSecretKey, "_test_"):
+		a.log.Warn("payments: STRIPE_SECRET_KEY is a test-mode key in production: checkouts take no real money", "api_url", a.cfg.StripeAPIURL)
 	default:
 		a.log.Info("payments: Stripe checkout enabled", "api_url", a.cfg.StripeAPIURL)
 	}
