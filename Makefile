@@ -4,10 +4,13 @@ GO ?= go
 .PHONY: run test vet fmt-check build bench
 
 # Migrate, seed the Say No With Grace workshop (prints a generated admin
-# password the first time), then serve on :8080.
+# password the first time), then serve on :8080, in dev mode unless
+# GRACE_ENV says otherwise: emails are printed to the log, not sent, and
+# payments are off unless STRIPE_SECRET_KEY is set (stripe-mock works).
+GRACE_ENV ?= dev
 run: build
-	./bin/grace seed
-	./bin/grace serve
+	GRACE_ENV=$(GRACE_ENV) ./bin/grace seed
+	GRACE_ENV=$(GRACE_ENV) ./bin/grace serve
 
 build:
 	$(GO) build -o bin/grace ./cmd/grace

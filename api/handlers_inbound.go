@@ -57,7 +57,6 @@ func renderUnsubscribe(c echo.Context, st *drip.UnsubscribeStatus) error {
 	hdr := c.Response().Header()
 	// The answer changes once she unsubscribes, and the URL holds her token.
 	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("Referrer-Policy", "no-referrer")
 	resp := unsubscribeResponse{Email: st.MaskedEmail, Unsubscribed: st.UnsubscribedAt != nil, UnsubscribedAt: st.UnsubscribedAt}
 	if !prefersHTML(c.Request().Header.Get(echo.HeaderAccept)) {
 		return c.JSON(http.StatusOK, resp)
@@ -96,20 +95,17 @@ func prefersHTML(accept string) bool {
 
 // unsubscribePage posts back to its own URL (no action attribute), which
 // stays right behind any proxy prefix.
-var unsubscribePage = template.Must(template.New("unsubscribe").Parse(`<!doctype html>
+var unsubscribePage = template.Must(template.New("unsubscribe").Funcs(pageFuncs).Parse(`<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
 <title>{{if .Unsubscribed}}You are unsubscribed{{else}}Unsubscribe{{end}}</title>
-<style>
-body { font-family: system-ui, sans-serif; max-width: 34rem; margin: 4rem auto; padding: 0 1rem; line-height: 1.5; color: #222; }
-button { font: inherit; padding: .6rem 1.4rem; border: 0; border-radius: .4rem; background: #5b3a6e; color: #fff; cursor: pointer; }
-.note { color: #555; font-size: .95rem; }
-</style>
+{{pageStyle}}
 </head>
 <body>
+<main>
 {{if .Unsubscribed}}
 <h1>You are unsubscribed</h1>
 <p>We send no more marketing email to <strong>{{.Email}}</strong>.</p>
@@ -122,6 +118,7 @@ button { font: inherit; padding: .6rem 1.4rem; border: 0; border-radius: .4rem; 
 </form>
 {{end}}
 <p class="note">Emails you need for what you signed up for keep coming: sign-in links, receipts and reminders of live sessions you booked.</p>
+</main>
 </body>
 </html>
 `))

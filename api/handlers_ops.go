@@ -40,9 +40,5 @@ func (h *handlers) openAPI(c echo.Context) error {
 	return c.Blob(http.StatusOK, "application/yaml", openAPISpec)
 }
 
-func (h *handlers) docs(c echo.Context) error {
-	return c.HTMLBlob(http.StatusOK, docsHTML)
-}
-
 // accepted is the body of every 202.
 var accepted = statusResponse{Status: "accepted"}

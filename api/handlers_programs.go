@@ -467,16 +467,26 @@ func (h *handlers) listPublicPrograms(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.svc.Catalog.ListPublishedPrograms(c.Request().Context(), pp)
+	list, err := h.svc.Catalog.ListPublishedPrograms(c.Request().Context(), pp)
 	if err != nil {
 		return err
 	}
-	return renderPage(c, page, func(p catalog.ListedProgram) publicProgramResponse {
+	if list.Stale {
+		setStaleAge(c, list.Age)
+	}
+	return renderPage(c, list.Page, func(p catalog.ListedProgram) publicProgramResponse {
 		return publicProgramResponse{
 			ID: p.ID, Slug: p.Slug, Title: p.Title, Summary: p.Summary, PriceCents: p.PriceCents, Currency: p.Currency,
 			FreeAccessUntil: catalogUTC(p.FreeAccessUntil), FreeAccessOpen: p.FreeAccessOpen,
 		}
 	})
+}
+
+// setStaleAge marks the last good answer served while the database is away
+// (RFC 9111 Age, in seconds): better an old page than none for a
+// campaign's crowd.
+func setStaleAge(c echo.Context, age time.Duration) {
+	c.Response().Header().Set("Age", strconv.Itoa(int(age/time.Second)))
 }
 
 func (h *handlers) getPublicProgram(c echo.Context) error {
@@ -485,9 +495,7 @@ func (h *handlers) getPublicProgram(c echo.Context) error {
 		return err
 	}
 	if pp.Stale {
-		// The database is away and this is the last good page (RFC 9111
-		// Age): better an old page than none for a campaign's crowd.
-		c.Response().Header().Set("Age", strconv.Itoa(int(pp.Age/time.Second)))
+		setStaleAge(c, pp.Age)
 	}
 	p := pp.Program
 	out := publicProgramDetailResponse{

@@ -212,6 +212,8 @@ func TestUnsubscribeGETDoesNotUnsubscribe(t *testing.T) {
 		!strings.Contains(page, "j***@example.com") || strings.Contains(page, "jane@example.com") {
 		t.Errorf("page = %s", page)
 	}
+	// The link carries her token: the page runs nothing and leaks no referrer.
+	checkStrictPage(t, res)
 	if st, _ := w.status(t, w.scheduled); st != drip.DeliveryScheduled {
 		t.Errorf("a GET changed the marketing email to %s", st)
 	}
@@ -227,6 +229,7 @@ func TestUnsubscribeGETDoesNotUnsubscribe(t *testing.T) {
 	if !strings.Contains(string(res.Body), "You are unsubscribed") {
 		t.Errorf("confirmation page = %s", res.Body)
 	}
+	checkStrictPage(t, res)
 	w.env.Do(t, http.MethodGet, path, nil).Expect(t, http.StatusOK).JSON(t, &got)
 	if !got.Unsubscribed {
 		t.Error("GET after the POST does not show her unsubscribed")

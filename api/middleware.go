@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/grace-coaching/grace/models"
 	"github.com/grace-coaching/grace/models/people"
@@ -144,14 +143,4 @@ func clientInfo(c echo.Context) models.ClientInfo {
 		ua = ua[:1000]
 	}
 	return models.ClientInfo{IP: c.RealIP(), UserAgent: ua}
-}
-
-func corsConfig(origins []string) middleware.CORSConfig {
-	return middleware.CORSConfig{
-		AllowOrigins:  origins,
-		AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
-		AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, "Idempotency-Key"},
-		ExposeHeaders: []string{echo.HeaderXRequestID, "Retry-After"},
-		MaxAge:        600,
-	}
 }

@@ -9,16 +9,18 @@ import (
 // listed where it applies, so who may call what is visible here.
 func routes(e *echo.Echo, h *handlers, cfg Config) {
 	// Every request: an id, a context carrying it, one log line, no panic
-	// escaping as a dropped connection, CORS for the two browser clients,
-	// safe headers, a hard cap on body size, and path and query text that
-	// PostgreSQL can store (JSON bodies are checked as they are bound).
+	// escaping as a dropped connection, CORS for the two browser clients
+	// only (none at all when CORS_ORIGINS is unset), safe headers (HSTS over
+	// https, a strict CSP on HTML pages; headers.go), a hard cap on body
+	// size, and path and query text that PostgreSQL can store (JSON bodies
+	// are checked as they are bound).
 	e.Use(
 		middleware.RequestID(),
 		requestContext,
 		accessLog(cfg.Log),
 		middleware.Recover(),
-		middleware.CORSWithConfig(corsConfig(cfg.CORSOrigins)),
-		middleware.Secure(),
+		cors(cfg.CORSOrigins),
+		safeHeaders(cfg.TrustedProxies),
 		middleware.BodyLimit("1M"),
 		textGate,
 	)

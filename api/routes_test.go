@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"sort"
@@ -108,25 +107,6 @@ func TestUnknownRoutesAnswerProblems(t *testing.T) {
 				t.Errorf("problem request_id %q does not match the X-Request-Id header %q", p.RequestID, rec.Header().Get("X-Request-Id"))
 			}
 		})
-	}
-}
-
-// CORS lets the admin panel and portal origins in, and nobody else.
-func TestCORSAllowsOnlyConfiguredOrigins(t *testing.T) {
-	env := apitest.NewEnv(t)
-	for _, tt := range []struct {
-		origin string
-		allow  bool
-	}{{"http://portal.test", true}, {"https://evil.example", false}} {
-		req := httptest.NewRequest(http.MethodOptions, "/v1/programs", nil)
-		req.Header.Set("Origin", tt.origin)
-		req.Header.Set("Access-Control-Request-Method", "GET")
-		rec := httptest.NewRecorder()
-		env.Echo.ServeHTTP(rec, req)
-		got := rec.Header().Get("Access-Control-Allow-Origin") == tt.origin
-		if got != tt.allow {
-			t.Errorf("origin %s allowed = %v, want %v", tt.origin, got, tt.allow)
-		}
 	}
 }
 

@@ -21,9 +21,6 @@ import (
 //go:embed openapi.yaml
 var openAPISpec []byte
 
-//go:embed docs.html
-var docsHTML []byte
-
 // OpenAPISpec is the API contract, for tests that validate traffic against it.
 func OpenAPISpec() []byte { return openAPISpec }
 
@@ -66,6 +63,7 @@ type handlers struct {
 	ready     func(ctx context.Context) (int64, error)
 	webhook   PaymentWebhook
 	emailHook EmailWebhook
+	docsPage  *docsRenderer
 }
 
 // New builds the Echo server with every route registered.
@@ -78,7 +76,7 @@ func New(cfg Config) *echo.Echo {
 	e.HTTPErrorHandler = errorHandler(cfg.Log)
 	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
 	h := &handlers{svc: cfg.Service, log: cfg.Log, validator: newValidator(), ready: cfg.Ready, webhook: cfg.StripeWebhook,
-		emailHook: cfg.EmailWebhook}
+		emailHook: cfg.EmailWebhook, docsPage: &docsRenderer{}}
 	routes(e, h, cfg)
 	return e
 }

@@ -9,7 +9,9 @@ import (
 
 // DevSender delivers nothing: it logs each message at INFO, links and codes
 // included, so a developer without a Resend key can sign in from the logs.
-// It must never run in production, where the log is not a private channel.
+// It must never run in production, where the log is not a private channel:
+// cmd/grace builds it only in dev mode (GRACE_ENV=dev), and production
+// refuses to start without a Resend key.
 type DevSender struct {
 	Log *slog.Logger // nil: slog.Default()
 }

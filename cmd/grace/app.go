@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -163,10 +164,15 @@ type mailSender interface {
 	emails.BatchSender
 }
 
-// sender picks the Resend sender when a key is set, else the dev sender
-// that logs each message, so a demo needs no email account.
+// sender picks the Resend sender when a key is set. Only in dev mode does a
+// missing key fall back to the dev sender, which writes each email, sign-in
+// links included, to the log; production refused to start without a key
+// (config.go), and refuses here too should one ever get this far.
 func (a *App) sender() (mailSender, error) {
 	if a.cfg.ResendAPIKey == "" {
+		if a.cfg.Env != EnvDev {
+			return nil, errors.New("email: RESEND_API_KEY is not set, and production never writes emails to the log")
+		}
 		a.log.Warn("email: DEV MODE, RESEND_API_KEY is not set: emails and drip emails are written to this log, not sent")
 		return emails.DevSender{Log: a.log}, nil
 	}
@@ -176,6 +182,25 @@ func (a *App) sender() (mailSender, error) {
 	}
 	a.log.Info("email: sending through Resend", "api_url", a.cfg.ResendAPIURL, "rate_limit", a.cfg.ResendRateLimit)
 	return rs, nil
+}
+
+// devModeNotice is the line a dev-mode start-up opens with, saying what is
+// faked, so nobody mistakes a dev instance for one that sends email.
+func devModeNotice(c Config) string {
+	email := "emails are printed to this log, not sent (sign-in links and codes included)"
+	if c.ResendAPIKey != "" {
+		email = "emails are sent through Resend at " + c.ResendAPIURL
+	}
+	var payments string
+	switch {
+	case c.StripeSecretKey == "":
+		payments = "payments are off (no STRIPE_SECRET_KEY: paid checkout answers payments_unavailable)"
+	case c.StripeAPIURL != "":
+		payments = "payments go to the Stripe API at " + c.StripeAPIURL + " (stripe-mock or a fake)"
+	default:
+		payments = "payments go to Stripe with the configured key"
+	}
+	return "DEV MODE (GRACE_ENV=dev): " + email + "; " + payments + ". Never run dev mode for real participants."
 }
 
 // newWorkers builds the outbox worker and the drip worker on one sender.
@@ -260,10 +285,14 @@ func (a *App) startWorker() error {
 // startHTTP listens on cfg.HTTPAddr and serves the API in the background.
 func (a *App) startHTTP() error {
 	switch {
-	case a.payments == nil:
+	case a.payments == nil && a.cfg.Env == EnvDev:
 		a.log.Warn("payments: DEV MODE, STRIPE_SECRET_KEY is not set: paid checkout is unavailable")
+	case a.payments == nil:
+		a.log.Warn("payments: STRIPE_SECRET_KEY is not set: paid checkout is unavailable, free programs only")
 	case a.cfg.StripeWebhookSecret == "":
 		a.log.Warn("payments: STRIPE_WEBHOOK_SECRET is not set: Stripe webhooks will be refused, so paid enrollments will not activate")
+	case a.cfg.Env == EnvProduction && strings.Contains(a.cfg.StripeSecretKey, "_test_"):
+		a.log.Warn("payments: STRIPE_SECRET_KEY is a test-mode key in production: checkouts take no real money", "api_url", a.cfg.StripeAPIURL)
 	default:
 		a.log.Info("payments: Stripe checkout enabled", "api_url", a.cfg.StripeAPIURL)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"strings"
@@ -34,10 +35,11 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // bootEnv is the environment a fresh deployment would have, pointed at a
-// fresh database and a fake Resend.
-func bootEnv(t *testing.T, resendURL, resendKey string) map[string]string {
+// fresh database and a fake Resend, in the mode the test says.
+func bootEnv(t *testing.T, env Env, resendURL, resendKey string) map[string]string {
 	t.Helper()
 	return map[string]string{
+		"GRACE_ENV":      string(env),
 		"DATABASE_URL":   modelstest.URL(t),
 		"HTTP_ADDR":      "127.0.0.1:0",
 		"APP_BASE_URL":   "https://portal.example.com",
@@ -78,7 +80,7 @@ func call(t *testing.T, method, url, token string, body any) (int, map[string]an
 func TestServeWalkthrough(t *testing.T) {
 	ctx := context.Background()
 	resend := emailstest.NewResend(t)
-	cfg, err := loadConfig(envOf(bootEnv(t, resend.URL, resend.APIKey)))
+	cfg, err := loadConfig(envOf(bootEnv(t, EnvProduction, resend.URL, resend.APIKey)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +173,7 @@ func TestServeWalkthrough(t *testing.T) {
 // TestCoachCreateCommand creates a coach the way an operator would and logs
 // her in.
 func TestCoachCreateCommand(t *testing.T) {
-	env := bootEnv(t, "http://127.0.0.1:1", "")
+	env := bootEnv(t, EnvDev, "http://127.0.0.1:1", "")
 	var out bytes.Buffer
 	args := []string{"coach", "create", "--email", "Maya@Example.com", "--name", "Maya", "--role", "admin", "--password-stdin"}
 	if err := run(context.Background(), args, envOf(env), strings.NewReader("a long enough password\n"), &out); err != nil {
@@ -187,7 +189,7 @@ func TestCoachCreateCommand(t *testing.T) {
 }
 
 func TestMigrateCommand(t *testing.T) {
-	env := bootEnv(t, "http://127.0.0.1:1", "")
+	env := bootEnv(t, EnvDev, "http://127.0.0.1:1", "")
 	latest, err := migrations.Latest()
 	if err != nil {
 		t.Fatal(err)
@@ -212,10 +214,55 @@ func TestMigrateCommand(t *testing.T) {
 
 func TestRunRejectsUnknownCommandAndBadConfig(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"fly"}, envOf(nil), nil, &out); err == nil || !strings.Contains(err.Error(), "unknown command") {
+	if err := run(context.Background(), []string{"fly"}, envOf(map[string]string{"GRACE_ENV": "dev"}), nil, &out); err == nil || !strings.Contains(err.Error(), "unknown command") {
 		t.Fatalf("err = %v", err)
 	}
-	if err := run(context.Background(), []string{"serve"}, envOf(map[string]string{"HTTP_ADDR": "nope"}), nil, &out); err == nil || !strings.Contains(err.Error(), "HTTP_ADDR") {
+	if err := run(context.Background(), []string{"serve"}, envOf(map[string]string{"GRACE_ENV": "dev", "HTTP_ADDR": "nope"}), nil, &out); err == nil || !strings.Contains(err.Error(), "HTTP_ADDR") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// Production is the default: without a sender, serve and worker stop before
+// touching the database, with one line naming what is missing, instead of
+// writing sign-in links to the log.
+func TestProductionRefusesToStartWithoutASender(t *testing.T) {
+	env := map[string]string{
+		// Nothing listens here: start-up must fail before connecting.
+		"DATABASE_URL": "postgres://postgres@127.0.0.1:1/grace?sslmode=disable",
+		"APP_BASE_URL": "https://portal.example.com",
+	}
+	for _, cmd := range []string{"serve", "worker"} {
+		t.Run(cmd, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(context.Background(), []string{cmd}, envOf(env), nil, &out)
+			if err == nil || !strings.Contains(err.Error(), "RESEND_API_KEY and EMAIL_FROM must be set") {
+				t.Fatalf("err = %v, want the missing sender named", err)
+			}
+			if strings.Contains(err.Error(), "connect") {
+				t.Fatalf("start-up reached the database: %v", err)
+			}
+		})
+	}
+	// And an App that somehow got this far still refuses the log sender.
+	a := &App{cfg: Config{Env: EnvProduction}, log: newLogger(io.Discard, slog.LevelInfo)}
+	if _, err := a.sender(); err == nil {
+		t.Fatal("production built a sender without RESEND_API_KEY")
+	}
+	a.cfg.Env = EnvDev
+	if s, err := a.sender(); err != nil || s == nil {
+		t.Fatalf("dev sender: %v", err)
+	}
+}
+
+// Dev mode says so first thing, so nobody mistakes it for a live instance.
+func TestDevModeIsAnnouncedAtStartUp(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"migrate", "status"}, envOf(bootEnv(t, EnvDev, "http://127.0.0.1:1", "")), nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(out.String(), "\n")
+	if !strings.Contains(first, `"level":"WARN"`) || !strings.Contains(first, "DEV MODE (GRACE_ENV=dev): emails are printed to this log, not sent") ||
+		!strings.Contains(first, "payments are off") {
+		t.Fatalf("first line %q, want the dev mode notice", first)
 	}
 }

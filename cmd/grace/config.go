@@ -15,8 +15,22 @@ import (
 	"github.com/grace-coaching/grace/models"
 )
 
+// Env is how Grace runs, decided once by GRACE_ENV and passed down: in
+// production (the default) nothing is faked, and start-up refuses a
+// configuration that would print sign-in links to the log or take payments
+// without their webhooks; in dev, email without a Resend key is written to
+// the log and payments without a Stripe key are unavailable, announced at
+// start-up.
+type Env string
+
+const (
+	EnvProduction Env = "production"
+	EnvDev        Env = "dev"
+)
+
 // Config is every setting Grace reads, all from the environment, all here.
 type Config struct {
+	Env                 Env
 	DatabaseURL         string
 	HTTPAddr            string
 	AppBaseURL          string
@@ -92,6 +106,14 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
 
+	switch env := Env(strings.ToLower(get("GRACE_ENV", string(EnvProduction)))); env {
+	case EnvProduction, EnvDev:
+		c.Env = env
+	default:
+		bad("GRACE_ENV", "must be production (the default) or dev, got %q", getenv("GRACE_ENV"))
+		c.Env = EnvProduction
+	}
+
 	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || strings.Trim(u.Path, "/") == "" {
 		bad("DATABASE_URL", "must be a postgres:// URL naming a database")
 	}
@@ -105,8 +127,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o == "" {
 			continue
 		}
-		if u, err := url.Parse(o); o != "*" && (err != nil || !isHTTPURL(o) || u.Path != "") {
-			bad("CORS_ORIGINS", "%q is not an origin like https://portal.example.com", o)
+		// No wildcard: the portal and the admin panel send credentials,
+		// and an origin allowed with them may read her data.
+		if u, err := url.Parse(o); err != nil || !isHTTPURL(o) || u.Path != "" || strings.Contains(o, "*") {
+			bad("CORS_ORIGINS", "%q is not an origin like https://portal.example.com (no wildcards)", o)
 			continue
 		}
 		c.CORSOrigins = append(c.CORSOrigins, o)
@@ -195,10 +219,69 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			bad("GRACE_PPROF_ADDR", "must be a loopback host:port such as 127.0.0.1:6060, got %q", c.PprofAddr)
 		}
 	}
+	if c.Env == EnvProduction {
+		errs = append(errs, productionProblems(c, getenv)...)
+	}
 	if len(errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %w", errors.Join(errs...))
 	}
 	return c, nil
+}
+
+// productionProblems are the settings that are fine on a laptop and unsafe
+// in front of participants, each one line naming its variables. Without a
+// sender the sign-in links would be written to the log, which is not a
+// private channel; Stripe without its webhook secret takes payments that
+// never activate a seat; a plain-http link in an email carries her sign-in
+// token in clear.
+func productionProblems(c Config, getenv func(string) string) []error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("production (GRACE_ENV is not dev): "+format, args...))
+	}
+	var missing []string
+	if c.ResendAPIKey == "" {
+		missing = append(missing, "RESEND_API_KEY")
+	}
+	if strings.TrimSpace(getenv("EMAIL_FROM")) == "" {
+		missing = append(missing, "EMAIL_FROM")
+	}
+	if len(missing) > 0 {
+		bad("%s must be set to send email (or set GRACE_ENV=dev to print emails to the log instead)", strings.Join(missing, " and "))
+	}
+	if c.StripeSecretKey != "" && c.StripeWebhookSecret == "" {
+		bad("STRIPE_WEBHOOK_SECRET must be set when STRIPE_SECRET_KEY is, or paid enrollments never activate")
+	}
+	for _, u := range []struct{ key, value string }{{"APP_BASE_URL", c.AppBaseURL}, {"API_BASE_URL", c.APIBaseURL}} {
+		if isHTTPURL(u.value) && !strings.HasPrefix(u.value, "https://") {
+			bad("%s must be an https:// URL (links in emails carry sign-in tokens), got %q", u.key, u.value)
+		}
+	}
+	for _, o := range c.CORSOrigins {
+		if !strings.HasPrefix(o, "https://") {
+			bad("CORS_ORIGINS must list https:// origins only, got %q", o)
+		}
+	}
+	// Provider overrides carry the secret keys: https, or a sidecar on
+	// this machine.
+	for _, u := range []struct{ key, value string }{{"RESEND_API_URL", c.ResendAPIURL}, {"STRIPE_API_URL", c.StripeAPIURL}} {
+		if isHTTPURL(u.value) && !strings.HasPrefix(u.value, "https://") && !isLoopbackURL(u.value) {
+			bad("%s must be an https:// URL (it is sent the secret key), got %q", u.key, u.value)
+		}
+	}
+	return errs
+}
+
+func isLoopbackURL(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	if u.Hostname() == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(u.Hostname())
+	return ip != nil && ip.IsLoopback()
 }
 
 // Shutdown bounds. A request's slowest step is its Stripe call (a
@@ -231,6 +314,7 @@ func (c Config) LogValue() slog.Value {
 		dbURL = u.Redacted()
 	}
 	return slog.GroupValue(
+		slog.String("env", string(c.Env)),
 		slog.String("database_url", dbURL),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("app_base_url", c.AppBaseURL),

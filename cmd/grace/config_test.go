@@ -12,12 +12,35 @@ func envOf(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// devEnv is m in dev mode, where nothing else is required: the tests of
+// single settings need no sender.
+func devEnv(m map[string]string) func(string) string {
+	env := map[string]string{"GRACE_ENV": "dev"}
+	for k, v := range m {
+		env[k] = v
+	}
+	return envOf(env)
+}
+
+// prodEnv is the least production configuration that starts, with m on top.
+func prodEnv(m map[string]string) map[string]string {
+	env := map[string]string{
+		"RESEND_API_KEY": "re_live_123",
+		"EMAIL_FROM":     "Maya <hello@say-no.example>",
+		"APP_BASE_URL":   "https://portal.say-no.example",
+	}
+	for k, v := range m {
+		env[k] = v
+	}
+	return env
+}
+
 func TestLoadConfigDefaults(t *testing.T) {
-	c, err := loadConfig(envOf(nil))
+	c, err := loadConfig(devEnv(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.DatabaseURL != defaultDatabaseURL || c.HTTPAddr != ":8080" || !c.Worker || c.LogLevel != slog.LevelInfo {
+	if c.Env != EnvDev || c.DatabaseURL != defaultDatabaseURL || c.HTTPAddr != ":8080" || !c.Worker || c.LogLevel != slog.LevelInfo {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 	if c.ResendRateLimit != 2 || c.APIBaseURL != c.AppBaseURL || c.UnsubscribeMailbox != "unsubscribe@grace.localhost" ||
@@ -27,7 +50,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 }
 
 func TestLoadConfigDripSettings(t *testing.T) {
-	c, err := loadConfig(envOf(map[string]string{
+	c, err := loadConfig(devEnv(map[string]string{
 		"EMAIL_FROM":        "Maya <hello@say-no.example>",
 		"APP_BASE_URL":      "https://portal.say-no.example/",
 		"RESEND_RATE_LIMIT": "4.5",
@@ -40,7 +63,7 @@ func TestLoadConfigDripSettings(t *testing.T) {
 		c.UnsubscribeMailbox != "unsubscribe@say-no.example" || c.DripLease != 90*time.Second {
 		t.Fatalf("config %+v", c)
 	}
-	c, err = loadConfig(envOf(map[string]string{
+	c, err = loadConfig(devEnv(map[string]string{
 		"API_BASE_URL": "https://api.say-no.example/", "UNSUBSCRIBE_MAILBOX": "stop@say-no.example",
 	}))
 	if err != nil || c.APIBaseURL != "https://api.say-no.example" || c.UnsubscribeMailbox != "stop@say-no.example" {
@@ -63,7 +86,7 @@ func TestLoadConfigShutdownGrace(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := loadConfig(envOf(tt.env))
+			c, err := loadConfig(devEnv(tt.env))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +97,7 @@ func TestLoadConfigShutdownGrace(t *testing.T) {
 	}
 	// A grace that fits the default timeout's worst case is too short for a
 	// longer one.
-	if _, err := loadConfig(envOf(map[string]string{"STRIPE_TIMEOUT": "15s", "SHUTDOWN_GRACE": "50s"})); err == nil || !strings.Contains(err.Error(), "SHUTDOWN_GRACE") {
+	if _, err := loadConfig(devEnv(map[string]string{"STRIPE_TIMEOUT": "15s", "SHUTDOWN_GRACE": "50s"})); err == nil || !strings.Contains(err.Error(), "SHUTDOWN_GRACE") {
 		t.Fatalf("err = %v, want SHUTDOWN_GRACE refused", err)
 	}
 }
@@ -88,6 +111,9 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 		{"HTTP_ADDR", "8080"},
 		{"APP_BASE_URL", "portal.example.com"},
 		{"CORS_ORIGINS", "https://ok.example.com, not a url"},
+		{"CORS_ORIGINS", "*"},
+		{"CORS_ORIGINS", "https://*.example.com"},
+		{"GRACE_ENV", "staging"},
 		{"EMAIL_FROM", "nobody"},
 		{"RESEND_WEBHOOK_SECRET", "secret"},
 		{"STRIPE_SECRET_KEY", "pk_test_123"},
@@ -114,7 +140,7 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
-			_, err := loadConfig(envOf(map[string]string{tt.key: tt.value}))
+			_, err := loadConfig(devEnv(map[string]string{tt.key: tt.value}))
 			if err == nil || !strings.Contains(err.Error(), tt.key) {
 				t.Fatalf("err = %v, want one naming %s", err, tt.key)
 			}
@@ -123,7 +149,7 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 }
 
 func TestLoadConfigReportsEveryProblemAtOnce(t *testing.T) {
-	_, err := loadConfig(envOf(map[string]string{"HTTP_ADDR": "x", "WORKER": "x", "LOG_LEVEL": "x"}))
+	_, err := loadConfig(devEnv(map[string]string{"HTTP_ADDR": "x", "WORKER": "x", "LOG_LEVEL": "x"}))
 	for _, key := range []string{"HTTP_ADDR", "WORKER", "LOG_LEVEL"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("err = %v, want it to name %s", err, key)
@@ -139,7 +165,7 @@ func TestConfigLogNeverShowsSecrets(t *testing.T) {
 		"STRIPE_SECRET_KEY":     "sk_test_secret_value_123",
 		"STRIPE_WEBHOOK_SECRET": "whsec_stripe_secret_123",
 	}
-	c, err := loadConfig(envOf(secrets))
+	c, err := loadConfig(devEnv(secrets))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +204,7 @@ func TestLoadConfigPprofAddr(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.addr, func(t *testing.T) {
-			c, err := loadConfig(envOf(map[string]string{"GRACE_PPROF_ADDR": tt.addr}))
+			c, err := loadConfig(devEnv(map[string]string{"GRACE_PPROF_ADDR": tt.addr}))
 			if tt.wantErr {
 				if err == nil || !strings.Contains(err.Error(), "GRACE_PPROF_ADDR") {
 					t.Fatalf("GRACE_PPROF_ADDR=%q: err %v, want one naming GRACE_PPROF_ADDR", tt.addr, err)
@@ -189,5 +215,63 @@ func TestLoadConfigPprofAddr(t *testing.T) {
 				t.Fatalf("GRACE_PPROF_ADDR=%q: addr %q, err %v", tt.addr, c.PprofAddr, err)
 			}
 		})
+	}
+}
+
+// Production is the default, and it refuses what would harm a participant:
+// no sender (her sign-in link would go to the log), Stripe without its
+// webhook secret (she pays and never gets in), plain-http links and
+// origins, and secret keys sent over plain http.
+func TestLoadConfigProductionRefusesUnsafeSettings(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // each named in the error; none: it starts
+	}{
+		{"nothing set", nil, []string{"RESEND_API_KEY and EMAIL_FROM must be set", "APP_BASE_URL must be an https:// URL"}},
+		{"no sender", prodEnv(map[string]string{"RESEND_API_KEY": "", "EMAIL_FROM": ""}), []string{"RESEND_API_KEY and EMAIL_FROM must be set"}},
+		{"no from address", prodEnv(map[string]string{"EMAIL_FROM": ""}), []string{"EMAIL_FROM must be set"}},
+		{"explicitly production", prodEnv(map[string]string{"GRACE_ENV": "production", "RESEND_API_KEY": ""}), []string{"RESEND_API_KEY must be set"}},
+		{"stripe without webhook secret", prodEnv(map[string]string{"STRIPE_SECRET_KEY": "sk_live_123"}), []string{"STRIPE_WEBHOOK_SECRET must be set"}},
+		{"http portal", prodEnv(map[string]string{"APP_BASE_URL": "http://portal.say-no.example"}), []string{"APP_BASE_URL"}},
+		{"http api", prodEnv(map[string]string{"API_BASE_URL": "http://api.say-no.example"}), []string{"API_BASE_URL"}},
+		{"http origin", prodEnv(map[string]string{"CORS_ORIGINS": "https://admin.say-no.example,http://portal.say-no.example"}), []string{"CORS_ORIGINS"}},
+		{"resend over http", prodEnv(map[string]string{"RESEND_API_URL": "http://resend.internal"}), []string{"RESEND_API_URL"}},
+		{"stripe over http", prodEnv(map[string]string{"STRIPE_SECRET_KEY": "sk_live_1", "STRIPE_WEBHOOK_SECRET": "whsec_1", "STRIPE_API_URL": "http://stripe.internal"}), []string{"STRIPE_API_URL"}},
+		{"complete", prodEnv(map[string]string{"CORS_ORIGINS": "https://admin.say-no.example", "STRIPE_SECRET_KEY": "sk_live_1", "STRIPE_WEBHOOK_SECRET": "whsec_1"}), nil},
+		{"a provider on this machine", prodEnv(map[string]string{"RESEND_API_URL": "http://127.0.0.1:4010", "STRIPE_SECRET_KEY": "sk_test_1", "STRIPE_WEBHOOK_SECRET": "whsec_1", "STRIPE_API_URL": "http://localhost:12111"}), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig(envOf(tt.env))
+			if len(tt.want) == 0 {
+				if err != nil || c.Env != EnvProduction {
+					t.Fatalf("env %s, err %v; want production to start", c.Env, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("production started with %v", tt.env)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v\nwant it to say %q", err, w)
+				}
+			}
+			// Each problem is one line an operator can act on.
+			for _, line := range strings.Split(err.Error(), "\n")[1:] {
+				if !strings.Contains(line, "GRACE_ENV") && !strings.Contains(line, ":") {
+					t.Errorf("line %q does not name its setting", line)
+				}
+			}
+		})
+	}
+	// The same settings start in dev mode, which says what it fakes.
+	c, err := loadConfig(devEnv(nil))
+	if err != nil || c.Env != EnvDev {
+		t.Fatalf("dev: env %s, err %v", c.Env, err)
+	}
+	if n := devModeNotice(c); !strings.HasPrefix(n, "DEV MODE") || !strings.Contains(n, "emails are printed") || !strings.Contains(n, "payments are off") {
+		t.Fatalf("dev notice %q", n)
 	}
 }

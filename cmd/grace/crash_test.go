@@ -69,6 +69,7 @@ func TestWorkerProcessSurvivesSIGKILL(t *testing.T) {
 	fake.SetLatency(20 * time.Millisecond)
 
 	env := []string{
+		"GRACE_ENV=production",
 		"DATABASE_URL=" + dsn,
 		"APP_BASE_URL=https://portal.example.com",
 		"EMAIL_FROM=Grace <hello@example.com>",

@@ -31,7 +31,7 @@ func TestPaymentsWiring(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := bootEnv(t, "", "")
+			env := bootEnv(t, EnvDev, "", "")
 			for k, v := range tt.env {
 				env[k] = v
 			}

@@ -41,6 +41,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 	log := newLogger(stdout, cfg.LogLevel)
+	if cfg.Env == EnvDev {
+		log.Warn(devModeNotice(cfg))
+	}
 
 	switch args[0] {
 	case "serve":

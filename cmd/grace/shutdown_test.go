@@ -100,7 +100,7 @@ func TestShutdownWithStripeHung(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			stripeURL, started := hungStripe(t)
-			env := bootEnv(t, "", "")
+			env := bootEnv(t, EnvDev, "", "")
 			env["STRIPE_SECRET_KEY"] = "sk_test_123"
 			env["STRIPE_API_URL"] = stripeURL
 			env["STRIPE_TIMEOUT"] = stripeTimeout.String()

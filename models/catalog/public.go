@@ -40,23 +40,57 @@ type LessonOutline struct {
 	DurationSeconds  *int
 }
 
-// ListPublishedPrograms is the public catalogue, newest first.
-func (s *Service) ListPublishedPrograms(ctx context.Context, pp models.PageParams) (models.Page[ListedProgram], error) {
+// PublishedList is a page of the public catalogue. Stale is set when it is
+// the last good answer, served while the database is unavailable; Age is
+// then how old it is.
+type PublishedList struct {
+	models.Page[ListedProgram]
+	Stale bool
+	Age   time.Duration
+}
+
+// ListPublishedPrograms is the public catalogue, newest first. While the
+// database is unavailable the last answer this process gave for the same
+// page (limit and cursor) is served, marked Stale with its Age; a page
+// never answered is the unavailable error.
+func (s *Service) ListPublishedPrograms(ctx context.Context, pp models.PageParams) (*PublishedList, error) {
+	key := fmt.Sprintf("%d|%s", pp.Limit, pp.Cursor)
+	cache, gen := s.lists, s.lists.generation()
 	page, err := listProgramsNewestFirst(s.DB.WithContext(ctx).Model(&Program{}).Where("status = ?", ProgramPublished), pp)
-	if err != nil {
-		return models.Page[ListedProgram]{}, err
-	}
 	now := s.Now()
-	out := models.Page[ListedProgram]{Items: make([]ListedProgram, len(page.Items)), NextCursor: page.NextCursor}
-	for i, p := range page.Items {
-		out.Items[i] = ListedProgram{Program: p, FreeAccessOpen: p.FreeAccessOpen(now)}
+	switch {
+	case err == nil:
+		out := &PublishedList{Page: models.Page[ListedProgram]{Items: make([]ListedProgram, len(page.Items)), NextCursor: page.NextCursor}}
+		for i, p := range page.Items {
+			out.Items[i] = ListedProgram{Program: p}
+		}
+		cache.put(key, out.Page, gen, now)
+		return withFreeAccess(out, now), nil
+	case models.IsUnavailable(err):
+		old, built, ok := cache.stale(key, now)
+		if !ok {
+			return nil, err
+		}
+		return withFreeAccess(&PublishedList{Page: old, Stale: true, Age: max(now.Sub(built), 0)}, now), nil
+	default:
+		return nil, err
 	}
-	return out, nil
+}
+
+// withFreeAccess says, as of now, whether each program's free-access window
+// is open, on a copy of l's items: the cached ones are shared.
+func withFreeAccess(l *PublishedList, now time.Time) *PublishedList {
+	items := make([]ListedProgram, len(l.Items))
+	for i, p := range l.Items {
+		items[i] = ListedProgram{Program: p.Program, FreeAccessOpen: p.Program.FreeAccessOpen(now)}
+	}
+	l.Items = items
+	return l
 }
 
 // GetPublishedProgram is the public program page, the read every campaign
 // email sends a crowd to. Pages are served from a short-lived in-process
-// cache (see programPageCache); a miss costs two indexed queries. Nothing is
+// cache (see answerCache); a miss costs two indexed queries. Nothing is
 // rendered: the description stays Markdown. Draft, archived and unknown
 // programs are all simply not found. The result's Lessons are shared with
 // the cache: read them, do not change them. While the database is
@@ -67,16 +101,16 @@ func (s *Service) GetPublishedProgram(ctx context.Context, slug string) (*Publis
 		return nil, models.NotFound("program")
 	}
 	cache, now := s.pages, s.Now()
-	page, gen := cache.get(slug, now)
-	if page == nil {
+	page, ok, gen := cache.get(slug, now)
+	if !ok {
 		loaded, err := s.loadPublishedProgram(ctx, slug)
 		switch {
 		case err == nil:
 			page = loaded
 			cache.put(slug, page, gen, now)
 		case models.IsUnavailable(err):
-			old, built := cache.stale(slug, now)
-			if old == nil {
+			old, built, ok := cache.stale(slug, now)
+			if !ok {
 				return nil, models.MapDBError(err, "program")
 			}
 			stale := *old

@@ -13,7 +13,8 @@ import (
 // methods.
 type Service struct {
 	*models.Kernel
-	pages *programPageCache
+	pages *answerCache[*PublishedProgram]
+	lists *answerCache[models.Page[ListedProgram]]
 	drip  LessonHooks
 }
 
@@ -27,5 +28,6 @@ type LessonHooks interface {
 
 // New builds the catalogue on the kernel; hooks hear of lesson changes.
 func New(k *models.Kernel, hooks LessonHooks) *Service {
-	return &Service{Kernel: k, pages: newProgramPageCache(), drip: hooks}
+	return &Service{Kernel: k, pages: newAnswerCache[*PublishedProgram](),
+		lists: newAnswerCache[models.Page[ListedProgram]](), drip: hooks}
 }
