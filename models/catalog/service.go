@@ -13,8 +13,9 @@ import (
 // methods.
 type Service struct {
 	*models.Kernel
-	pages *programPageCache
-	drip  LessonHooks
+	pages  *programPageCache
+	crisis *crisisCache
+	drip   LessonHooks
 }
 
 // LessonHooks hear of lesson changes inside the transaction that makes
@@ -27,5 +28,5 @@ type LessonHooks interface {
 
 // New builds the catalogue on the kernel; hooks hear of lesson changes.
 func New(k *models.Kernel, hooks LessonHooks) *Service {
-	return &Service{Kernel: k, pages: newProgramPageCache(), drip: hooks}
+	return &Service{Kernel: k, pages: newProgramPageCache(), crisis: &crisisCache{}, drip: hooks}
 }

@@ -38,6 +38,9 @@ type CheckoutInput struct {
 	Name               string
 	DisclaimerAccepted bool
 	MarketingConsent   bool
+	// Discreet turns discreet mode on for her address, never off
+	// (people.TurnOnDiscreet).
+	Discreet bool
 }
 
 // CheckoutResult is where to send her to pay (for a free cohort, where she
@@ -83,7 +86,7 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 	// The common case, a new woman and a free seat, is one round trip; any
 	// other case is declined by it without a trace and decided below.
 	if s.payments != nil {
-		res, err = s.holdNewSeat(ctx, cohortID, email, name, in.MarketingConsent, client, &cohort)
+		res, err = s.holdNewSeat(ctx, cohortID, email, name, in.MarketingConsent, in.Discreet, client, &cohort)
 		if err != nil {
 			return nil, err
 		}
@@ -91,7 +94,7 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 	// A lost insert race or a stale hold of hers is resolved and the
 	// transaction run again; twice is enough for both.
 	for attempt := 0; res == nil && attempt < 3; attempt++ {
-		res, err = s.holdSeat(ctx, cohortID, email, name, in.MarketingConsent, client, &cohort)
+		res, err = s.holdSeat(ctx, cohortID, email, name, in.MarketingConsent, in.Discreet, client, &cohort)
 		var stale *staleHoldError
 		switch {
 		case errors.Is(err, errLiveRace):

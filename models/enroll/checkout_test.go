@@ -353,7 +353,7 @@ func TestFreeCohortWaitlistOfferEnrolsHer(t *testing.T) {
 	c := e.cohort(t, 1, func(c *enroll.Cohort) { c.PriceCents = 0 })
 	admin := e.coach(t, "admin@example.com", people.RoleAdmin)
 	first := e.checkout(t, c.ID, "ada@example.com")
-	if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
+	if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, enroll.WaitlistInput{Email: "bea@example.com", Name: "Bea"}, models.ClientInfo{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.svc.Enroll.CancelEnrollment(ctx, admin, first.Enrollment.ID); err != nil {
@@ -472,11 +472,11 @@ func TestWaitlistGetsTheSeatOfAnExpiredHold(t *testing.T) {
 	ctx := context.Background()
 	c := e.cohort(t, 1)
 	first := e.checkout(t, c.ID, "first@example.com")
-	if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, "Bea@Example.com", "Bea", models.ClientInfo{}); err != nil {
+	if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, enroll.WaitlistInput{Email: "Bea@Example.com", Name: "Bea"}, models.ClientInfo{}); err != nil {
 		t.Fatal(err)
 	}
 	// Joining twice keeps one place in the queue.
-	if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
+	if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, enroll.WaitlistInput{Email: "bea@example.com", Name: "Bea"}, models.ClientInfo{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.count(t, "enrollments", "status = ?", enroll.EnrollmentWaitlisted); n != 1 {
@@ -537,7 +537,7 @@ func TestWaitlistOfferLapsesToTheNextWoman(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, email := range []string{"bea@example.com", "cat@example.com"} {
-		if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, email, "W "+email, models.ClientInfo{}); err != nil {
+		if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, enroll.WaitlistInput{Email: email, Name: "W " + email}, models.ClientInfo{}); err != nil {
 			t.Fatal(err)
 		}
 		e.clock.Advance(time.Second) // a queue ordered by arrival
@@ -587,7 +587,7 @@ func TestJoinWaitlist(t *testing.T) {
 	t.Run("free seat is offered at once", func(t *testing.T) {
 		e := newCheckoutEnv(t)
 		c := e.cohort(t, 2)
-		if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, "bea@example.com", "Bea", models.ClientInfo{}); err != nil {
+		if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, enroll.WaitlistInput{Email: "bea@example.com", Name: "Bea"}, models.ClientInfo{}); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.count(t, "enrollments", "status = ? AND offered_at IS NOT NULL", enroll.EnrollmentPending); n != 1 {
@@ -601,7 +601,7 @@ func TestJoinWaitlist(t *testing.T) {
 		e := newCheckoutEnv(t)
 		c := e.cohort(t, 2)
 		res := e.checkout(t, c.ID, "ada@example.com")
-		if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, "ada@example.com", "Ada", models.ClientInfo{}); err != nil {
+		if err := e.svc.Enroll.JoinWaitlist(ctx, c.ID, enroll.WaitlistInput{Email: "ada@example.com", Name: "Ada"}, models.ClientInfo{}); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.count(t, "enrollments", ""); n != 1 {
@@ -625,7 +625,7 @@ func TestJoinWaitlist(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newCheckoutEnv(t)
 			c := e.cohort(t, 2, func(c *enroll.Cohort) { c.Status = tc.status })
-			modelstest.WantCode(t, e.svc.Enroll.JoinWaitlist(ctx, c.ID, tc.email, tc.applicant, models.ClientInfo{}), tc.code)
+			modelstest.WantCode(t, e.svc.Enroll.JoinWaitlist(ctx, c.ID, enroll.WaitlistInput{Email: tc.email, Name: tc.applicant}, models.ClientInfo{}), tc.code)
 			if n := e.count(t, "enrollments", ""); n != 0 {
 				t.Fatalf("enrollments = %d, want none", n)
 			}

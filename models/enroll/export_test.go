@@ -16,11 +16,11 @@ const LiveStatusesSQL = liveStatusesSQL
 // nil error means it declined.
 func (s *Service) HoldNewSeat(ctx context.Context, cohortID uuid.UUID, in CheckoutInput, client models.ClientInfo) (*CheckoutResult, error) {
 	var c Cohort
-	return s.holdNewSeat(ctx, cohortID, models.NormalizeEmail(in.Email), strings.TrimSpace(in.Name), in.MarketingConsent, client, &c)
+	return s.holdNewSeat(ctx, cohortID, models.NormalizeEmail(in.Email), strings.TrimSpace(in.Name), in.MarketingConsent, in.Discreet, client, &c)
 }
 
 // HoldSeat runs the transaction path alone.
 func (s *Service) HoldSeat(ctx context.Context, cohortID uuid.UUID, in CheckoutInput, client models.ClientInfo) (*CheckoutResult, error) {
 	var c Cohort
-	return s.holdSeat(ctx, cohortID, models.NormalizeEmail(in.Email), strings.TrimSpace(in.Name), in.MarketingConsent, client, &c)
+	return s.holdSeat(ctx, cohortID, models.NormalizeEmail(in.Email), strings.TrimSpace(in.Name), in.MarketingConsent, in.Discreet, client, &c)
 }

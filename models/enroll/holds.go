@@ -84,10 +84,16 @@ WITH ok AS (
 ), allowed AS (
 	SELECT ok.* FROM ok WHERE NOT @limited::boolean OR EXISTS (SELECT 1 FROM hit WHERE hit.hits <= @max::int)
 ), new_participant AS (
-	INSERT INTO participants (email, name, created_at, updated_at)
-	SELECT @email, @name, @now::timestamptz, @now::timestamptz FROM allowed
+	INSERT INTO participants (email, name, discreet, created_at, updated_at)
+	SELECT @email, @name, @discreet::boolean, @now::timestamptz, @now::timestamptz FROM allowed
 	ON CONFLICT (email) DO NOTHING
 	RETURNING id
+), discreet_on AS (
+	-- A returning woman's form can turn discreet mode on, never off
+	-- (people.TurnOnDiscreet); PostgreSQL runs it though nothing reads it.
+	UPDATE participants p SET discreet = true, updated_at = @now::timestamptz
+	FROM allowed WHERE @discreet::boolean AND p.email = @email AND NOT p.discreet
+	RETURNING p.id
 ), participant AS (
 	-- A returning woman is read at the snapshot.
 	SELECT id FROM new_participant
@@ -127,7 +133,7 @@ const pgDivisionByZero = "22012"
 // holdNewSeat runs newHoldSQL and newHoldSeatSQL. A nil result with a nil
 // error means they declined and wrote nothing: holdSeat decides, and says
 // why.
-func (s *Service) holdNewSeat(ctx context.Context, cohortID uuid.UUID, email, name string, marketing bool, client models.ClientInfo, cohort *Cohort) (*CheckoutResult, error) {
+func (s *Service) holdNewSeat(ctx context.Context, cohortID uuid.UUID, email, name string, marketing, discreet bool, client models.ClientInfo, cohort *Cohort) (*CheckoutResult, error) {
 	now := s.Now()
 	hold := now.Add(CheckoutHoldTTL)
 	e := &Enrollment{ID: uuid.New(), CohortID: cohortID, Seat: SeatHeld, HoldExpiresAt: &hold, DisputeStatus: DisputeNone, CreatedAt: now, UpdatedAt: now}
@@ -140,7 +146,7 @@ func (s *Service) holdNewSeat(ctx context.Context, cohortID uuid.UUID, email, na
 		b.Queue(newHoldSQL, pgx.NamedArgs{
 			"cohort": cohortID, "now": now, "email": email, "name": name,
 			"limited": limit.Max > 0, "limit_key": "checkout:ip:" + client.IP, "max": limit.Max, "window_secs": limit.Window.Seconds(),
-			"ip": models.ConsentIP(client.IP), "user_agent": models.ConsentUserAgent(client.UserAgent), "marketing": marketing,
+			"ip": models.ConsentIP(client.IP), "user_agent": models.ConsentUserAgent(client.UserAgent), "marketing": marketing, "discreet": discreet,
 			"disclaimer_version": models.DisclaimerVersion, "marketing_version": models.MarketingVersion,
 			"enrollment": e.ID, "status": e.Status, "hold": hold,
 		}).QueryRow(func(row pgx.Row) error {
@@ -173,7 +179,7 @@ func (s *Service) holdNewSeat(ctx context.Context, cohortID uuid.UUID, email, na
 }
 
 // holdSeat is the checkout's transaction. cohort is filled for the caller.
-func (s *Service) holdSeat(ctx context.Context, cohortID uuid.UUID, email, name string, marketing bool, client models.ClientInfo, cohort *Cohort) (*CheckoutResult, error) {
+func (s *Service) holdSeat(ctx context.Context, cohortID uuid.UUID, email, name string, marketing, discreet bool, client models.ClientInfo, cohort *Cohort) (*CheckoutResult, error) {
 	var res *CheckoutResult
 	err := s.InTx(ctx, func(tx *gorm.DB) error {
 		now := s.Now()
@@ -205,6 +211,9 @@ func (s *Service) holdSeat(ctx context.Context, cohortID uuid.UUID, email, name 
 			return err
 		}
 		if existing.ID != uuid.Nil {
+			if err := s.people.TurnOnDiscreet(tx, &people.Participant{ID: existing.ParticipantID}, discreet); err != nil {
+				return err
+			}
 			r, err := s.resumeCheckout(tx, &existing, cohort, now)
 			if err != nil {
 				return err
@@ -227,6 +236,9 @@ func (s *Service) holdSeat(ctx context.Context, cohortID uuid.UUID, email, name 
 		}
 		p, err := s.people.FindOrCreateParticipant(tx, email, name)
 		if err != nil {
+			return err
+		}
+		if err := s.people.TurnOnDiscreet(tx, p, discreet); err != nil {
 			return err
 		}
 		if err := s.people.RecordClaimConsents(tx, p, cohort.ProgramID, true, marketing, client); err != nil {

@@ -16,10 +16,20 @@ import (
 // the waitlist before it passes to the next.
 const WaitlistOfferTTL = 24 * time.Hour
 
+// WaitlistInput is the waitlist form.
+type WaitlistInput struct {
+	Email string
+	Name  string
+	// Discreet turns discreet mode on for her address, never off
+	// (people.TurnOnDiscreet).
+	Discreet bool
+}
+
 // JoinWaitlist puts her on the cohort's waitlist. The answer is the same
 // whether or not she was already enrolled or waiting, so the form reveals
 // nothing about anyone.
-func (s *Service) JoinWaitlist(ctx context.Context, cohortID uuid.UUID, email, name string, client models.ClientInfo) error {
+func (s *Service) JoinWaitlist(ctx context.Context, cohortID uuid.UUID, in WaitlistInput, client models.ClientInfo) error {
+	email, name := in.Email, in.Name
 	email = models.NormalizeEmail(email)
 	trimmed := strings.TrimSpace(name)
 	var c models.Checker
@@ -42,6 +52,9 @@ func (s *Service) JoinWaitlist(ctx context.Context, cohortID uuid.UUID, email, n
 		}
 		p, err := s.people.FindOrCreateParticipant(tx, email, trimmed)
 		if err != nil {
+			return err
+		}
+		if err := s.people.TurnOnDiscreet(tx, p, in.Discreet); err != nil {
 			return err
 		}
 		// The live-key index answers "already has a place" atomically, also

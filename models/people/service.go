@@ -4,10 +4,13 @@
 package people
 
 import (
+	"context"
+
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
 )
 
 // Service runs the rules about coaches and participants. Handlers call
@@ -16,6 +19,13 @@ type Service struct {
 	*models.Kernel
 	hasher *models.PasswordHasher
 	drip   ParticipantHooks
+	crisis CrisisSource
+}
+
+// CrisisSource serves the crisis resources every portal answer carries,
+// from memory (catalog.Service).
+type CrisisSource interface {
+	CrisisResources(ctx context.Context) *catalog.CrisisResources
 }
 
 // ParticipantHooks hear of what changes a participant's email schedule,
@@ -26,9 +36,9 @@ type ParticipantHooks interface {
 }
 
 // New builds the people service; a nil hasher is one hash per CPU.
-func New(k *models.Kernel, hasher *models.PasswordHasher, hooks ParticipantHooks) *Service {
+func New(k *models.Kernel, hasher *models.PasswordHasher, hooks ParticipantHooks, crisis CrisisSource) *Service {
 	if hasher == nil {
 		hasher = models.NewPasswordHasher(0)
 	}
-	return &Service{Kernel: k, hasher: hasher, drip: hooks}
+	return &Service{Kernel: k, hasher: hasher, drip: hooks, crisis: crisis}
 }
