@@ -386,7 +386,7 @@ func setDripStatus[T any](tx *gorm.DB, status DeliveryStatus, rows []T, now time
 // storableEmail drops NUL characters, which a jsonb column refuses.
 func storableEmail(r RenderedEmail) RenderedEmail {
 	clean := func(s string) string { return strings.ReplaceAll(s, "\x00", "") }
-	out := RenderedEmail{Subject: clean(r.Subject), HTML: clean(r.HTML), Text: clean(r.Text)}
+	out := RenderedEmail{Subject: clean(r.Subject), HTML: clean(r.HTML), Text: clean(r.Text), Discreet: r.Discreet}
 	if len(r.Headers) > 0 {
 		out.Headers = make(map[string]string, len(r.Headers))
 		for k, v := range r.Headers {
