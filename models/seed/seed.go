@@ -26,9 +26,8 @@ const freeWindow = 30 * 24 * time.Hour
 
 // Run loads the Say No With Grace workshop, its welcome email series, the
 // cohort onboarding emails and live session reminders, the crisis
-// resources and, when the
-// database has no admin, an admin coach whose generated password is
-// printed once. Running it again creates nothing twice: it only fills in
+// resources and, when the database has no admin, an admin coach whose
+// generated password is printed once. Running it again creates nothing twice: it only fills in
 // what is missing, and never overwrites what the coach has since edited.
 func Run(ctx context.Context, svc *domain.Services, out io.Writer) error {
 	program, created, err := ensureProgram(ctx, svc)
