@@ -123,24 +123,23 @@ func (s *Kernel) MarkOutboxRetry(ctx context.Context, id uuid.UUID, attempt int,
 // exhausted). Its secrets go too: an undeliverable token is useless, and a
 // fresh request makes a fresh one.
 func (s *Kernel) MarkOutboxFailed(ctx context.Context, id uuid.UUID, attempt int, errMsg string) error {
-	now := s.Now()
-	return s.settleOutbox(ctx, "mark outbox failed", `
-		UPDATE outbox
-		SET status = 'failed', locked_until = NULL, last_error = ?, data = `+redactSecrets+`, updated_at = ?
-		WHERE id = ? AND status = 'sending' AND attempts = ?`,
-		TruncateError(errMsg), now, id, attempt)
+	return s.endOutbox(ctx, "mark outbox failed", OutboxFailed, id, attempt, errMsg)
 }
 
 // MarkOutboxCancelled settles a claimed message that must not be sent
 // (her email is paused), with reason for the coach, and removes its secrets
 // like a failure.
 func (s *Kernel) MarkOutboxCancelled(ctx context.Context, id uuid.UUID, attempt int, reason string) error {
-	now := s.Now()
-	return s.settleOutbox(ctx, "mark outbox cancelled", `
+	return s.endOutbox(ctx, "mark outbox cancelled", OutboxCancelled, id, attempt, reason)
+}
+
+// endOutbox settles a claimed message unsent, with why, and its secrets gone.
+func (s *Kernel) endOutbox(ctx context.Context, what string, status OutboxStatus, id uuid.UUID, attempt int, why string) error {
+	return s.settleOutbox(ctx, what, `
 		UPDATE outbox
-		SET status = 'cancelled', locked_until = NULL, last_error = ?, data = `+redactSecrets+`, updated_at = ?
+		SET status = ?, locked_until = NULL, last_error = ?, data = `+redactSecrets+`, updated_at = ?
 		WHERE id = ? AND status = 'sending' AND attempts = ?`,
-		TruncateError(reason), now, id, attempt)
+		status, TruncateError(why), s.Now(), id, attempt)
 }
 
 func (s *Kernel) settleOutbox(ctx context.Context, what, sql string, args ...any) error {
