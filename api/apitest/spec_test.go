@@ -54,7 +54,7 @@ func TestGraceSpecIsAValidDocument(t *testing.T) {
 			}
 		}
 	}
-	if len(ids) != 77 {
-		t.Errorf("%d operations, want 77", len(ids))
+	if len(ids) != 81 {
+		t.Errorf("%d operations, want 81", len(ids))
 	}
 }
