@@ -36,8 +36,9 @@ type waitlistRequest struct {
 // joinWaitlistRequest is the public waitlist form: a woman, and whether she
 // asks for discreet mode.
 type joinWaitlistRequest struct {
-	waitlistRequest
-	Discreet bool `json:"discreet"`
+	Email    string `json:"email"`
+	Name     string `json:"name"`
+	Discreet bool   `json:"discreet"`
 }
 
 type refundRequest struct {
