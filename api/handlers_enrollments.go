@@ -17,6 +17,8 @@ type checkoutRequest struct {
 	Name               string `json:"name"`
 	DisclaimerAccepted *bool  `json:"disclaimer_accepted" validate:"required"`
 	MarketingConsent   *bool  `json:"marketing_consent" validate:"required"`
+	// Discreet can only turn discreet mode on (people.TurnOnDiscreet).
+	Discreet bool `json:"discreet"`
 }
 
 type checkoutResponse struct {
@@ -29,6 +31,14 @@ type checkoutResponse struct {
 type waitlistRequest struct {
 	Email string `json:"email"`
 	Name  string `json:"name"`
+}
+
+// joinWaitlistRequest is the public waitlist form: a woman, and whether she
+// asks for discreet mode.
+type joinWaitlistRequest struct {
+	Email    string `json:"email"`
+	Name     string `json:"name"`
+	Discreet bool   `json:"discreet"`
 }
 
 type refundRequest struct {
@@ -85,7 +95,7 @@ func (h *handlers) startCheckout(c echo.Context) error {
 		return err
 	}
 	in := enroll.CheckoutInput{Email: req.Email, Name: req.Name,
-		DisclaimerAccepted: *req.DisclaimerAccepted, MarketingConsent: *req.MarketingConsent}
+		DisclaimerAccepted: *req.DisclaimerAccepted, MarketingConsent: *req.MarketingConsent, Discreet: req.Discreet}
 	if err := h.svc.Enroll.StartCheckout(c.Request().Context(), id, in, clientInfo(c)); err != nil {
 		return err
 	}
@@ -139,11 +149,11 @@ func (h *handlers) joinWaitlist(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var req waitlistRequest
+	var req joinWaitlistRequest
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	if err := h.svc.Enroll.JoinWaitlist(c.Request().Context(), id, req.Email, req.Name, clientInfo(c)); err != nil {
+	if err := h.svc.Enroll.JoinWaitlist(c.Request().Context(), id, enroll.WaitlistInput{Email: req.Email, Name: req.Name, Discreet: req.Discreet}, clientInfo(c)); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusAccepted, accepted)

@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
 	"github.com/grace-coaching/grace/models/people"
 )
 
@@ -15,6 +16,8 @@ type freeAccessRequest struct {
 	Name               string `json:"name"`
 	MarketingConsent   *bool  `json:"marketing_consent" validate:"required"`
 	DisclaimerAccepted *bool  `json:"disclaimer_accepted" validate:"required"`
+	// Discreet can only turn discreet mode on (people.TurnOnDiscreet).
+	Discreet bool `json:"discreet"`
 }
 
 type emailRequest struct {
@@ -31,6 +34,54 @@ type portalSessionRequest struct {
 type participantUpdateRequest struct {
 	Name     models.Optional[string] `json:"name"`
 	Timezone models.Optional[string] `json:"timezone"`
+	Discreet models.Optional[bool]   `json:"discreet"`
+}
+
+type pauseRequest struct {
+	Until models.Optional[string] `json:"until"`
+}
+
+// crisisResponse is the crisis resources beside a participant-facing
+// answer; null until some are written.
+type crisisResponse struct {
+	Body      string    `json:"body"`
+	BodyHTML  string    `json:"body_html"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func toCrisisResponse(c *catalog.CrisisResources) *crisisResponse {
+	if c == nil {
+		return nil
+	}
+	return &crisisResponse{Body: c.Body, BodyHTML: c.BodyHTML, UpdatedAt: c.UpdatedAt.UTC()}
+}
+
+// meResponse is her profile as her portal shows it.
+type meResponse struct {
+	participantResponse
+	Discreet        bool            `json:"discreet"`
+	Paused          bool            `json:"paused"`
+	PausedUntil     *time.Time      `json:"paused_until"`
+	CrisisResources *crisisResponse `json:"crisis_resources"`
+}
+
+func toMeResponse(m *people.Me) meResponse {
+	return meResponse{participantResponse: toParticipantResponse(&m.Participant), Discreet: m.Discreet,
+		Paused: m.Paused, PausedUntil: utcPtr(m.PausedUntil), CrisisResources: toCrisisResponse(m.Crisis)}
+}
+
+// portalList is a portal page with the crisis resources beside it.
+type portalList[T any] struct {
+	list[T]
+	CrisisResources *crisisResponse `json:"crisis_resources"`
+}
+
+func renderPortalPage[M, T any](c echo.Context, p people.PortalPage[M], conv func(M) T) error {
+	out := portalList[T]{list: list[T]{Data: make([]T, 0, len(p.Items)), NextCursor: p.NextCursor}, CrisisResources: toCrisisResponse(p.Crisis)}
+	for _, m := range p.Items {
+		out.Data = append(out.Data, conv(m))
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 type participantResponse struct {
@@ -99,13 +150,16 @@ type portalLessonResponse struct {
 	Completed        bool       `json:"completed"`
 	CreatedAt        time.Time  `json:"created_at"`
 	UpdatedAt        time.Time  `json:"updated_at"`
+	// CrisisResources comes from memory: the read stays one round trip.
+	CrisisResources *crisisResponse `json:"crisis_resources"`
 }
 
 func toPortalLessonResponse(l *people.PortalLesson) portalLessonResponse {
 	return portalLessonResponse{ID: l.ID, ProgramID: l.ProgramID, Position: l.Position, Title: l.Title,
 		Body: l.Body, BodyHTML: l.BodyHTML, MediaURL: l.MediaURL, DurationSeconds: l.DurationSeconds,
 		FreePreview: l.FreePreview, UnlockOffsetDays: l.UnlockOffsetDays, Published: l.Published,
-		UnlockAt: utcPtr(l.UnlockAt), Completed: l.Completed, CreatedAt: l.CreatedAt.UTC(), UpdatedAt: l.UpdatedAt.UTC()}
+		UnlockAt: utcPtr(l.UnlockAt), Completed: l.Completed, CreatedAt: l.CreatedAt.UTC(), UpdatedAt: l.UpdatedAt.UTC(),
+		CrisisResources: toCrisisResponse(l.Crisis)}
 }
 
 func utcPtr(t *time.Time) *time.Time {
@@ -122,7 +176,7 @@ func (h *handlers) claimFreeAccess(c echo.Context) error {
 		return err
 	}
 	in := people.FreeAccessInput{Email: req.Email, Name: req.Name,
-		MarketingConsent: *req.MarketingConsent, DisclaimerAccepted: *req.DisclaimerAccepted}
+		MarketingConsent: *req.MarketingConsent, DisclaimerAccepted: *req.DisclaimerAccepted, Discreet: req.Discreet}
 	if err := h.svc.People.ClaimFreeAccess(c.Request().Context(), c.Param("slug"), in, clientInfo(c)); err != nil {
 		return err
 	}
@@ -198,7 +252,7 @@ func (h *handlers) deletePortalSession(c echo.Context) error {
 }
 
 func (h *handlers) getMe(c echo.Context) error {
-	return c.JSON(http.StatusOK, toParticipantResponse(currentParticipant(c)))
+	return c.JSON(http.StatusOK, toMeResponse(h.svc.People.Me(c.Request().Context(), currentParticipant(c))))
 }
 
 func (h *handlers) updateMe(c echo.Context) error {
@@ -207,11 +261,31 @@ func (h *handlers) updateMe(c echo.Context) error {
 		return err
 	}
 	p, err := h.svc.People.UpdateParticipant(c.Request().Context(), currentParticipant(c).ID,
-		people.ParticipantPatch{Name: req.Name, Timezone: req.Timezone})
+		people.ParticipantPatch{Name: req.Name, Timezone: req.Timezone, Discreet: req.Discreet})
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, toParticipantResponse(p))
+	return c.JSON(http.StatusOK, toMeResponse(p))
+}
+
+func (h *handlers) pauseEmail(c echo.Context) error {
+	var req pauseRequest
+	if err := h.bind(c, &req); err != nil {
+		return err
+	}
+	me, err := h.svc.People.Pause(c.Request().Context(), currentParticipant(c), people.PauseInput{Until: req.Until})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toMeResponse(me))
+}
+
+func (h *handlers) resumeEmail(c echo.Context) error {
+	me, err := h.svc.People.Resume(c.Request().Context(), currentParticipant(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toMeResponse(me))
 }
 
 func (h *handlers) listPortalPrograms(c echo.Context) error {
@@ -223,7 +297,7 @@ func (h *handlers) listPortalPrograms(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return renderPage(c, page, toPortalProgramResponse)
+	return renderPortalPage(c, page, toPortalProgramResponse)
 }
 
 func (h *handlers) listPortalLessons(c echo.Context) error {
@@ -235,7 +309,7 @@ func (h *handlers) listPortalLessons(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return renderPage(c, page, toPortalLessonSummaryResponse)
+	return renderPortalPage(c, page, toPortalLessonSummaryResponse)
 }
 
 // getPortalLesson is the portal's hot path. Behind requireParticipant it

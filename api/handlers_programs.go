@@ -460,6 +460,7 @@ type publicProgramDetailResponse struct {
 	FreeAccessUntil *time.Time              `json:"free_access_until"`
 	FreeAccessOpen  bool                    `json:"free_access_open"`
 	Lessons         []lessonOutlineResponse `json:"lessons"`
+	CrisisResources *crisisResponse         `json:"crisis_resources"`
 }
 
 func (h *handlers) listPublicPrograms(c echo.Context) error {
@@ -502,6 +503,7 @@ func (h *handlers) getPublicProgram(c echo.Context) error {
 		ID: p.ID, Slug: p.Slug, Title: p.Title, Summary: p.Summary, Description: p.Description,
 		PriceCents: p.PriceCents, Currency: p.Currency, FreeAccessUntil: catalogUTC(p.FreeAccessUntil),
 		FreeAccessOpen: pp.FreeAccessOpen, Lessons: make([]lessonOutlineResponse, 0, len(pp.Lessons)),
+		CrisisResources: toCrisisResponse(pp.Crisis),
 	}
 	for _, l := range pp.Lessons {
 		out.Lessons = append(out.Lessons, lessonOutlineResponse{

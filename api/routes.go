@@ -55,6 +55,8 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	v1.DELETE("/portal/sessions/current", h.deletePortalSession, portal...)
 	v1.GET("/portal/me", h.getMe, portal...)
 	v1.PATCH("/portal/me", h.updateMe, portal...)
+	v1.POST("/portal/pause", h.pauseEmail, portal...)
+	v1.DELETE("/portal/pause", h.resumeEmail, portal...)
 	v1.GET("/portal/programs", h.listPortalPrograms, portal...)
 	v1.GET("/portal/programs/:slug/lessons", h.listPortalLessons, portal...)
 	// The hottest read checks her token inside the gate query itself
@@ -89,6 +91,8 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	v1.POST("/admin/coaches", h.createCoach, admin...)
 	v1.PATCH("/admin/coaches/:id", h.updateCoach, admin...)
 	v1.DELETE("/admin/coaches/:id", h.deleteCoach, admin...)
+	v1.GET("/admin/settings/crisis-resources", h.getCrisisResources, admin...)
+	v1.PUT("/admin/settings/crisis-resources", h.putCrisisResources, admin...)
 
 	// Cohorts (coach: admin manages all, a coach only those she leads or
 	// co-leads; the domain enforces which).

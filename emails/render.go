@@ -39,23 +39,29 @@ type templateSpec struct {
 	// subjectPrefix: no template files, no layout.
 	passthrough   bool
 	subjectPrefix string
+	// credential emails carry a way to sign in (a link, a code, a reset):
+	// they still go while her email is paused, since she asked for them.
+	credential bool
 }
 
 var catalog = map[string]templateSpec{
 	"login_link": {
-		linkPath: "/login",
-		required: []string{"token", "code", "expires_minutes"},
-		sample:   map[string]any{"name": "Sample", "token": "sample-token", "code": "123456", "expires_minutes": 10, "program_title": "Sample Program"},
+		credential: true,
+		linkPath:   "/login",
+		required:   []string{"token", "code", "expires_minutes"},
+		sample:     map[string]any{"name": "Sample", "token": "sample-token", "code": "123456", "expires_minutes": 10, "program_title": "Sample Program"},
 	},
 	"password_reset": {
-		linkPath: "/coach/reset-password",
-		required: []string{"token", "expires_minutes"},
-		sample:   map[string]any{"name": "Sample", "token": "sample-token", "expires_minutes": 60},
+		credential: true,
+		linkPath:   "/coach/reset-password",
+		required:   []string{"token", "expires_minutes"},
+		sample:     map[string]any{"name": "Sample", "token": "sample-token", "expires_minutes": 60},
 	},
 	"coach_invite": {
-		linkPath: "/coach/accept-invite",
-		required: []string{"token", "inviter_name", "expires_hours"},
-		sample:   map[string]any{"name": "Sample", "inviter_name": "Inviter", "token": "sample-token", "expires_hours": 72},
+		credential: true,
+		linkPath:   "/coach/accept-invite",
+		required:   []string{"token", "inviter_name", "expires_hours"},
+		sample:     map[string]any{"name": "Sample", "inviter_name": "Inviter", "token": "sample-token", "expires_hours": 72},
 	},
 	"enrollment_welcome": {
 		link:     func(map[string]any) string { return "/portal" },
@@ -160,9 +166,10 @@ type Rendered struct {
 
 // Renderer renders the embedded templates. It is safe for concurrent use.
 type Renderer struct {
-	baseURL string
-	product string
-	sets    map[string]*templateSet
+	baseURL  string
+	product  string
+	discreet Discreet
+	sets     map[string]*templateSet
 }
 
 type templateSet struct {
@@ -181,13 +188,17 @@ type view struct {
 	Link    string
 	Code    string
 	Data    map[string]any
+	// Discreet replaces the template's preview with DiscreetPreheader.
+	Discreet          bool
+	DiscreetPreheader htmltemplate.HTML
 }
 
 // NewRenderer parses every template and renders each once with sample data,
 // so a broken template stops the process at start-up rather than failing
 // the first real email. baseURL is the web app (APP_BASE_URL) that links
-// point into.
-func NewRenderer(baseURL, productName string) (*Renderer, error) {
+// point into. discreet, when given, sets the neutral texts of RenderDiscreet
+// (the defaults otherwise).
+func NewRenderer(baseURL, productName string, discreet ...Discreet) (*Renderer, error) {
 	u, err := url.Parse(strings.TrimSpace(baseURL))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("emails: base URL %q must be an absolute http(s) URL without query or fragment", baseURL)
@@ -200,6 +211,13 @@ func NewRenderer(baseURL, productName string) (*Renderer, error) {
 		product: strings.TrimSpace(productName),
 		sets:    make(map[string]*templateSet, len(catalog)),
 	}
+	if len(discreet) > 0 {
+		r.discreet = discreet[0]
+	}
+	if err := r.discreet.Validate(); err != nil {
+		return nil, err
+	}
+	r.discreet = r.discreet.WithDefaults()
 
 	layoutHTML, err := readTemplate("layout.html")
 	if err != nil {
@@ -228,6 +246,9 @@ func NewRenderer(baseURL, productName string) (*Renderer, error) {
 		r.sets[name] = set
 		if _, err := r.Render(name, "Sample", spec.sample); err != nil {
 			return nil, fmt.Errorf("emails: dry run: %w", err)
+		}
+		if _, err := r.RenderDiscreet(name, "Sample", spec.sample); err != nil {
+			return nil, fmt.Errorf("emails: dry run, discreet: %w", err)
 		}
 	}
 	return r, nil
@@ -295,6 +316,26 @@ func (r *Renderer) Templates() []string {
 // and falls back to toName. Missing required data is an error, never an
 // email with a hole in it.
 func (r *Renderer) Render(template, toName string, data map[string]any) (Rendered, error) {
+	return r.render(template, toName, data, false)
+}
+
+// RenderDiscreet renders template for a recipient in discreet mode: the
+// subject and the preview are the neutral ones, the body is Render's.
+func (r *Renderer) RenderDiscreet(template, toName string, data map[string]any) (Rendered, error) {
+	return r.render(template, toName, data, true)
+}
+
+// Credential reports whether template carries a way to sign in, which a
+// pause does not hold back.
+func (r *Renderer) Credential(template string) bool {
+	set, ok := r.sets[template]
+	return ok && set.spec.credential
+}
+
+// Discreet is the neutral texts RenderDiscreet uses.
+func (r *Renderer) Discreet() Discreet { return r.discreet }
+
+func (r *Renderer) render(template, toName string, data map[string]any, discreet bool) (Rendered, error) {
 	set, ok := r.sets[template]
 	if !ok {
 		return Rendered{}, fmt.Errorf("%w: %q", ErrUnknownTemplate, template)
@@ -305,7 +346,11 @@ func (r *Renderer) Render(template, toName string, data map[string]any) (Rendere
 		}
 	}
 	if set.spec.passthrough {
-		return renderPassthrough(template, set.spec.subjectPrefix, data)
+		out, err := renderPassthrough(template, set.spec.subjectPrefix, data)
+		if discreet {
+			out.Subject = r.discreet.Subject
+		}
+		return out, err
 	}
 	v := view{
 		Product: r.product,
@@ -338,6 +383,10 @@ func (r *Renderer) Render(template, toName string, data map[string]any) (Rendere
 	}
 	// A subject is one line, whatever a name in it contains.
 	v.Subject = strings.Join(strings.Fields(buf.String()), " ")
+	if discreet {
+		v.Subject = r.discreet.Subject
+		v.Discreet, v.DiscreetPreheader = true, r.discreet.PreheaderHTML()
+	}
 
 	buf.Reset()
 	if err := set.html.ExecuteTemplate(&buf, "layout.html", v); err != nil {

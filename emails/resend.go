@@ -218,8 +218,12 @@ func (s *ResendSender) SendBatch(ctx context.Context, b Batch) (BatchResult, err
 		if strings.TrimSpace(e.To) == "" {
 			return BatchResult{}, MarkPermanent(fmt.Errorf("resend: email %d of the batch has no recipient", i))
 		}
+		from := b.From
+		if e.From != "" {
+			from = e.From
+		}
 		reqs[i] = &resend.SendEmailRequest{
-			From:    b.From,
+			From:    from,
 			To:      []string{e.To},
 			Subject: e.Subject,
 			Html:    e.HTML,

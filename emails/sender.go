@@ -58,6 +58,9 @@ func (e permanentError) Is(target error) bool { return target == ErrPermanent }
 // BatchEmail is one email of a Batch. Headers are extra MIME headers
 // (List-Unsubscribe on marketing email); Tags are the provider's tags.
 type BatchEmail struct {
+	// From, when set, is this email's sender instead of the batch's (a
+	// discreet woman's email comes from the neutral sender).
+	From    string
 	To      string
 	Subject string
 	HTML    string

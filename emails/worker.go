@@ -42,6 +42,7 @@ type Outbox interface {
 	MarkOutboxSent(ctx context.Context, id uuid.UUID, attempt int, providerID string) error
 	MarkOutboxRetry(ctx context.Context, id uuid.UUID, attempt int, errMsg string, nextAttemptAt time.Time) error
 	MarkOutboxFailed(ctx context.Context, id uuid.UUID, attempt int, errMsg string) error
+	MarkOutboxCancelled(ctx context.Context, id uuid.UUID, attempt int, reason string) error
 	Now() time.Time
 }
 
@@ -80,16 +81,19 @@ type WorkerConfig struct {
 // and record the outcome. Any number of workers, in one process or many,
 // can run against one database; each row is claimed by one at a time.
 type Worker struct {
-	outbox      Outbox
-	sender      Sender
-	renderer    *Renderer
-	from        string
-	log         *slog.Logger
-	concurrency int
-	poll        time.Duration
-	lease       time.Duration
-	maxAttempts int
-	sendTimeout time.Duration
+	outbox   Outbox
+	sender   Sender
+	renderer *Renderer
+	from     string
+	// discreetFrom is From for a recipient in discreet mode: the neutral
+	// name, at DISCREET_EMAIL_FROM when set (Renderer.Discreet).
+	discreetFrom string
+	log          *slog.Logger
+	concurrency  int
+	poll         time.Duration
+	lease        time.Duration
+	maxAttempts  int
+	sendTimeout  time.Duration
 }
 
 // NewWorker checks cfg and fills in the defaults.
@@ -105,17 +109,22 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if _, err := mail.ParseAddress(cfg.From); err != nil {
 		return nil, fmt.Errorf("emails: worker From %q is not an email address: %w", cfg.From, err)
 	}
+	discreetFrom, err := cfg.Renderer.Discreet().From(cfg.From)
+	if err != nil {
+		return nil, err
+	}
 	w := &Worker{
-		outbox:      cfg.Outbox,
-		sender:      cfg.Sender,
-		renderer:    cfg.Renderer,
-		from:        cfg.From,
-		log:         cfg.Log,
-		concurrency: workerkit.OrDefault(cfg.Concurrency, DefaultConcurrency),
-		poll:        workerkit.OrDefault(cfg.PollInterval, DefaultPollInterval),
-		lease:       workerkit.OrDefault(cfg.Lease, DefaultLease),
-		maxAttempts: workerkit.OrDefault(cfg.MaxAttempts, DefaultMaxAttempts),
-		sendTimeout: workerkit.OrDefault(cfg.SendTimeout, DefaultSendTimeout),
+		discreetFrom: discreetFrom,
+		outbox:       cfg.Outbox,
+		sender:       cfg.Sender,
+		renderer:     cfg.Renderer,
+		from:         cfg.From,
+		log:          cfg.Log,
+		concurrency:  workerkit.OrDefault(cfg.Concurrency, DefaultConcurrency),
+		poll:         workerkit.OrDefault(cfg.PollInterval, DefaultPollInterval),
+		lease:        workerkit.OrDefault(cfg.Lease, DefaultLease),
+		maxAttempts:  workerkit.OrDefault(cfg.MaxAttempts, DefaultMaxAttempts),
+		sendTimeout:  workerkit.OrDefault(cfg.SendTimeout, DefaultSendTimeout),
 	}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
@@ -242,7 +251,23 @@ func (w *Worker) deliver(ctx context.Context, m models.OutboxMessage) {
 		cancel()
 	})
 
-	rendered, err := w.renderer.Render(m.Template, m.ToName, m.Data)
+	if m.RecipientPaused && !w.renderer.Credential(m.Template) {
+		// Dropped, not held back: a pause "until I resume" could hold mail
+		// for months and then release a burst of stale news (a welcome to
+		// a cohort long begun, an expired seat offer) at once; what these
+		// emails say is in her portal when she looks.
+		stop()
+		log.InfoContext(ctx, "email not sent: her email is paused")
+		w.mark(ctx, log, func(ctx context.Context) error {
+			return w.outbox.MarkOutboxCancelled(ctx, m.ID, m.Attempts, "paused: she paused her email; it was not sent")
+		})
+		return
+	}
+	render, from := w.renderer.Render, w.from
+	if m.RecipientDiscreet {
+		render, from = w.renderer.RenderDiscreet, w.discreetFrom
+	}
+	rendered, err := render(m.Template, m.ToName, m.Data)
 	if err != nil {
 		stop()
 		log.ErrorContext(ctx, "email not rendered; giving up", "error", err)
@@ -254,7 +279,7 @@ func (w *Worker) deliver(ctx context.Context, m models.OutboxMessage) {
 
 	msg := Message{
 		ID:      m.ID.String(),
-		From:    w.from,
+		From:    from,
 		To:      m.ToEmail,
 		ToName:  m.ToName,
 		Subject: rendered.Subject,

@@ -72,6 +72,10 @@ type OutboxMessage struct {
 	SentAt            *time.Time
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
+	// RecipientDiscreet and RecipientPaused are her choices at the claim
+	// (ClaimOutbox), not columns of the outbox.
+	RecipientDiscreet bool `gorm:"->"`
+	RecipientPaused   bool `gorm:"->"`
 }
 
 func (OutboxMessage) TableName() string { return "outbox" }

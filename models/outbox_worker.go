@@ -37,6 +37,13 @@ const MaxOutboxError = 2000
 // 'sending' under an expired lease (its worker died mid-send), with
 // next_attempt_at <= now. SKIP LOCKED lets many workers claim at once
 // without ever handing the same row to two of them.
+//
+// Each message carries its recipient's choices as they stand at the claim,
+// the moment before the send: whether the address is a participant's in
+// discreet mode, and whether her email is paused. They are read here, not
+// when the email was queued, because she may switch either on in between.
+// The choice is the address's, so it also covers a coach's mail to an
+// inbox that is a discreet participant's.
 func (s *Kernel) ClaimOutbox(ctx context.Context, limit int, lease time.Duration) ([]OutboxMessage, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -48,19 +55,21 @@ func (s *Kernel) ClaimOutbox(ctx context.Context, limit int, lease time.Duration
 	var msgs []OutboxMessage
 	err := s.DB.WithContext(ctx).Raw(`
 		WITH due AS MATERIALIZED (
-			SELECT id FROM outbox
-			WHERE (status = 'pending' OR (status = 'sending' AND locked_until < ?))
-			  AND next_attempt_at <= ?
-			ORDER BY next_attempt_at
+			SELECT o.id, COALESCE(p.discreet, false) AS discreet,
+			       COALESCE(p.paused_at IS NOT NULL AND (p.paused_until IS NULL OR p.paused_until > ?), false) AS paused
+			FROM outbox o LEFT JOIN participants p ON p.email = o.to_email
+			WHERE (o.status = 'pending' OR (o.status = 'sending' AND o.locked_until < ?))
+			  AND o.next_attempt_at <= ?
+			ORDER BY o.next_attempt_at
 			LIMIT ?
-			FOR UPDATE SKIP LOCKED
+			FOR UPDATE OF o SKIP LOCKED
 		)
 		UPDATE outbox o
 		SET status = 'sending', locked_until = ?, attempts = o.attempts + 1, updated_at = ?
 		FROM due
 		WHERE o.id = due.id
-		RETURNING o.*`,
-		now, now, limit, now.Add(lease), now,
+		RETURNING o.*, due.discreet AS recipient_discreet, due.paused AS recipient_paused`,
+		now, now, now, limit, now.Add(lease), now,
 	).Scan(&msgs).Error
 	if err != nil {
 		return nil, fmt.Errorf("claim outbox: %w", err)
@@ -114,12 +123,23 @@ func (s *Kernel) MarkOutboxRetry(ctx context.Context, id uuid.UUID, attempt int,
 // exhausted). Its secrets go too: an undeliverable token is useless, and a
 // fresh request makes a fresh one.
 func (s *Kernel) MarkOutboxFailed(ctx context.Context, id uuid.UUID, attempt int, errMsg string) error {
-	now := s.Now()
-	return s.settleOutbox(ctx, "mark outbox failed", `
+	return s.endOutbox(ctx, "mark outbox failed", OutboxFailed, id, attempt, errMsg)
+}
+
+// MarkOutboxCancelled settles a claimed message that must not be sent
+// (her email is paused), with reason for the coach, and removes its secrets
+// like a failure.
+func (s *Kernel) MarkOutboxCancelled(ctx context.Context, id uuid.UUID, attempt int, reason string) error {
+	return s.endOutbox(ctx, "mark outbox cancelled", OutboxCancelled, id, attempt, reason)
+}
+
+// endOutbox settles a claimed message unsent, with why, and its secrets gone.
+func (s *Kernel) endOutbox(ctx context.Context, what string, status OutboxStatus, id uuid.UUID, attempt int, why string) error {
+	return s.settleOutbox(ctx, what, `
 		UPDATE outbox
-		SET status = 'failed', locked_until = NULL, last_error = ?, data = `+redactSecrets+`, updated_at = ?
+		SET status = ?, locked_until = NULL, last_error = ?, data = `+redactSecrets+`, updated_at = ?
 		WHERE id = ? AND status = 'sending' AND attempts = ?`,
-		TruncateError(errMsg), now, id, attempt)
+		status, TruncateError(why), s.Now(), id, attempt)
 }
 
 func (s *Kernel) settleOutbox(ctx context.Context, what, sql string, args ...any) error {

@@ -54,7 +54,7 @@ func TestGraceSpecIsAValidDocument(t *testing.T) {
 			}
 		}
 	}
-	if len(ids) != 79 { // 77 + the checkout link's GET and POST
-		t.Errorf("%d operations, want 79", len(ids))
+	if len(ids) != 83 { // 77 + the checkout link (2) + discreet, pause and crisis resources (4)
+		t.Errorf("%d operations, want 83", len(ids))
 	}
 }

@@ -70,7 +70,7 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger, migrate bool) (*
 			return nil, err
 		}
 	}
-	dripRenderer, err := drip.NewRenderer(productName)
+	dripRenderer, err := drip.NewRenderer(productName, cfg.Discreet)
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -209,7 +209,7 @@ func devModeNotice(c Config) string {
 // finish what they claimed). It is the one start-up of the three: `grace
 // serve` runs it in the background, `grace worker` in the foreground.
 func (a *App) newWorkers() (func(context.Context) error, error) {
-	renderer, err := emails.NewRenderer(a.cfg.AppBaseURL, productName)
+	renderer, err := emails.NewRenderer(a.cfg.AppBaseURL, productName, a.cfg.Discreet)
 	if err != nil {
 		return nil, err
 	}
@@ -228,12 +228,13 @@ func (a *App) newWorkers() (func(context.Context) error, error) {
 		return nil, err
 	}
 	dw, err := drip.NewWorker(drip.WorkerConfig{
-		Source: a.svc.Drip,
-		Sender: sender,
-		From:   a.cfg.EmailFrom,
-		Rate:   a.cfg.ResendRateLimit,
-		Lease:  a.cfg.DripLease,
-		Log:    a.log,
+		Source:   a.svc.Drip,
+		Sender:   sender,
+		From:     a.cfg.EmailFrom,
+		Discreet: a.cfg.Discreet,
+		Rate:     a.cfg.ResendRateLimit,
+		Lease:    a.cfg.DripLease,
+		Log:      a.log,
 	})
 	if err != nil {
 		return nil, err

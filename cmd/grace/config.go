@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/grace-coaching/grace/api/stripe"
+	"github.com/grace-coaching/grace/emails"
 	"github.com/grace-coaching/grace/models"
 )
 
@@ -36,6 +37,10 @@ type Config struct {
 	AppBaseURL          string
 	CORSOrigins         []string
 	EmailFrom           string
+	// Discreet is how email to a woman in discreet mode looks unopened:
+	// DISCREET_SENDER_NAME, DISCREET_EMAIL_FROM (a bare address on a domain
+	// that does not name the practice), DISCREET_SUBJECT, DISCREET_PREVIEW.
+	Discreet            emails.Discreet
 	ResendAPIKey        string
 	ResendAPIURL        string
 	ResendWebhookSecret string
@@ -101,6 +106,12 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		StripeAPIURL:        get("STRIPE_API_URL", ""),
 	}
 	c.APIBaseURL = strings.TrimRight(get("API_BASE_URL", c.AppBaseURL), "/")
+	c.Discreet = emails.Discreet{
+		SenderName: get("DISCREET_SENDER_NAME", emails.DefaultDiscreetSenderName),
+		Address:    get("DISCREET_EMAIL_FROM", ""),
+		Subject:    get("DISCREET_SUBJECT", emails.DefaultDiscreetSubject),
+		Preview:    get("DISCREET_PREVIEW", ""),
+	}
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
@@ -137,6 +148,9 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 	if _, err := mail.ParseAddress(c.EmailFrom); err != nil {
 		bad("EMAIL_FROM", "must be an address like \"Grace <hello@example.com>\"")
+	}
+	if err := c.Discreet.Validate(); err != nil {
+		bad("DISCREET_*", "%v", err)
 	}
 	if !isHTTPURL(c.ResendAPIURL) {
 		bad("RESEND_API_URL", "must be an absolute http(s) URL")
@@ -320,6 +334,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("app_base_url", c.AppBaseURL),
 		slog.Any("cors_origins", c.CORSOrigins),
 		slog.String("email_from", c.EmailFrom),
+		slog.String("discreet_email_from", c.Discreet.Address),
 		slog.Bool("resend_api_key_set", c.ResendAPIKey != ""),
 		slog.String("resend_api_url", c.ResendAPIURL),
 		slog.Bool("resend_webhook_secret_set", c.ResendWebhookSecret != ""),

@@ -32,9 +32,10 @@ import (
 // is never read as Markdown or HTML, and a batch of 100 costs one Markdown
 // render, not 100.
 type Renderer struct {
-	product string
-	html    *htmltemplate.Template
-	text    *texttemplate.Template
+	product  string
+	discreet emails.Discreet
+	html     *htmltemplate.Template
+	text     *texttemplate.Template
 
 	mu    sync.Mutex
 	cache map[skeletonKey]*skeleton
@@ -44,6 +45,7 @@ type skeletonKey struct {
 	subject, body string
 	marketing     bool
 	hasProgram    bool
+	discreet      bool
 }
 
 // skeleton is a rendered step whose placeholders are still tokens.
@@ -83,10 +85,19 @@ var knownPlaceholders = func() map[string]bool {
 
 // NewRenderer parses the shared layout with the drip slots. product names
 // the sender in the layout's header and footer ("Grace" when empty).
-func NewRenderer(product string) (*Renderer, error) {
+// discreet, when given, is the neutral subject and preview of a discreet
+// woman's email (the defaults otherwise).
+func NewRenderer(product string, discreet ...emails.Discreet) (*Renderer, error) {
 	product = strings.TrimSpace(product)
 	if product == "" {
 		product = "Grace"
+	}
+	var d emails.Discreet
+	if len(discreet) > 0 {
+		d = discreet[0]
+	}
+	if err := d.Validate(); err != nil {
+		return nil, err
 	}
 	h, t, err := emails.Layout()
 	if err != nil {
@@ -98,7 +109,7 @@ func NewRenderer(product string) (*Renderer, error) {
 	if _, err := t.Parse(textSlots); err != nil {
 		return nil, fmt.Errorf("drip: text slots: %w", err)
 	}
-	return &Renderer{product: product, html: h, text: t, cache: map[skeletonKey]*skeleton{}}, nil
+	return &Renderer{product: product, discreet: d.WithDefaults(), html: h, text: t, cache: map[skeletonKey]*skeleton{}}, nil
 }
 
 // The drip's slots in the shared layout. The footer of marketing email says
@@ -116,6 +127,9 @@ type htmlView struct {
 	Product, Subject, ProgramTitle, UnsubscribeURL string
 	Body                                           htmltemplate.HTML
 	Marketing, HasProgram                          bool
+	// The layout's preview: the neutral one in discreet mode.
+	Discreet          bool
+	DiscreetPreheader htmltemplate.HTML
 }
 
 type textView struct {
@@ -135,6 +149,7 @@ func (r *Renderer) RenderStep(req dripdom.RenderRequest) (dripdom.RenderedEmail,
 		body:       req.Step.Body,
 		marketing:  req.Marketing,
 		hasProgram: strings.TrimSpace(req.Vars.ProgramTitle) != "",
+		discreet:   req.Discreet,
 	})
 	if err != nil {
 		return dripdom.RenderedEmail{}, err
@@ -158,6 +173,11 @@ func (r *Renderer) RenderStep(req dripdom.RenderRequest) (dripdom.RenderedEmail,
 	}
 	if out.Subject == "" {
 		return dripdom.RenderedEmail{}, errors.New("drip: the subject renders empty")
+	}
+	if req.Discreet {
+		// Checked above all the same: a step whose subject renders empty
+		// is broken for everyone.
+		out.Subject, out.Discreet = r.discreet.Subject, true
 	}
 	if req.Marketing {
 		// RFC 2369 and RFC 8058: mail clients show an unsubscribe button,
@@ -206,8 +226,12 @@ func (r *Renderer) skeleton(k skeletonKey) (*skeleton, error) {
 	hv := htmlView{
 		Product: r.product, Subject: subject, ProgramTitle: token("program_title"),
 		UnsubscribeURL: token("unsubscribe_url"), Marketing: k.marketing, HasProgram: k.hasProgram,
+		Discreet: k.discreet,
 		// Sanitised by RenderMarkdown, the same renderer as lessons.
 		Body: htmltemplate.HTML(models.RenderMarkdown(body)),
+	}
+	if k.discreet {
+		hv.Subject, hv.DiscreetPreheader = r.discreet.Subject, r.discreet.PreheaderHTML()
 	}
 	var buf bytes.Buffer
 	if err := r.html.ExecuteTemplate(&buf, "layout.html", hv); err != nil {

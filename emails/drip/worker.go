@@ -47,6 +47,9 @@ type WorkerConfig struct {
 	Sender emails.BatchSender
 	// From is the sender address, e.g. "Grace <hello@example.com>".
 	From string
+	// Discreet gives the sender of a discreet woman's email: its neutral
+	// name at its address (DISCREET_EMAIL_FROM), or at From's when unset.
+	Discreet emails.Discreet
 	// Rate is the provider's request budget in requests per second, shared
 	// by every worker of every process through the database.
 	Rate float64
@@ -74,17 +77,19 @@ type WorkerConfig struct {
 // batch, waits for a send slot, sends the batch and records the outcome.
 // Any number of workers, in one process or many, share one database.
 type Worker struct {
-	source      Source
-	sender      emails.BatchSender
-	from        string
-	rate        float64
-	log         *slog.Logger
-	concurrency int
-	batchSize   int
-	poll        time.Duration
-	lease       time.Duration
-	sendTimeout time.Duration
-	backoff     func(int) time.Duration
+	source Source
+	sender emails.BatchSender
+	from   string
+	// discreetFrom sends the members rendered in discreet mode.
+	discreetFrom string
+	rate         float64
+	log          *slog.Logger
+	concurrency  int
+	batchSize    int
+	poll         time.Duration
+	lease        time.Duration
+	sendTimeout  time.Duration
+	backoff      func(int) time.Duration
 }
 
 // NewWorker checks cfg and fills in the defaults.
@@ -102,17 +107,25 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if _, err := mail.ParseAddress(cfg.From); err != nil {
 		return nil, fmt.Errorf("drip: worker From %q is not an email address: %w", cfg.From, err)
 	}
+	if err := cfg.Discreet.Validate(); err != nil {
+		return nil, err
+	}
+	discreetFrom, err := cfg.Discreet.From(cfg.From)
+	if err != nil {
+		return nil, err
+	}
 	w := &Worker{
-		source:      cfg.Source,
-		sender:      cfg.Sender,
-		from:        cfg.From,
-		rate:        cfg.Rate,
-		log:         cfg.Log,
-		concurrency: workerkit.OrDefault(cfg.Concurrency, DefaultConcurrency),
-		batchSize:   workerkit.OrDefault(cfg.BatchSize, DefaultBatchSize),
-		poll:        workerkit.OrDefault(cfg.PollInterval, DefaultPollInterval),
-		lease:       workerkit.OrDefault(cfg.Lease, DefaultLease),
-		backoff:     cfg.Backoff,
+		discreetFrom: discreetFrom,
+		source:       cfg.Source,
+		sender:       cfg.Sender,
+		from:         cfg.From,
+		rate:         cfg.Rate,
+		log:          cfg.Log,
+		concurrency:  workerkit.OrDefault(cfg.Concurrency, DefaultConcurrency),
+		batchSize:    workerkit.OrDefault(cfg.BatchSize, DefaultBatchSize),
+		poll:         workerkit.OrDefault(cfg.PollInterval, DefaultPollInterval),
+		lease:        workerkit.OrDefault(cfg.Lease, DefaultLease),
+		backoff:      cfg.Backoff,
 	}
 	w.sendTimeout = workerkit.OrDefault(cfg.SendTimeout, min(DefaultSendTimeout, w.lease/3))
 	if w.log == nil {
@@ -189,7 +202,12 @@ func (w *Worker) deliver(live, ctx context.Context, b *dripdom.Batch, claimed ti
 	log := w.log.With("batch_id", b.ID.String(), "attempt", b.Attempt, "size", len(b.Members))
 	batch := emails.Batch{Key: b.ID.String(), From: w.from, Emails: make([]emails.BatchEmail, len(b.Members))}
 	for i, m := range b.Members {
+		from := ""
+		if m.Rendered.Discreet {
+			from = w.discreetFrom
+		}
 		batch.Emails[i] = emails.BatchEmail{
+			From:    from,
 			To:      m.Email,
 			Subject: m.Rendered.Subject,
 			HTML:    m.Rendered.HTML,

@@ -146,7 +146,7 @@ func TestValidExchangesPass(t *testing.T) {
 			method: http.MethodGet, url: "/v1/programs/no-contact-reset", status: http.StatusOK, contentType: "application/json",
 			respBody: `{"id":"` + id1 + `","slug":"no-contact-reset","title":"T","summary":"S","description":"D","price_cents":4900,"currency":"EUR",` +
 				`"free_access_until":"2025-04-01T00:00:00Z","free_access_open":true,` +
-				`"lessons":[{"id":"` + id2 + `","position":1,"title":"L","free_preview":true,"unlock_offset_days":0,"duration_seconds":null}]}`,
+				`"lessons":[{"id":"` + id2 + `","position":1,"title":"L","free_preview":true,"unlock_offset_days":0,"duration_seconds":null}],"crisis_resources":null}`,
 		},
 		"admin lesson": {
 			method: http.MethodPatch, url: "/v1/admin/lessons/" + id2, token: "t", reqBody: `{"media_url":null,"published":true}`,
@@ -164,17 +164,17 @@ func TestValidExchangesPass(t *testing.T) {
 		},
 		"portal lessons": {
 			method: http.MethodGet, url: "/v1/portal/programs/no-contact-reset/lessons", token: "t", status: http.StatusOK, contentType: "application/json",
-			respBody: `{"data":[{"id":"` + id2 + `","title":"L","position":1,"free_preview":false,"locked":true,"unlock_at":"2025-03-08T09:00:00Z","completed":false,"duration_seconds":null}],"next_cursor":"b3BhcXVl"}`,
+			respBody: `{"data":[{"id":"` + id2 + `","title":"L","position":1,"free_preview":false,"locked":true,"unlock_at":"2025-03-08T09:00:00Z","completed":false,"duration_seconds":null}],"next_cursor":"b3BhcXVl","crisis_resources":{"body":"Call **112**.","body_html":"<p>Call <strong>112</strong>.</p>","updated_at":"2025-03-01T09:00:00Z"}}`,
 		},
 		"portal lesson": {
 			method: http.MethodGet, url: "/v1/portal/lessons/" + id2, token: "t", status: http.StatusOK, contentType: "application/json",
 			respBody: `{"id":"` + id2 + `","program_id":"` + id1 + `","position":1,"title":"L","body":"# Hi","body_html":"<h1>Hi</h1>","media_url":null,` +
 				`"duration_seconds":null,"free_preview":false,"unlock_offset_days":0,"published":true,"locked":false,"unlock_at":"2025-03-01T09:00:00Z",` +
-				`"completed":true,"created_at":"2025-03-01T09:00:00Z","updated_at":"2025-03-01T09:00:00Z"}`,
+				`"completed":true,"created_at":"2025-03-01T09:00:00Z","updated_at":"2025-03-01T09:00:00Z","crisis_resources":{"body":"Call **112**.","body_html":"<p>Call <strong>112</strong>.</p>","updated_at":"2025-03-01T09:00:00Z"}}`,
 		},
 		"portal programs": {
 			method: http.MethodGet, url: "/v1/portal/programs?limit=1&cursor=abc", token: "t", status: http.StatusOK, contentType: "application/json",
-			respBody: `{"data":[{"id":"` + id1 + `","slug":"no-contact-reset","title":"T","summary":"S","access_starts_at":"2025-03-01T09:00:00Z","lessons_total":7,"lessons_completed":2}],"next_cursor":null}`,
+			respBody: `{"data":[{"id":"` + id1 + `","slug":"no-contact-reset","title":"T","summary":"S","access_starts_at":"2025-03-01T09:00:00Z","lessons_total":7,"lessons_completed":2}],"next_cursor":null,"crisis_resources":null}`,
 		},
 	}
 	for name, e := range cases {

@@ -28,6 +28,9 @@ type PublishedProgram struct {
 	// database is unavailable; Age is then how old it is.
 	Stale bool
 	Age   time.Duration
+	// Crisis is the crisis resources (nil when none are written), added on
+	// every read from their own cache, so an edit shows at once.
+	Crisis *CrisisResources
 }
 
 // LessonOutline is a lesson's place in a program, without its content.
@@ -115,12 +118,17 @@ func (s *Service) GetPublishedProgram(ctx context.Context, slug string) (*Publis
 			}
 			stale := *old
 			stale.Stale, stale.Age = true, max(now.Sub(built), 0)
+			// The database is away: only what is already in memory.
+			stale.Crisis = s.cachedCrisis()
 			page = &stale
 		default:
 			return nil, err
 		}
 	}
 	out := *page
+	if !out.Stale {
+		out.Crisis = s.CrisisResources(ctx)
+	}
 	// Computed on every read, so the window closes on time whatever the cache holds.
 	out.FreeAccessOpen = out.Program.FreeAccessOpen(s.Now())
 	return &out, nil

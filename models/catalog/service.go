@@ -13,9 +13,10 @@ import (
 // methods.
 type Service struct {
 	*models.Kernel
-	pages *answerCache[*PublishedProgram]
-	lists *answerCache[models.Page[ListedProgram]]
-	drip  LessonHooks
+	pages  *answerCache[*PublishedProgram]
+	lists  *answerCache[models.Page[ListedProgram]]
+	crisis *crisisCache
+	drip   LessonHooks
 }
 
 // LessonHooks hear of lesson changes inside the transaction that makes
@@ -29,5 +30,5 @@ type LessonHooks interface {
 // New builds the catalogue on the kernel; hooks hear of lesson changes.
 func New(k *models.Kernel, hooks LessonHooks) *Service {
 	return &Service{Kernel: k, pages: newAnswerCache[*PublishedProgram](),
-		lists: newAnswerCache[models.Page[ListedProgram]](), drip: hooks}
+		lists: newAnswerCache[models.Page[ListedProgram]](), crisis: &crisisCache{}, drip: hooks}
 }

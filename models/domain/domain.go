@@ -51,10 +51,11 @@ func New(d Deps) *Services {
 	k := models.NewKernel(d.DB, d.Clock, d.Log, d.Limits)
 	dr := drip.New(k, drip.Deps{Renderer: d.DripRenderer, AppBaseURL: d.AppBaseURL, UnsubscribeURL: d.UnsubscribeURL,
 		UnsubscribeMailbox: d.UnsubscribeMailbox})
-	p := people.New(k, d.Hasher, dr)
+	cat := catalog.New(k, dr)
+	p := people.New(k, d.Hasher, dr, cat)
 	return &Services{
 		Kernel:  k,
-		Catalog: catalog.New(k, dr),
+		Catalog: cat,
 		People:  p,
 		Enroll:  enroll.New(k, enroll.Deps{People: p, Hooks: dr, Payments: d.Payments, AppBaseURL: d.AppBaseURL}),
 		Drip:    dr,

@@ -68,8 +68,8 @@ type Claim struct {
 	// Batch is the batch to send, nil when none was due.
 	Batch *Batch
 	// Cancelled counts due rows found ineligible and cancelled with their
-	// reason; Failed counts rows that could not be rendered and rows of
-	// batches given up on.
+	// reason (those skipped for her pause included); Failed counts rows
+	// that could not be rendered and rows of batches given up on.
 	Cancelled int
 	Failed    int
 }
@@ -211,6 +211,7 @@ type dueDelivery struct {
 	LessonTitle             string
 	SessionStartsAt         *time.Time
 	MarketingUnsubscribedAt *time.Time
+	Discreet                bool
 }
 
 // dueDeliveriesSQL claims due rows and re-checks, in the same statement,
@@ -220,7 +221,7 @@ type dueDelivery struct {
 const dueDeliveriesSQL = `
 SELECT d.id, d.email, d.timezone,
        seq.kind, st.subject, st.body,
-       p.name AS participant_name, p.unsubscribe_token,
+       p.name AS participant_name, p.unsubscribe_token, p.discreet,
        COALESCE(pr.title, '') AS program_title, COALESCE(c.name, '') AS cohort_name,
        COALESCE(l.title, '') AS lesson_title, ls.starts_at AS session_starts_at,
        CASE
@@ -236,6 +237,13 @@ SELECT d.id, d.email, d.timezone,
                 WHERE pe.participant_id = d.participant_id AND pe.status = 'active' AND pc.price_cents > 0)
            THEN 'exited_on_enrollment'
          WHEN sup.email IS NOT NULL THEN 'suppressed: ' || sup.reason
+         -- Her pause: paused now, or this step fell due while she was
+         -- (a worker that ran late must not send it after the pause).
+         WHEN p.paused_at IS NOT NULL AND (
+                (p.paused_until IS NULL OR p.paused_until > @now)
+                OR (d.send_at >= p.paused_at AND d.send_at < p.paused_until))
+           THEN 'paused: she paused her email from ' || to_char(p.paused_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI "UTC"')
+                || COALESCE(' until ' || to_char(p.paused_until AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI "UTC"'), ' until she resumes')
          WHEN seq.kind = 'marketing' AND p.marketing_unsubscribed_at IS NOT NULL
            THEN 'unsubscribed: she stopped marketing email on ' || to_char(p.marketing_unsubscribed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI "UTC"')
          -- Marketing needs her yes: the latest marketing consent she gave
@@ -256,9 +264,9 @@ LEFT JOIN lessons l ON l.id = d.lesson_id
 LEFT JOIN programs pr ON pr.id = COALESCE(d.program_id, c.program_id, l.program_id, seq.program_id)
 LEFT JOIN live_sessions ls ON ls.id = d.live_session_id
 LEFT JOIN email_suppressions sup ON sup.email = d.email
-WHERE d.status = 'scheduled' AND d.send_at <= ?
+WHERE d.status = 'scheduled' AND d.send_at <= @now
 ORDER BY d.send_at
-LIMIT ?
+LIMIT @limit
 FOR UPDATE OF d SKIP LOCKED`
 
 // formDripBatch claims up to limit due rows, cancels the ineligible,
@@ -270,7 +278,7 @@ func (s *Service) formDripBatch(ctx context.Context, limit int, lease time.Durat
 	now := s.Now()
 	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var due []dueDelivery
-		if err := tx.Raw(dueDeliveriesSQL, now, limit).Scan(&due).Error; err != nil {
+		if err := tx.Raw(dueDeliveriesSQL, map[string]any{"now": now, "limit": limit}).Scan(&due).Error; err != nil {
 			return err
 		}
 		if len(due) == 0 {
@@ -284,11 +292,17 @@ func (s *Service) formDripBatch(ctx context.Context, limit int, lease time.Durat
 			ID       uuid.UUID       `json:"id"`
 			Rendered json.RawMessage `json:"rendered"`
 		}
-		var cancelled, failed []reasonRow
+		var cancelled, skipped, failed []reasonRow
 		var members []memberRow
 		batch := &Batch{ID: uuid.New(), Attempt: 1, FirstAttemptAt: now}
 		zones := map[string]*time.Location{}
 		for _, d := range due {
+			if strings.HasPrefix(d.Reason, ReasonPaused+":") {
+				// Skipped, not cancelled: she did not leave, she paused,
+				// and the delivery log says which.
+				skipped = append(skipped, reasonRow{d.ID, models.TruncateError(d.Reason)})
+				continue
+			}
 			if d.Reason != "" {
 				cancelled = append(cancelled, reasonRow{d.ID, models.TruncateError(d.Reason)})
 				continue
@@ -317,7 +331,10 @@ func (s *Service) formDripBatch(ctx context.Context, limit int, lease time.Durat
 		if err := setDripStatus(tx, DeliveryFailed, failed, now); err != nil {
 			return err
 		}
-		claim.Cancelled += len(cancelled)
+		if err := setDripStatus(tx, DeliverySkipped, skipped, now); err != nil {
+			return err
+		}
+		claim.Cancelled += len(cancelled) + len(skipped)
 		claim.Failed += len(failed)
 		if len(members) == 0 {
 			return nil
@@ -369,7 +386,7 @@ func setDripStatus[T any](tx *gorm.DB, status DeliveryStatus, rows []T, now time
 // storableEmail drops NUL characters, which a jsonb column refuses.
 func storableEmail(r RenderedEmail) RenderedEmail {
 	clean := func(s string) string { return strings.ReplaceAll(s, "\x00", "") }
-	out := RenderedEmail{Subject: clean(r.Subject), HTML: clean(r.HTML), Text: clean(r.Text)}
+	out := RenderedEmail{Subject: clean(r.Subject), HTML: clean(r.HTML), Text: clean(r.Text), Discreet: r.Discreet}
 	if len(r.Headers) > 0 {
 		out.Headers = make(map[string]string, len(r.Headers))
 		for k, v := range r.Headers {
@@ -384,6 +401,8 @@ func (s *Service) dripRenderRequest(d dueDelivery, zones map[string]*time.Locati
 	req := RenderRequest{
 		Step:      StepContent{Subject: d.Subject, Body: d.Body},
 		Marketing: d.Kind == SequenceMarketing,
+		// Read as the batch is formed: the last moment before it is frozen.
+		Discreet: d.Discreet,
 		Vars: Vars{
 			ProgramTitle:   d.ProgramTitle,
 			CohortName:     d.CohortName,

@@ -26,6 +26,10 @@ type RenderedEmail struct {
 	HTML    string            `json:"html"`
 	Text    string            `json:"text"`
 	Headers map[string]string `json:"headers,omitempty"`
+	// Discreet: she was in discreet mode when the email was rendered, so
+	// it goes from the neutral sender. Frozen with the rest: a retry is
+	// the same email.
+	Discreet bool `json:"discreet,omitempty"`
 }
 
 // RenderRequest is one step for one recipient.
@@ -36,6 +40,9 @@ type RenderRequest struct {
 	// UnsubscribeMailto is the mailto: form of List-Unsubscribe for her
 	// (marketing only); Vars.UnsubscribeURL is the https form.
 	UnsubscribeMailto string
+	// Discreet renders the neutral subject and preview (her discreet mode,
+	// read when the batch is formed).
+	Discreet bool
 }
 
 // DripRenderer renders a step for one recipient. emails/drip implements

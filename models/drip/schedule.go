@@ -99,6 +99,9 @@ const (
 	ReasonLessonDeleted       = "lesson_deleted"
 	ReasonStepDeleted         = "step_deleted"
 	ReasonSequenceDeleted     = "sequence_deleted"
+	// ReasonPaused skips a step that fell due while she had paused her
+	// email (people.Pause).
+	ReasonPaused = "paused"
 )
 
 // dripReason is a delivery's last_error: a stable code the code can match,

@@ -197,6 +197,21 @@ func icsText(s string) string {
 	return strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ").Replace(s)
 }
 
+// calendarTexts are an event's title, description and description once
+// cancelled. In discreet mode they name no program, cohort or topic: a
+// calendar is read over her shoulder, synced to shared devices and shown on
+// lock screens.
+func calendarTexts(ev calendarEvent, discreet bool) (summary, desc, cancelled string) {
+	if discreet {
+		return "Appointment", "", "Cancelled."
+	}
+	desc = fmt.Sprintf("Live session of %s. The cohort keeps %s time; your calendar shows it in yours.", icsText(ev.CohortName), ev.CohortTimezone)
+	if loc, err := time.LoadLocation(ev.CohortTimezone); err == nil {
+		desc += "\nIn " + ev.CohortTimezone + " it starts " + ev.StartsAt.In(loc).Format("Mon 2 Jan 2006 at 15:04") + "."
+	}
+	return icsText(ev.CohortName + ": " + ev.Title), desc, fmt.Sprintf("%s has been cancelled.", icsText(ev.CohortName))
+}
+
 // CalendarFeed renders the RFC 5545 feed of the live sessions of her active
 // enrollments. An unknown token is not found: a calendar app that gets a
 // 401 may prompt for a password she does not have.
@@ -205,13 +220,18 @@ func (s *Service) CalendarFeed(ctx context.Context, token string) ([]byte, error
 		return nil, errCalendarNotFound
 	}
 	db := s.DB.WithContext(ctx)
-	var participantIDs []uuid.UUID
-	if err := db.Raw(`SELECT participant_id FROM calendar_tokens WHERE token_hash = ?`, models.HashToken(token)).Scan(&participantIDs).Error; err != nil {
+	var owners []struct {
+		ParticipantID uuid.UUID
+		Discreet      bool
+	}
+	if err := db.Raw(`SELECT t.participant_id, p.discreet FROM calendar_tokens t JOIN participants p ON p.id = t.participant_id
+		WHERE t.token_hash = ?`, models.HashToken(token)).Scan(&owners).Error; err != nil {
 		return nil, fmt.Errorf("find calendar token: %w", err)
 	}
-	if len(participantIDs) != 1 {
+	if len(owners) != 1 {
 		return nil, errCalendarNotFound
 	}
+	discreet := owners[0].Discreet
 	var events []calendarEvent
 	err := db.Raw(`
 		SELECT ls.*, c.name AS cohort_name, c.timezone AS cohort_timezone, c.status AS cohort_status
@@ -219,16 +239,22 @@ func (s *Service) CalendarFeed(ctx context.Context, token string) ([]byte, error
 		JOIN cohorts c ON c.id = e.cohort_id
 		JOIN live_sessions ls ON ls.cohort_id = c.id
 		WHERE e.participant_id = ? AND e.status = ?
-		ORDER BY ls.starts_at, ls.id`, participantIDs[0], EnrollmentActive).Scan(&events).Error
+		ORDER BY ls.starts_at, ls.id`, owners[0].ParticipantID, EnrollmentActive).Scan(&events).Error
 	if err != nil {
 		return nil, fmt.Errorf("read calendar sessions: %w", err)
 	}
 
 	cal := ics.NewCalendar()
-	cal.SetProductId("-//Grace//Live sessions//EN")
+	if discreet {
+		// Anyone who sees her calendar sees an appointment, nothing more.
+		cal.SetProductId("-//Calendar//EN")
+		cal.SetXWRCalName("Appointments")
+	} else {
+		cal.SetProductId("-//Grace//Live sessions//EN")
+		cal.SetXWRCalName("Grace live sessions")
+	}
 	cal.SetMethod(ics.MethodPublish)
 	cal.SetCalscale("GREGORIAN")
-	cal.SetXWRCalName("Grace live sessions")
 	// Calendar apps poll a subscription; an hour keeps a moved session
 	// fresh without hammering the API.
 	cal.SetRefreshInterval("PT1H")
@@ -241,20 +267,17 @@ func (s *Service) CalendarFeed(ctx context.Context, token string) ([]byte, error
 		e.SetModifiedAt(ev.UpdatedAt)
 		e.SetStartAt(ev.StartsAt)
 		e.SetEndAt(ev.EndsAt())
-		e.SetSummary(icsText(ev.CohortName + ": " + ev.Title))
-		desc := fmt.Sprintf("Live session of %s. The cohort keeps %s time; your calendar shows it in yours.", icsText(ev.CohortName), ev.CohortTimezone)
-		if loc, err := time.LoadLocation(ev.CohortTimezone); err == nil {
-			desc += "\nIn " + ev.CohortTimezone + " it starts " + ev.StartsAt.In(loc).Format("Mon 2 Jan 2006 at 15:04") + "."
-		}
+		summary, desc, cancelled := calendarTexts(ev, discreet)
+		e.SetSummary(summary)
 		if ev.CohortStatus == CohortCancelled {
 			e.SetStatus(ics.ObjectStatusCancelled)
-			desc = fmt.Sprintf("%s has been cancelled.", icsText(ev.CohortName))
+			desc = cancelled
 		} else {
 			e.SetStatus(ics.ObjectStatusConfirmed)
 			if ev.MeetingURL != nil {
 				e.SetLocation(*ev.MeetingURL)
 				e.SetURL(*ev.MeetingURL)
-				desc += "\nJoin: " + *ev.MeetingURL
+				desc = strings.TrimPrefix(desc+"\nJoin: "+*ev.MeetingURL, "\n")
 			}
 		}
 		e.SetDescription(desc)

@@ -39,6 +39,9 @@ type CheckoutInput struct {
 	Name               string
 	DisclaimerAccepted bool
 	MarketingConsent   bool
+	// Discreet turns discreet mode on for her address, never off
+	// (people.TurnOnDiscreet).
+	Discreet bool
 }
 
 // CheckoutResult is where to send her to pay (for a free cohort, where she
@@ -89,7 +92,7 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 		return soldOut(cohort.ID)
 	}
 	return s.EnqueueTask(ctx, TaskCheckout, formTask{CohortID: cohort.ID, Email: email, Name: name,
-		MarketingConsent: in.MarketingConsent, Client: client.Clean()})
+		MarketingConsent: in.MarketingConsent, Discreet: in.Discreet, Client: client.Clean()})
 }
 
 // allowForm is the rate limits of a public cohort form: per network
@@ -115,6 +118,7 @@ type formTask struct {
 	Email            string            `json:"email"`
 	Name             string            `json:"name"`
 	MarketingConsent bool              `json:"marketing_consent"`
+	Discreet         bool              `json:"discreet"`
 	Client           models.ClientInfo `json:"client"`
 }
 
@@ -147,8 +151,17 @@ func (s *Service) runCheckout(ctx context.Context, tx *gorm.DB, t models.Task) e
 	if err := tx.Where("id = ? AND status <> ?", in.CohortID, CohortDraft).Take(&cohort).Error; err != nil {
 		return models.MapDBError(err, "cohort")
 	}
+	// Found or created first, so that a form asking for discretion turns it
+	// on before any email of this task is written, enrolled or not.
+	p, err := s.people.FindOrCreateParticipant(tx, in.Email, in.Name)
+	if err != nil {
+		return err
+	}
+	if err := s.people.TurnOnDiscreet(tx, p, in.Discreet); err != nil {
+		return err
+	}
 	var live []EnrollmentStatus
-	err := tx.Raw(`SELECT e.status FROM enrollments e JOIN participants p ON p.id = e.participant_id
+	err = tx.Raw(`SELECT e.status FROM enrollments e JOIN participants p ON p.id = e.participant_id
 		WHERE e.cohort_id = ? AND p.email = ? AND e.status IN (`+liveStatusesSQL+`)`, cohort.ID, in.Email).Scan(&live).Error
 	if err != nil {
 		return err
@@ -157,10 +170,6 @@ func (s *Service) runCheckout(ctx context.Context, tx *gorm.DB, t models.Task) e
 		return s.EnqueueEmail(tx, TemplateAlreadyEnrolled, in.Email, "", models.TaskDedupeKey(t, TemplateAlreadyEnrolled), map[string]any{
 			"cohort_id": cohort.ID.String(), "cohort_name": cohort.Name,
 		})
-	}
-	p, err := s.people.FindOrCreateParticipant(tx, in.Email, in.Name)
-	if err != nil {
-		return err
 	}
 	if err := s.people.RecordClaimConsents(tx, p, cohort.ProgramID, true, in.MarketingConsent, in.Client); err != nil {
 		return err

@@ -109,7 +109,7 @@ func (s *Service) CheckoutNow(ctx context.Context, cohortID uuid.UUID, in Checko
 
 // JoinWaitlistNow is the waitlist form and the worker's turn after it.
 func (s *Service) JoinWaitlistNow(ctx context.Context, cohortID uuid.UUID, email, name string, client models.ClientInfo) error {
-	if err := s.JoinWaitlist(ctx, cohortID, email, name, client); err != nil {
+	if err := s.JoinWaitlist(ctx, cohortID, WaitlistInput{Email: email, Name: name}, client); err != nil {
 		return err
 	}
 	_, err := s.RunTasksOnce(ctx)

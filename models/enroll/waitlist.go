@@ -16,13 +16,22 @@ import (
 // the waitlist before it passes to the next.
 const WaitlistOfferTTL = 24 * time.Hour
 
+// WaitlistInput is the waitlist form.
+type WaitlistInput struct {
+	Email string
+	Name  string
+	// Discreet turns discreet mode on for her address, never off
+	// (people.TurnOnDiscreet).
+	Discreet bool
+}
+
 // JoinWaitlist is the public waitlist form. It answers every caller alike,
 // in the same time, whatever the address: it checks the input and that the
 // cohort is still to come (public facts), applies the same rate limits,
 // and leaves one task (TaskWaitlist); the worker puts her on the list
 // (runWaitlist).
-func (s *Service) JoinWaitlist(ctx context.Context, cohortID uuid.UUID, email, name string, client models.ClientInfo) error {
-	email = models.NormalizeEmail(email)
+func (s *Service) JoinWaitlist(ctx context.Context, cohortID uuid.UUID, in WaitlistInput, client models.ClientInfo) error {
+	email, name := models.NormalizeEmail(in.Email), in.Name
 	trimmed := strings.TrimSpace(name)
 	var c models.Checker
 	c.Email("email", email)
@@ -40,7 +49,7 @@ func (s *Service) JoinWaitlist(ctx context.Context, cohortID uuid.UUID, email, n
 	if !waitlistOpen(&cohort, s.Now()) {
 		return errEnrollmentClosed
 	}
-	return s.EnqueueTask(ctx, TaskWaitlist, formTask{CohortID: cohort.ID, Email: email, Name: trimmed, Client: client.Clean()})
+	return s.EnqueueTask(ctx, TaskWaitlist, formTask{CohortID: cohort.ID, Email: email, Name: trimmed, Discreet: in.Discreet, Client: client.Clean()})
 }
 
 // waitlistOpen: a cohort takes names for its waitlist until it ends.
@@ -66,6 +75,9 @@ func (s *Service) runWaitlist(ctx context.Context, tx *gorm.DB, t models.Task) e
 	}
 	p, err := s.people.FindOrCreateParticipant(tx, in.Email, in.Name)
 	if err != nil {
+		return err
+	}
+	if err := s.people.TurnOnDiscreet(tx, p, in.Discreet); err != nil {
 		return err
 	}
 	// The live-key index answers "already has a place" atomically, also

@@ -28,6 +28,9 @@ type PortalLesson struct {
 	// which does not depend on time.
 	UnlockAt  *time.Time
 	Completed bool
+	// Crisis is the crisis resources, from memory: the read stays one
+	// round trip.
+	Crisis *catalog.CrisisResources
 }
 
 // gateLocations caches time zones: time.LoadLocation reads the zone database
@@ -113,12 +116,12 @@ func (s *Service) gate(ctx context.Context, p *Participant, lessonID uuid.UUID) 
 	if err != nil {
 		return nil, fmt.Errorf("read lesson: %w", err)
 	}
-	return s.gateDecide(r, p.Timezone)
+	return s.gateDecide(ctx, r, p.Timezone)
 }
 
 // gateDecide applies the gate to a row read by gateQuery or tokenGateQuery.
-func (s *Service) gateDecide(r gateRow, timezone string) (*PortalLesson, error) {
-	out := &PortalLesson{Lesson: r.Lesson, Completed: r.Completed}
+func (s *Service) gateDecide(ctx context.Context, r gateRow, timezone string) (*PortalLesson, error) {
+	out := &PortalLesson{Lesson: r.Lesson, Completed: r.Completed, Crisis: s.crisis.CrisisResources(ctx)}
 	if r.FreePreview {
 		return out, nil
 	}
@@ -191,7 +194,7 @@ func (s *Service) ReadLessonWithToken(ctx context.Context, token string, lessonI
 	}
 	r.ID, r.ProgramID, r.Position, r.Title, r.Body, r.BodyHTML = *id, *programID, *position, *title, *body, *bodyHTML
 	r.FreePreview, r.UnlockOffsetDays, r.Published, r.CreatedAt, r.UpdatedAt = *preview, *unlockDays, *published, *createdAt, *updatedAt
-	return s.gateDecide(r, timezone)
+	return s.gateDecide(ctx, r, timezone)
 }
 
 // CompleteLesson marks a lesson she may read now as completed. Completing it

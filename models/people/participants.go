@@ -18,12 +18,17 @@ type FreeAccessInput struct {
 	Name               string
 	MarketingConsent   bool
 	DisclaimerAccepted bool
+	// Discreet turns discreet mode on for her address; a form can never
+	// turn it off (see TurnOnDiscreet).
+	Discreet bool
 }
 
 // ParticipantPatch changes a participant's own profile; unset fields stay.
 type ParticipantPatch struct {
 	Name     models.Optional[string]
 	Timezone models.Optional[string]
+	// Discreet is hers to switch either way, signed in.
+	Discreet models.Optional[bool]
 }
 
 var errFreeAccessClosed = models.E(models.KindGone, "free_access_closed", "Free access to this program is closed.")
@@ -61,7 +66,7 @@ func (s *Service) ClaimFreeAccess(ctx context.Context, slug string, in FreeAcces
 		return errFreeAccessClosed
 	}
 	return s.EnqueueTask(ctx, TaskFreeAccess, freeAccessTask{ProgramID: program.ID, Email: email, Name: name,
-		MarketingConsent: in.MarketingConsent, Client: client.Clean()})
+		MarketingConsent: in.MarketingConsent, Discreet: in.Discreet, Client: client.Clean()})
 }
 
 // TaskFreeAccess is the task of a free-access claim.
@@ -73,6 +78,7 @@ type freeAccessTask struct {
 	Email            string            `json:"email"`
 	Name             string            `json:"name"`
 	MarketingConsent bool              `json:"marketing_consent"`
+	Discreet         bool              `json:"discreet"`
 	Client           models.ClientInfo `json:"client"`
 }
 
@@ -94,6 +100,9 @@ func (s *Service) runFreeAccess(ctx context.Context, tx *gorm.DB, t models.Task)
 	now := s.Now()
 	p, err := s.FindOrCreateParticipant(tx, in.Email, in.Name)
 	if err != nil {
+		return err
+	}
+	if err := s.TurnOnDiscreet(tx, p, in.Discreet); err != nil {
 		return err
 	}
 	// The partial unique index makes "one free-access grant per woman per
@@ -179,8 +188,9 @@ func (s *Service) RecordClaimConsents(tx *gorm.DB, p *Participant, programID uui
 	return nil
 }
 
-// UpdateParticipant changes her name or time zone.
-func (s *Service) UpdateParticipant(ctx context.Context, id uuid.UUID, patch ParticipantPatch) (*Participant, error) {
+// UpdateParticipant changes her name, time zone or discreet mode, and
+// answers her profile as the portal shows it.
+func (s *Service) UpdateParticipant(ctx context.Context, id uuid.UUID, patch ParticipantPatch) (*Me, error) {
 	var c models.Checker
 	updates := map[string]any{}
 	if patch.Name.Set {
@@ -198,6 +208,13 @@ func (s *Service) UpdateParticipant(ctx context.Context, id uuid.UUID, patch Par
 			c.Timezone("timezone", patch.Timezone.Value)
 			updates["timezone"] = patch.Timezone.Value
 			updates["timezone_set"] = true // her choice now wins over her cohort's zone
+		}
+	}
+	if patch.Discreet.Set {
+		if patch.Discreet.Null {
+			c.Add("discreet", "must be true or false")
+		} else {
+			updates["discreet"] = patch.Discreet.Value
 		}
 	}
 	if err := c.Err(); err != nil {
@@ -222,7 +239,7 @@ func (s *Service) UpdateParticipant(ctx context.Context, id uuid.UUID, patch Par
 	if err != nil {
 		return nil, err
 	}
-	return &p, nil
+	return s.Me(ctx, &p), nil
 }
 
 type Participant struct {
@@ -237,6 +254,36 @@ type Participant struct {
 	// GORM.
 	UnsubscribeToken        string `gorm:"->"`
 	MarketingUnsubscribedAt *time.Time
-	CreatedAt               time.Time
-	UpdatedAt               time.Time
+	// Discreet: every email to her goes out with the neutral sender,
+	// subject and preview, and her calendar feed with neutral titles; every
+	// sender reads it at send time. A feed of her own (the podcast feed,
+	// when there is one) follows it too.
+	Discreet bool
+	// PausedAt is set while she has paused her email; PausedUntil is when
+	// the pause ends by itself, nil for "until I resume".
+	PausedAt    *time.Time
+	PausedUntil *time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Paused reports whether her email is paused at now.
+func (p *Participant) Paused(now time.Time) bool {
+	return p.PausedAt != nil && (p.PausedUntil == nil || now.Before(*p.PausedUntil))
+}
+
+// TurnOnDiscreet switches discreet mode on for p when on is set, and does
+// nothing otherwise. It is the only way a form reaches the setting: a form
+// is anonymous, and whoever types her address must never be able to take
+// her protection away, so a form can ask for discretion but never undo it.
+func (s *Service) TurnOnDiscreet(tx *gorm.DB, p *Participant, on bool) error {
+	if !on || p.Discreet {
+		return nil
+	}
+	err := tx.Exec(`UPDATE participants SET discreet = true, updated_at = ? WHERE id = ? AND NOT discreet`, s.Now(), p.ID).Error
+	if err != nil {
+		return models.MapDBError(err, "participant")
+	}
+	p.Discreet = true
+	return nil
 }

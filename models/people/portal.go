@@ -7,10 +7,25 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
 )
 
 // Her portal: the programs she holds access to and their lessons, each
 // with her progress and when it unlocks.
+
+// PortalPage is a page of her portal: the items and the crisis resources
+// shown beside them.
+type PortalPage[T any] struct {
+	models.Page[T]
+	Crisis *catalog.CrisisResources
+}
+
+func withCrisis[T any](ctx context.Context, s *Service, p models.Page[T], err error) (PortalPage[T], error) {
+	if err != nil {
+		return PortalPage[T]{}, err
+	}
+	return PortalPage[T]{Page: p, Crisis: s.crisis.CrisisResources(ctx)}, nil
+}
 
 // PortalProgram is a program she has access to, with her progress.
 type PortalProgram struct {
@@ -25,7 +40,12 @@ type PortalProgram struct {
 
 // ListPortalPrograms lists the programs she holds an unrevoked grant to,
 // ordered by when her access started.
-func (s *Service) ListPortalPrograms(ctx context.Context, p *Participant, page models.PageParams) (models.Page[PortalProgram], error) {
+func (s *Service) ListPortalPrograms(ctx context.Context, p *Participant, page models.PageParams) (PortalPage[PortalProgram], error) {
+	out, err := s.listPortalPrograms(ctx, p, page)
+	return withCrisis(ctx, s, out, err)
+}
+
+func (s *Service) listPortalPrograms(ctx context.Context, p *Participant, page models.PageParams) (models.Page[PortalProgram], error) {
 	after, err := page.Decode()
 	if err != nil {
 		return models.Page[PortalProgram]{}, err
@@ -80,7 +100,12 @@ type PortalLessonSummary struct {
 // ListPortalLessons lists a program's published lessons with, for her, which
 // are locked, when they unlock and which she has completed. She may list a
 // program she holds no grant to only when it has a free preview to offer.
-func (s *Service) ListPortalLessons(ctx context.Context, p *Participant, slug string, page models.PageParams) (models.Page[PortalLessonSummary], error) {
+func (s *Service) ListPortalLessons(ctx context.Context, p *Participant, slug string, page models.PageParams) (PortalPage[PortalLessonSummary], error) {
+	out, err := s.listPortalLessons(ctx, p, slug, page)
+	return withCrisis(ctx, s, out, err)
+}
+
+func (s *Service) listPortalLessons(ctx context.Context, p *Participant, slug string, page models.PageParams) (models.Page[PortalLessonSummary], error) {
 	after, err := page.Decode()
 	if err != nil {
 		return models.Page[PortalLessonSummary]{}, err

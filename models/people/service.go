@@ -4,10 +4,13 @@
 package people
 
 import (
+	"context"
+
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/catalog"
 )
 
 // Service runs the rules about coaches and participants. Handlers call
@@ -16,6 +19,13 @@ type Service struct {
 	*models.Kernel
 	hasher *models.PasswordHasher
 	drip   ParticipantHooks
+	crisis CrisisSource
+}
+
+// CrisisSource serves the crisis resources every portal answer carries,
+// from memory (catalog.Service).
+type CrisisSource interface {
+	CrisisResources(ctx context.Context) *catalog.CrisisResources
 }
 
 // ParticipantHooks hear of what changes a participant's email schedule,
@@ -25,15 +35,10 @@ type ParticipantHooks interface {
 	OnParticipantTimezoneSet(tx *gorm.DB, participantID uuid.UUID) error
 }
 
-// New builds the people service and registers its tasks with k; a nil
-// hasher is one hash per CPU.
-func New(k *models.Kernel, hasher *models.PasswordHasher, hooks ParticipantHooks) *Service {
+// New builds the people service; a nil hasher is one hash per CPU.
+func New(k *models.Kernel, hasher *models.PasswordHasher, hooks ParticipantHooks, crisis CrisisSource) *Service {
 	if hasher == nil {
 		hasher = models.NewPasswordHasher(0)
 	}
-	s := &Service{Kernel: k, hasher: hasher, drip: hooks}
-	k.RegisterTask(TaskLoginLink, s.runLoginLink)
-	k.RegisterTask(TaskFreeAccess, s.runFreeAccess)
-	k.RegisterTask(TaskPasswordReset, s.runPasswordReset)
-	return s
+	return &Service{Kernel: k, hasher: hasher, drip: hooks, crisis: crisis}
 }

@@ -25,9 +25,9 @@ const AdminEmail = "admin@grace.localhost"
 const freeWindow = 30 * 24 * time.Hour
 
 // Run loads the Say No With Grace workshop, its welcome email series, the
-// cohort onboarding emails and live session reminders and, when the
-// database has no admin, an admin coach whose generated password is
-// printed once. Running it again creates nothing twice: it only fills in
+// cohort onboarding emails and live session reminders, the crisis
+// resources and, when the database has no admin, an admin coach whose
+// generated password is printed once. Running it again creates nothing twice: it only fills in
 // what is missing, and never overwrites what the coach has since edited.
 func Run(ctx context.Context, svc *domain.Services, out io.Writer) error {
 	program, created, err := ensureProgram(ctx, svc)
@@ -47,7 +47,32 @@ func Run(ctx context.Context, svc *domain.Services, out io.Writer) error {
 	if err := ensureSequences(ctx, svc, program.ID, out); err != nil {
 		return err
 	}
+	if err := ensureCrisisResources(ctx, svc, out); err != nil {
+		return err
+	}
 	return ensureAdmin(ctx, svc, out)
+}
+
+// CrisisResourcesFile is the seeded crisis resources text: neutral,
+// international wording, for the coach to adapt to where her participants
+// live.
+const CrisisResourcesFile = "content/crisis-resources.md"
+
+// ensureCrisisResources writes the crisis resources unless some are there
+// already (the coach's edit stays hers).
+func ensureCrisisResources(ctx context.Context, svc *domain.Services, out io.Writer) error {
+	body, err := Content.ReadFile(CrisisResourcesFile)
+	if err != nil {
+		return err
+	}
+	created, err := svc.Catalog.SeedCrisisResources(ctx, string(body))
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Fprintln(out, "seeded the crisis resources")
+	}
+	return nil
 }
 
 func ensureProgram(ctx context.Context, svc *domain.Services) (*catalog.Program, bool, error) {

@@ -3,6 +3,7 @@ package seed_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +196,38 @@ func TestSeededWelcomeSeriesIsScheduledOnClaim(t *testing.T) {
 	db.Model(&drip.EmailDelivery{}).Where("email = ? AND status = ?", "ana@example.com", drip.DeliveryScheduled).Count(&n)
 	if n != 5 {
 		t.Errorf("%d welcome emails scheduled, want 5", n)
+	}
+}
+
+// TestRunSeedsCrisisResourcesOnce: the seeded crisis resources are on the
+// public page, name an emergency number, a helpline finder and the
+// coaching disclaimer, and a second seed keeps the admin's edit.
+func TestRunSeedsCrisisResourcesOnce(t *testing.T) {
+	svc, _, _ := modelstest.NewService(t)
+	ctx := context.Background()
+	if err := seed.Run(ctx, svc, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	prog, err := svc.Catalog.GetPublishedProgram(ctx, seed.ProgramSlug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prog.Crisis == nil {
+		t.Fatal("no crisis resources on the seeded program page")
+	}
+	for _, want := range []string{"local emergency number", "https://www.hotpeachpages.net", "not psychotherapy"} {
+		if !strings.Contains(prog.Crisis.Body, want) || !strings.Contains(prog.Crisis.BodyHTML, want) {
+			t.Errorf("seeded crisis resources do not say %q", want)
+		}
+	}
+	admin := modelstest.NewCoach(t, svc.Kernel.DB, "boss@example.com", people.RoleAdmin)
+	if _, err := svc.Catalog.PutCrisisResources(ctx, admin.ID, catalog.CrisisInput{Body: "Her own words."}); err != nil {
+		t.Fatal(err)
+	}
+	if err := seed.Run(ctx, svc, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := svc.Catalog.GetCrisisResources(ctx); got == nil || got.Body != "Her own words." {
+		t.Fatalf("a second seed overwrote the edit: %+v", got)
 	}
 }
