@@ -4,10 +4,11 @@ GO ?= go
 .PHONY: run test vet fmt-check build bench
 
 # Migrate, seed the Say No With Grace workshop (prints a generated admin
-# password the first time), then serve on :8080.
+# password the first time), then serve on :8080, in dev mode: missing
+# secrets get stand-ins that say so in the log.
 run: build
-	./bin/grace seed
-	./bin/grace serve
+	GRACE_ENV=dev ./bin/grace seed
+	GRACE_ENV=dev ./bin/grace serve
 
 build:
 	$(GO) build -o bin/grace ./cmd/grace

@@ -150,8 +150,8 @@ func corsConfig(origins []string) middleware.CORSConfig {
 	return middleware.CORSConfig{
 		AllowOrigins:  origins,
 		AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
-		AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, "Idempotency-Key"},
-		ExposeHeaders: []string{echo.HeaderXRequestID, "Retry-After"},
+		AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, "Idempotency-Key", "If-Match"},
+		ExposeHeaders: []string{echo.HeaderXRequestID, "Retry-After", "ETag"},
 		MaxAge:        600,
 	}
 }

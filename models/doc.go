@@ -15,6 +15,9 @@
 //	models/catalog  programs, lessons, the cached public program page
 //	models/people   coaches and their sessions, participants, sign-in links,
 //	                the portal, and the gate that decides what she may read
+//	models/journal  her private reflections on lessons: envelope-encrypted at
+//	                rest under a key of her own, shared with a coach only as
+//	                the snapshot she chooses, shredded with her key
 //	models/enroll   cohorts and live sessions, checkout and seat holds, the
 //	                enrollment state machine fed by payment events (through
 //	                its PaymentGateway), the sweeper, the waitlist, her calendar
@@ -22,7 +25,8 @@
 //	                its Renderer), unsubscribe, suppressions, provider events
 //	models/domain   builds the services and connects the hooks
 //
-// Imports run one way: kernel <- catalog <- people <- enroll <- drip, and
+// Imports run one way: kernel <- catalog <- people <- journal <- enroll <-
+// drip (journal needs only the lesson gate below it), and
 // models/layers_test.go fails if one runs back up. A lower room whose change
 // must schedule or cancel email in the same transaction calls the drip
 // engine through an interface it declares itself (catalog.LessonHooks,

@@ -17,6 +17,7 @@ import (
 	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/emails/emailstest"
 	"github.com/grace-coaching/grace/migrations"
+	"github.com/grace-coaching/grace/models/journal"
 	"github.com/grace-coaching/grace/models/modelstest"
 	"github.com/grace-coaching/grace/models/seed"
 )
@@ -44,6 +45,8 @@ func bootEnv(t *testing.T, resendURL, resendKey string) map[string]string {
 		"EMAIL_FROM":     "Grace <hello@example.com>",
 		"RESEND_API_KEY": resendKey,
 		"RESEND_API_URL": resendURL,
+		// Production refuses to start without it.
+		"REFLECTIONS_KEY": journal.NewMasterKey("test").String(),
 	}
 }
 

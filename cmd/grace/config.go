@@ -13,6 +13,7 @@ import (
 
 	"github.com/grace-coaching/grace/api/stripe"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/journal"
 )
 
 // Config is every setting Grace reads, all from the environment, all here.
@@ -51,6 +52,33 @@ type Config struct {
 	Worker         bool
 	LogLevel       slog.Level
 	TrustedProxies []*net.IPNet
+	// Dev is GRACE_ENV=dev (what `make run` sets): missing secrets are
+	// replaced by stand-ins that say so in the log. Anything else is
+	// production, which refuses to start without them.
+	Dev bool
+	// ReflectionsKey is the master key reflections are encrypted under
+	// (REFLECTIONS_KEY), nil when not set; ReflectionsPreviousKeys only
+	// unwrap data keys not yet rewrapped after a rotation.
+	ReflectionsKey          *journal.MasterKey
+	ReflectionsPreviousKeys []journal.MasterKey
+}
+
+// reflectionsKeyring is the keyring reflections are encrypted under. In
+// production REFLECTIONS_KEY is required; dev mode derives a stand-in from
+// DATABASE_URL, stable across restarts and protecting nothing.
+func (c Config) reflectionsKeyring(log *slog.Logger) (*journal.Keyring, error) {
+	current := c.ReflectionsKey
+	if current == nil {
+		if !c.Dev {
+			return nil, errors.New("REFLECTIONS_KEY is not set: reflections cannot be stored encrypted. " +
+				"Generate one with `grace reflections-key` and keep it apart from the database backups " +
+				"(or set GRACE_ENV=dev for a local demo)")
+		}
+		k := journal.DevMasterKey(c.DatabaseURL)
+		current = &k
+		log.Warn("reflections: DEV MODE, REFLECTIONS_KEY is not set: reflections are encrypted under a key derived from DATABASE_URL, which protects nothing")
+	}
+	return journal.NewKeyring(*current, c.ReflectionsPreviousKeys...)
 }
 
 // limits are the domain's rate limits with the configured hash budget.
@@ -184,6 +212,32 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 		c.TrustedProxies = append(c.TrustedProxies, n)
 	}
+	switch env := strings.ToLower(get("GRACE_ENV", "production")); env {
+	case "dev":
+		c.Dev = true
+	case "production":
+	default:
+		bad("GRACE_ENV", "must be dev or production, got %q", env)
+	}
+	if v := get("REFLECTIONS_KEY", ""); v != "" {
+		k, err := journal.ParseMasterKey(v)
+		if err != nil {
+			bad("REFLECTIONS_KEY", "%v", err)
+		} else {
+			c.ReflectionsKey = &k
+		}
+	}
+	for _, v := range strings.Split(getenv("REFLECTIONS_PREVIOUS_KEYS"), ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		k, err := journal.ParseMasterKey(v)
+		if err != nil {
+			bad("REFLECTIONS_PREVIOUS_KEYS", "%v", err)
+			continue
+		}
+		c.ReflectionsPreviousKeys = append(c.ReflectionsPreviousKeys, k)
+	}
 	if len(errs) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %w", errors.Join(errs...))
 	}
@@ -240,5 +294,20 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("shutdown_grace", c.ShutdownGrace),
 		slog.Bool("worker", c.Worker),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.Bool("dev", c.Dev),
+		slog.Any("reflections_key_ids", c.reflectionsKeyIDs()),
 	)
+}
+
+// reflectionsKeyIDs names the configured master keys, current first: the
+// ids are not secret, the keys are.
+func (c Config) reflectionsKeyIDs() []string {
+	var ids []string
+	if c.ReflectionsKey != nil {
+		ids = append(ids, c.ReflectionsKey.ID)
+	}
+	for _, k := range c.ReflectionsPreviousKeys {
+		ids = append(ids, k.ID)
+	}
+	return ids
 }
