@@ -266,18 +266,22 @@ func (s *Service) SaveReflection(ctx context.Context, p *people.Participant, les
 		return nil, err
 	}
 	return s.gated(ctx, p, lessonID, func(tx *gorm.DB, ring *Keyring) (*Reflection, error) {
-		aead, err := s.dataKey(tx, ring, p.ID, true)
-		if err != nil {
-			return nil, err
-		}
 		row, err := findReflection(tx, p.ID, lessonID, true)
 		if err != nil {
 			return nil, err
 		}
 		if row == nil {
 			if err := pre.check(nil); err != nil || text == "" {
+				// Nothing to write, and no key made: the database does not
+				// even learn that she opened the box.
 				return nil, err
 			}
+		}
+		aead, err := s.dataKey(tx, ring, p.ID, true)
+		if err != nil {
+			return nil, err
+		}
+		if row == nil {
 			now := models.StoredTime(s.Now())
 			row = &reflectionRow{ID: uuid.New(), ParticipantID: p.ID, LessonID: lessonID,
 				Ciphertext: seal(aead, copyCurrent, p.ID, lessonID, text), Version: 1, CreatedAt: now, UpdatedAt: now}

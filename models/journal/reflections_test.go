@@ -145,6 +145,9 @@ func TestSaveReflectionRefusesBadText(t *testing.T) {
 			}
 		})
 	}
+	if r := w.save(t, her, w.lessons[0].ID, "", journal.Precondition{}); r != nil || count(t, w.db, "participant_keys") != 0 {
+		t.Fatal("an empty first save must write nothing, not even her key")
+	}
 	if r := w.save(t, her, w.lessons[0].ID, strings.Repeat("é", journal.MaxReflectionLength), journal.Precondition{}); r.Version != 1 {
 		t.Fatal("the longest reflection should be accepted")
 	}
