@@ -33,16 +33,18 @@ type problem struct {
 
 // statusOf is the one place where domain error kinds become HTTP statuses.
 var statusOf = map[models.Kind]int{
-	models.KindBadRequest:   http.StatusBadRequest,
-	models.KindInvalid:      http.StatusUnprocessableEntity,
-	models.KindUnauthorized: http.StatusUnauthorized,
-	models.KindForbidden:    http.StatusForbidden,
-	models.KindNotFound:     http.StatusNotFound,
-	models.KindConflict:     http.StatusConflict,
-	models.KindGone:         http.StatusGone,
-	models.KindRateLimited:  http.StatusTooManyRequests,
-	models.KindUnavailable:  http.StatusServiceUnavailable,
-	models.KindUpstream:     http.StatusBadGateway,
+	models.KindBadRequest:      http.StatusBadRequest,
+	models.KindInvalid:         http.StatusUnprocessableEntity,
+	models.KindUnauthorized:    http.StatusUnauthorized,
+	models.KindForbidden:       http.StatusForbidden,
+	models.KindNotFound:        http.StatusNotFound,
+	models.KindConflict:        http.StatusConflict,
+	models.KindGone:            http.StatusGone,
+	models.KindStale:           http.StatusPreconditionFailed,
+	models.KindVersionRequired: http.StatusPreconditionRequired,
+	models.KindRateLimited:     http.StatusTooManyRequests,
+	models.KindUnavailable:     http.StatusServiceUnavailable,
+	models.KindUpstream:        http.StatusBadGateway,
 }
 
 // echoCodes names the errors Echo itself raises (routing, body limit).

@@ -148,18 +148,33 @@ type portalLessonResponse struct {
 	Locked           bool       `json:"locked"`
 	UnlockAt         *time.Time `json:"unlock_at"`
 	Completed        bool       `json:"completed"`
-	CreatedAt        time.Time  `json:"created_at"`
-	UpdatedAt        time.Time  `json:"updated_at"`
+	// ReflectionPrompts come with their HTML, rendered when written.
+	ReflectionPrompts []promptResponse `json:"reflection_prompts"`
+	CreatedAt         time.Time        `json:"created_at"`
+	UpdatedAt         time.Time        `json:"updated_at"`
 	// CrisisResources comes from memory: the read stays one round trip.
 	CrisisResources *crisisResponse `json:"crisis_resources"`
+}
+
+type promptResponse struct {
+	Markdown string `json:"markdown"`
+	HTML     string `json:"html"`
+}
+
+func toPromptResponses(ps catalog.Prompts) []promptResponse {
+	out := make([]promptResponse, len(ps))
+	for i, p := range ps {
+		out[i] = promptResponse{Markdown: p.Markdown, HTML: p.HTML}
+	}
+	return out
 }
 
 func toPortalLessonResponse(l *people.PortalLesson) portalLessonResponse {
 	return portalLessonResponse{ID: l.ID, ProgramID: l.ProgramID, Position: l.Position, Title: l.Title,
 		Body: l.Body, BodyHTML: l.BodyHTML, MediaURL: l.MediaURL, DurationSeconds: l.DurationSeconds,
 		FreePreview: l.FreePreview, UnlockOffsetDays: l.UnlockOffsetDays, Published: l.Published,
-		UnlockAt: utcPtr(l.UnlockAt), Completed: l.Completed, CreatedAt: l.CreatedAt.UTC(), UpdatedAt: l.UpdatedAt.UTC(),
-		CrisisResources: toCrisisResponse(l.Crisis)}
+		UnlockAt: utcPtr(l.UnlockAt), Completed: l.Completed, ReflectionPrompts: toPromptResponses(l.ReflectionPrompts),
+		CreatedAt: l.CreatedAt.UTC(), UpdatedAt: l.UpdatedAt.UTC(), CrisisResources: toCrisisResponse(l.Crisis)}
 }
 
 func utcPtr(t *time.Time) *time.Time {

@@ -151,6 +151,8 @@ type lessonCreateRequest struct {
 	UnlockOffsetDays int     `json:"unlock_offset_days" validate:"min=0,max=3650"`
 	Published        bool    `json:"published"`
 	Position         *int    `json:"position" validate:"omitnil,min=1"`
+	// ReflectionPrompts are Markdown; the domain checks count and length.
+	ReflectionPrompts []string `json:"reflection_prompts"`
 }
 
 // lessonUpdateRequest: the domain checks each sent field.
@@ -162,6 +164,8 @@ type lessonUpdateRequest struct {
 	FreePreview      models.Optional[bool]   `json:"free_preview"`
 	UnlockOffsetDays models.Optional[int]    `json:"unlock_offset_days"`
 	Published        models.Optional[bool]   `json:"published"`
+	// ReflectionPrompts replaces the whole list.
+	ReflectionPrompts models.Optional[[]string] `json:"reflection_prompts"`
 }
 
 type lessonOrderRequest struct {
@@ -180,15 +184,17 @@ type lessonResponseAdmin struct {
 	FreePreview      bool      `json:"free_preview"`
 	UnlockOffsetDays int       `json:"unlock_offset_days"`
 	Published        bool      `json:"published"`
-	CreatedAt        time.Time `json:"created_at"`
-	UpdatedAt        time.Time `json:"updated_at"`
+	// ReflectionPrompts are the Markdown sources, as sent.
+	ReflectionPrompts []string  `json:"reflection_prompts"`
+	CreatedAt         time.Time `json:"created_at"`
+	UpdatedAt         time.Time `json:"updated_at"`
 }
 
 func toLessonResponseAdmin(l catalog.Lesson) lessonResponseAdmin {
 	return lessonResponseAdmin{
 		ID: l.ID, ProgramID: l.ProgramID, Position: l.Position, Title: l.Title, Body: l.Body,
 		MediaURL: l.MediaURL, DurationSeconds: l.DurationSeconds, FreePreview: l.FreePreview,
-		UnlockOffsetDays: l.UnlockOffsetDays, Published: l.Published,
+		UnlockOffsetDays: l.UnlockOffsetDays, Published: l.Published, ReflectionPrompts: l.ReflectionPrompts.Markdown(),
 		CreatedAt: l.CreatedAt.UTC(), UpdatedAt: l.UpdatedAt.UTC(),
 	}
 }
@@ -221,6 +227,7 @@ func (h *handlers) createLesson(c echo.Context) error {
 	in := catalog.LessonInput{
 		Title: req.Title, Body: req.Body, MediaURL: req.MediaURL, DurationSeconds: req.DurationSeconds,
 		FreePreview: req.FreePreview, UnlockOffsetDays: req.UnlockOffsetDays, Published: req.Published,
+		ReflectionPrompts: req.ReflectionPrompts,
 	}
 	if req.Position != nil {
 		in.Position = *req.Position
@@ -272,6 +279,7 @@ func (h *handlers) updateLesson(c echo.Context) error {
 	l, err := h.svc.Catalog.UpdateLesson(c.Request().Context(), id, catalog.LessonPatch{
 		Title: req.Title, Body: req.Body, MediaURL: req.MediaURL, DurationSeconds: req.DurationSeconds,
 		FreePreview: req.FreePreview, UnlockOffsetDays: req.UnlockOffsetDays, Published: req.Published,
+		ReflectionPrompts: req.ReflectionPrompts,
 	})
 	if err != nil {
 		return err

@@ -65,6 +65,12 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	v1.PUT("/portal/lessons/:id/completion", h.completeLesson, portal...)
 	v1.DELETE("/portal/lessons/:id/completion", h.uncompleteLesson, portal...)
 	v1.GET("/portal/access-log", h.listPortalAccessLog, portal...)
+	// Her reflections: hers alone, encrypted at rest; a coach reads only a
+	// snapshot she shares. Writes over an existing one need If-Match.
+	v1.GET("/portal/lessons/:id/reflection", h.getReflection, portal...)
+	v1.PUT("/portal/lessons/:id/reflection", h.saveReflection, portal...)
+	v1.POST("/portal/lessons/:id/reflection/share", h.shareReflection, portal...)
+	v1.DELETE("/portal/lessons/:id/reflection/share", h.unshareReflection, portal...)
 
 	// Coach: any signed-in coach (role admin or coach).
 	v1.POST("/auth/logout", h.logout, coach...)
@@ -85,6 +91,8 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	v1.GET("/admin/participants", h.listParticipants, coach...)
 	v1.GET("/admin/participants/:id", h.getParticipant, coach...)
 	v1.GET("/admin/participants/:id/access-log", h.listParticipantAccessLog, admin...)
+	// Only what she shared, only to the coaches of her cohort (the domain scopes).
+	v1.GET("/admin/participants/:id/reflections", h.listSharedReflections, coach...)
 
 	// Admin: role admin only.
 	v1.GET("/admin/coaches", h.listCoaches, admin...)

@@ -19,6 +19,9 @@
 //	                the portal, the gate that decides what she may read, the
 //	                Viewer that decides which participants a coach may see,
 //	                and the access log every read of her data is written to
+//	models/journal  her private reflections on lessons: envelope-encrypted at
+//	                rest under a key of her own, shared with a coach only as
+//	                the snapshot she chooses, shredded with her key
 //	models/enroll   cohorts and live sessions, checkout and seat holds, the
 //	                enrollment state machine fed by payment events (through
 //	                its PaymentGateway), the sweeper, the waitlist, her calendar
@@ -26,7 +29,8 @@
 //	                its Renderer), unsubscribe, suppressions, provider events
 //	models/domain   builds the services and connects the hooks
 //
-// Imports run one way: kernel <- catalog <- people <- enroll <- drip, and
+// Imports run one way: kernel <- catalog <- people <- journal <- enroll <-
+// drip (journal needs only the lesson gate below it), and
 // models/layers_test.go fails if one runs back up. A lower room whose change
 // must schedule or cancel email in the same transaction calls the drip
 // engine through an interface it declares itself (catalog.LessonHooks,

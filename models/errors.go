@@ -18,9 +18,14 @@ const (
 	KindNotFound     Kind = "not_found"    // (404)
 	KindConflict     Kind = "conflict"     // clashes with current state (409)
 	KindGone         Kind = "gone"         // existed once, no longer available (410)
-	KindRateLimited  Kind = "rate_limited" // (429)
-	KindUnavailable  Kind = "unavailable"  // a dependency is not configured or down (503)
-	KindUpstream     Kind = "upstream"     // a payment or email provider failed (502)
+	// KindStale: the write names a version that is no longer current (412).
+	KindStale Kind = "stale"
+	// KindVersionRequired: the write would replace a version it does not
+	// name (428): a lost update refused before it happens.
+	KindVersionRequired Kind = "version_required"
+	KindRateLimited     Kind = "rate_limited" // (429)
+	KindUnavailable     Kind = "unavailable"  // a dependency is not configured or down (503)
+	KindUpstream        Kind = "upstream"     // a payment or email provider failed (502)
 )
 
 // FieldError names one invalid input field; Field uses the JSON name.

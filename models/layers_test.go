@@ -17,6 +17,7 @@ var rooms = []string{
 	module + "/models",
 	module + "/models/catalog",
 	module + "/models/people",
+	module + "/models/journal",
 	module + "/models/enroll",
 	module + "/models/drip",
 	module + "/models/domain",

@@ -54,7 +54,7 @@ func TestGraceSpecIsAValidDocument(t *testing.T) {
 			}
 		}
 	}
-	if len(ids) != 83 { // 77 + the checkout link (2) + discreet, pause and crisis resources (4)
-		t.Errorf("%d operations, want 83", len(ids))
+	if len(ids) != 88 { // 77 + checkout link (2) + discreet, pause and crisis (4) + reflections (5)
+		t.Errorf("%d operations, want 88", len(ids))
 	}
 }

@@ -55,6 +55,12 @@ func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 
 // openApp connects to (creating if need be) and migrates the database.
 func openApp(ctx context.Context, cfg Config, log *slog.Logger, migrate bool) (*App, error) {
+	// Refused before anything is touched: production never runs without
+	// the key her reflections are encrypted under.
+	keys, err := cfg.reflectionsKeyring(log)
+	if err != nil {
+		return nil, err
+	}
 	if err := ensureDatabase(ctx, cfg.DatabaseURL); err != nil {
 		return nil, err
 	}
@@ -76,7 +82,8 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger, migrate bool) (*
 		return nil, err
 	}
 	deps := domain.Deps{DB: db, Clock: a.clock, Log: log, Limits: cfg.limits(), AppBaseURL: cfg.AppBaseURL,
-		DripRenderer: dripRenderer, UnsubscribeURL: api.UnsubscribeURL(cfg.APIBaseURL), UnsubscribeMailbox: cfg.UnsubscribeMailbox}
+		DripRenderer: dripRenderer, UnsubscribeURL: api.UnsubscribeURL(cfg.APIBaseURL), UnsubscribeMailbox: cfg.UnsubscribeMailbox,
+		Reflections: keys}
 	if cfg.StripeSecretKey != "" {
 		// No network call here: a wrong key shows on the first checkout,
 		// not at boot, so the rest of Grace serves while Stripe is down.

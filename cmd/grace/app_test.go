@@ -18,6 +18,7 @@ import (
 	"github.com/grace-coaching/grace/api/apitest"
 	"github.com/grace-coaching/grace/emails/emailstest"
 	"github.com/grace-coaching/grace/migrations"
+	"github.com/grace-coaching/grace/models/journal"
 	"github.com/grace-coaching/grace/models/modelstest"
 	"github.com/grace-coaching/grace/models/seed"
 )
@@ -46,6 +47,8 @@ func bootEnv(t *testing.T, env Env, resendURL, resendKey string) map[string]stri
 		"EMAIL_FROM":     "Grace <hello@example.com>",
 		"RESEND_API_KEY": resendKey,
 		"RESEND_API_URL": resendURL,
+		// Production refuses to start without it.
+		"REFLECTIONS_KEY": journal.NewMasterKey("test").String(),
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/grace-coaching/grace/api/stripe"
 	"github.com/grace-coaching/grace/emails"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/journal"
 )
 
 // Env is how Grace runs, decided once by GRACE_ENV and passed down: in
@@ -31,12 +32,12 @@ const (
 
 // Config is every setting Grace reads, all from the environment, all here.
 type Config struct {
-	Env                 Env
-	DatabaseURL         string
-	HTTPAddr            string
-	AppBaseURL          string
-	CORSOrigins         []string
-	EmailFrom           string
+	Env         Env
+	DatabaseURL string
+	HTTPAddr    string
+	AppBaseURL  string
+	CORSOrigins []string
+	EmailFrom   string
 	// Discreet is how email to a woman in discreet mode looks unopened:
 	// DISCREET_SENDER_NAME, DISCREET_EMAIL_FROM (a bare address on a domain
 	// that does not name the practice), DISCREET_SUBJECT, DISCREET_PREVIEW.
@@ -73,6 +74,29 @@ type Config struct {
 	// PprofAddr, when set, serves Go's profiles (net/http/pprof) on this
 	// loopback address, apart from the API; off by default.
 	PprofAddr string
+	// ReflectionsKey is the master key reflections are encrypted under
+	// (REFLECTIONS_KEY), nil when not set; ReflectionsPreviousKeys only
+	// unwrap data keys not yet rewrapped after a rotation.
+	ReflectionsKey          *journal.MasterKey
+	ReflectionsPreviousKeys []journal.MasterKey
+}
+
+// reflectionsKeyring is the keyring reflections are encrypted under. In
+// production REFLECTIONS_KEY is required; dev mode derives a stand-in from
+// DATABASE_URL, stable across restarts and protecting nothing.
+func (c Config) reflectionsKeyring(log *slog.Logger) (*journal.Keyring, error) {
+	current := c.ReflectionsKey
+	if current == nil {
+		if c.Env != EnvDev {
+			return nil, errors.New("REFLECTIONS_KEY is not set: reflections cannot be stored encrypted. " +
+				"Generate one with `grace reflections-key` and keep it apart from the database backups " +
+				"(or set GRACE_ENV=dev for a local demo)")
+		}
+		k := journal.DevMasterKey(c.DatabaseURL)
+		current = &k
+		log.Warn("reflections: DEV MODE, REFLECTIONS_KEY is not set: reflections are encrypted under a key derived from DATABASE_URL, which protects nothing")
+	}
+	return journal.NewKeyring(*current, c.ReflectionsPreviousKeys...)
 }
 
 // limits are the domain's rate limits with the configured hash budget.
@@ -233,6 +257,25 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			bad("GRACE_PPROF_ADDR", "must be a loopback host:port such as 127.0.0.1:6060, got %q", c.PprofAddr)
 		}
 	}
+	if v := get("REFLECTIONS_KEY", ""); v != "" {
+		k, err := journal.ParseMasterKey(v)
+		if err != nil {
+			bad("REFLECTIONS_KEY", "%v", err)
+		} else {
+			c.ReflectionsKey = &k
+		}
+	}
+	for _, v := range strings.Split(getenv("REFLECTIONS_PREVIOUS_KEYS"), ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		k, err := journal.ParseMasterKey(v)
+		if err != nil {
+			bad("REFLECTIONS_PREVIOUS_KEYS", "%v", err)
+			continue
+		}
+		c.ReflectionsPreviousKeys = append(c.ReflectionsPreviousKeys, k)
+	}
 	if c.Env == EnvProduction {
 		errs = append(errs, productionProblems(c, getenv)...)
 	}
@@ -262,6 +305,9 @@ func productionProblems(c Config, getenv func(string) string) []error {
 	}
 	if len(missing) > 0 {
 		bad("%s must be set to send email (or set GRACE_ENV=dev to print emails to the log instead)", strings.Join(missing, " and "))
+	}
+	if c.ReflectionsKey == nil {
+		bad("REFLECTIONS_KEY must be set: reflections are stored encrypted under it (generate one with `grace reflections-key` and keep it apart from database backups)")
 	}
 	if c.StripeSecretKey != "" && c.StripeWebhookSecret == "" {
 		bad("STRIPE_WEBHOOK_SECRET must be set when STRIPE_SECRET_KEY is, or paid enrollments never activate")
@@ -351,5 +397,19 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("worker", c.Worker),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("pprof_addr", c.PprofAddr),
+		slog.Any("reflections_key_ids", c.reflectionsKeyIDs()),
 	)
+}
+
+// reflectionsKeyIDs names the configured master keys, current first: the
+// ids are not secret, the keys are.
+func (c Config) reflectionsKeyIDs() []string {
+	var ids []string
+	if c.ReflectionsKey != nil {
+		ids = append(ids, c.ReflectionsKey.ID)
+	}
+	for _, k := range c.ReflectionsPreviousKeys {
+		ids = append(ids, k.ID)
+	}
+	return ids
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/grace-coaching/grace/models/journal"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -25,9 +27,10 @@ func devEnv(m map[string]string) func(string) string {
 // prodEnv is the least production configuration that starts, with m on top.
 func prodEnv(m map[string]string) map[string]string {
 	env := map[string]string{
-		"RESEND_API_KEY": "re_live_123",
-		"EMAIL_FROM":     "Maya <hello@say-no.example>",
-		"APP_BASE_URL":   "https://portal.say-no.example",
+		"RESEND_API_KEY":  "re_live_123",
+		"EMAIL_FROM":      "Maya <hello@say-no.example>",
+		"APP_BASE_URL":    "https://portal.say-no.example",
+		"REFLECTIONS_KEY": journal.NewMasterKey("test").String(),
 	}
 	for k, v := range m {
 		env[k] = v
@@ -137,6 +140,11 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 		{"SHUTDOWN_GRACE", "soon"},
 		{"LOG_LEVEL", "loud"},
 		{"TRUSTED_PROXIES", "10.0.0.1"},
+		{"GRACE_ENV", "staging"},
+		{"REFLECTIONS_KEY", "no-id-here"},
+		{"REFLECTIONS_KEY", "k1:c2hvcnQ="}, // 5 bytes
+		{"REFLECTIONS_KEY", "bad id:" + journal.NewMasterKey("x").String()[2:]},
+		{"REFLECTIONS_PREVIOUS_KEYS", "old:!!!"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
@@ -164,6 +172,7 @@ func TestConfigLogNeverShowsSecrets(t *testing.T) {
 		"RESEND_WEBHOOK_SECRET": "whsec_resend_secret_123",
 		"STRIPE_SECRET_KEY":     "sk_test_secret_value_123",
 		"STRIPE_WEBHOOK_SECRET": "whsec_stripe_secret_123",
+		"REFLECTIONS_KEY":       journal.NewMasterKey("2026-01").String(),
 	}
 	c, err := loadConfig(devEnv(secrets))
 	if err != nil {
@@ -173,12 +182,18 @@ func TestConfigLogNeverShowsSecrets(t *testing.T) {
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", "config", c)
 	for key, v := range secrets {
 		secret := v
-		if key == "DATABASE_URL" {
+		switch key {
+		case "DATABASE_URL":
 			secret = "db-password-123"
+		case "REFLECTIONS_KEY":
+			secret = strings.TrimPrefix(v, "2026-01:")
 		}
 		if strings.Contains(buf.String(), secret) {
 			t.Errorf("log line shows %s: %s", key, buf.String())
 		}
+	}
+	if !strings.Contains(buf.String(), `"reflections_key_ids":["2026-01"]`) {
+		t.Errorf("log line should name the reflections key id: %s", buf.String())
 	}
 	if !strings.Contains(buf.String(), `"stripe_secret_key_set":true`) {
 		t.Errorf("log line should say the Stripe key is set: %s", buf.String())
@@ -273,5 +288,51 @@ func TestLoadConfigProductionRefusesUnsafeSettings(t *testing.T) {
 	}
 	if n := devModeNotice(c); !strings.HasPrefix(n, "DEV MODE") || !strings.Contains(n, "emails are printed") || !strings.Contains(n, "payments are off") {
 		t.Fatalf("dev notice %q", n)
+	}
+}
+
+// Production never starts without the reflections key; dev mode derives a
+// stand-in, the same on every start, and says so.
+func TestReflectionsKeyRequiredOutsideDev(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	c, err := loadConfig(envOf(prodEnv(map[string]string{"REFLECTIONS_KEY": ""})))
+	if err == nil || !strings.Contains(err.Error(), "REFLECTIONS_KEY") {
+		t.Fatalf("production without a key: err = %v, want a refusal naming REFLECTIONS_KEY", err)
+	}
+	if _, err := c.reflectionsKeyring(log); err == nil || !strings.Contains(err.Error(), "REFLECTIONS_KEY") {
+		t.Fatalf("production without a key: err = %v, want a refusal naming REFLECTIONS_KEY", err)
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"serve"}, envOf(prodEnv(map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/none", "REFLECTIONS_KEY": ""})), nil, &out); err == nil ||
+		!strings.Contains(err.Error(), "REFLECTIONS_KEY") {
+		t.Fatalf("grace serve without a key: err = %v, want a refusal naming REFLECTIONS_KEY before the database is tried", err)
+	}
+
+	c, err = loadConfig(envOf(map[string]string{"GRACE_ENV": "dev"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := c.reflectionsKeyring(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := c.reflectionsKeyring(log)
+	if first.CurrentID() != "dev" || !strings.Contains(logs.String(), "DEV MODE, REFLECTIONS_KEY is not set") {
+		t.Fatalf("dev keyring %q, log %s", first.CurrentID(), logs.String())
+	}
+	if journal.DevMasterKey(c.DatabaseURL).String() != journal.DevMasterKey(c.DatabaseURL).String() || again.CurrentID() != "dev" {
+		t.Fatal("the dev key must be the same on every start, or yesterday's reflections would not open")
+	}
+
+	key := journal.NewMasterKey("2026-02")
+	old := journal.NewMasterKey("2026-01")
+	c, err = loadConfig(envOf(prodEnv(map[string]string{"REFLECTIONS_KEY": key.String(), "REFLECTIONS_PREVIOUS_KEYS": old.String()})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := c.reflectionsKeyring(log)
+	if err != nil || ring.CurrentID() != "2026-02" {
+		t.Fatalf("configured keyring %v, %v", ring, err)
 	}
 }

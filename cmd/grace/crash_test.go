@@ -18,6 +18,7 @@ import (
 	"github.com/grace-coaching/grace/emails/emailstest"
 	"github.com/grace-coaching/grace/models"
 	"github.com/grace-coaching/grace/models/drip"
+	"github.com/grace-coaching/grace/models/journal"
 	"github.com/grace-coaching/grace/models/modelstest"
 )
 
@@ -79,6 +80,7 @@ func TestWorkerProcessSurvivesSIGKILL(t *testing.T) {
 		// A killed worker's batches are taken over two seconds later.
 		"DRIP_LEASE=2s",
 		"LOG_LEVEL=warn",
+		"REFLECTIONS_KEY=" + journal.NewMasterKey("test").String(),
 		"PATH=" + os.Getenv("PATH"),
 	}
 	logs := t.TempDir()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/grace-coaching/grace/migrations"
 	"github.com/grace-coaching/grace/models"
+	"github.com/grace-coaching/grace/models/journal"
 	"github.com/grace-coaching/grace/models/people"
 	"github.com/grace-coaching/grace/models/seed"
 )
@@ -24,6 +25,7 @@ const usage = `usage: grace <command>
   migrate up|down|status
   seed                  migrate, then create the Say No With Grace workshop and an admin (idempotent)
   coach create --email E --name N --role admin|coach --password-stdin
+  reflections-key       print a new random REFLECTIONS_KEY value (id:base64)
 
 Configuration comes from the environment; see .env.example.`
 
@@ -61,6 +63,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return seed.Run(ctx, a.svc, stdout)
 	case "coach":
 		return coachCommand(ctx, cfg, log, args[1:], stdin, stdout)
+	case "reflections-key":
+		// The id is the month it was made, so a rotation's keys sort.
+		fmt.Fprintln(stdout, journal.NewMasterKey(time.Now().UTC().Format("2006-01")).String())
+		return nil
 	}
 	return fmt.Errorf("unknown command %q\n\n%s", args[0], usage)
 }

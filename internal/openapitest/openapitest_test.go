@@ -152,7 +152,7 @@ func TestValidExchangesPass(t *testing.T) {
 			method: http.MethodPatch, url: "/v1/admin/lessons/" + id2, token: "t", reqBody: `{"media_url":null,"published":true}`,
 			status: http.StatusOK, contentType: "application/json",
 			respBody: `{"id":"` + id2 + `","program_id":"` + id1 + `","position":2,"title":"L","body":"","media_url":"https://media.example.com/a.mp4",` +
-				`"duration_seconds":540,"free_preview":false,"unlock_offset_days":7,"published":true,"created_at":"2025-03-01T09:00:00Z","updated_at":"2025-03-01T09:00:00Z"}`,
+				`"duration_seconds":540,"free_preview":false,"unlock_offset_days":7,"published":true,"reflection_prompts":["What did you notice?"],"created_at":"2025-03-01T09:00:00Z","updated_at":"2025-03-01T09:00:00Z"}`,
 		},
 		"participant detail": {
 			method: http.MethodGet, url: "/v1/admin/participants/" + id1, token: "t", status: http.StatusOK, contentType: "application/json",
@@ -170,7 +170,7 @@ func TestValidExchangesPass(t *testing.T) {
 			method: http.MethodGet, url: "/v1/portal/lessons/" + id2, token: "t", status: http.StatusOK, contentType: "application/json",
 			respBody: `{"id":"` + id2 + `","program_id":"` + id1 + `","position":1,"title":"L","body":"# Hi","body_html":"<h1>Hi</h1>","media_url":null,` +
 				`"duration_seconds":null,"free_preview":false,"unlock_offset_days":0,"published":true,"locked":false,"unlock_at":"2025-03-01T09:00:00Z",` +
-				`"completed":true,"created_at":"2025-03-01T09:00:00Z","updated_at":"2025-03-01T09:00:00Z","crisis_resources":{"body":"Call **112**.","body_html":"<p>Call <strong>112</strong>.</p>","updated_at":"2025-03-01T09:00:00Z"}}`,
+				`"completed":true,"reflection_prompts":[{"markdown":"What did you notice?","html":"<p>What did you notice?</p>\n"}],"created_at":"2025-03-01T09:00:00Z","updated_at":"2025-03-01T09:00:00Z","crisis_resources":{"body":"Call **112**.","body_html":"<p>Call <strong>112</strong>.</p>","updated_at":"2025-03-01T09:00:00Z"}}`,
 		},
 		"portal programs": {
 			method: http.MethodGet, url: "/v1/portal/programs?limit=1&cursor=abc", token: "t", status: http.StatusOK, contentType: "application/json",

@@ -31,6 +31,8 @@ type LessonInput struct {
 	UnlockOffsetDays int
 	Published        bool
 	Position         int
+	// ReflectionPrompts are Markdown sources, rendered on write.
+	ReflectionPrompts []string
 }
 
 // LessonPatch changes the fields that are Set. MediaURL and DurationSeconds
@@ -44,6 +46,8 @@ type LessonPatch struct {
 	FreePreview      models.Optional[bool]
 	UnlockOffsetDays models.Optional[int]
 	Published        models.Optional[bool]
+	// ReflectionPrompts replaces the whole list; null is refused (send []).
+	ReflectionPrompts models.Optional[[]string]
 }
 
 func checkLesson(c *models.Checker, l *Lesson) {
@@ -93,6 +97,7 @@ func (s *Service) CreateLesson(ctx context.Context, programID uuid.UUID, in Less
 	}
 	var c models.Checker
 	checkLesson(&c, l)
+	checkPrompts(&c, in.ReflectionPrompts)
 	if in.Position < 0 {
 		c.Add("position", "must be at least 1")
 	}
@@ -102,6 +107,7 @@ func (s *Service) CreateLesson(ctx context.Context, programID uuid.UUID, in Less
 	// Rendered before the transaction, so the program stays locked only for
 	// the writes.
 	l.BodyHTML = models.RenderMarkdown(l.Body)
+	l.ReflectionPrompts = renderPrompts(in.ReflectionPrompts)
 
 	err := s.inCatalogTx(ctx, func(tx *gorm.DB) error {
 		if err := lockLessonOrder(tx, programID); err != nil {
@@ -179,12 +185,20 @@ func (s *Service) UpdateLesson(ctx context.Context, id uuid.UUID, patch LessonPa
 	c.NotNull("free_preview", patch.FreePreview.Cleared())
 	c.NotNull("unlock_offset_days", patch.UnlockOffsetDays.Cleared())
 	c.NotNull("published", patch.Published.Cleared())
+	c.NotNull("reflection_prompts", patch.ReflectionPrompts.Cleared())
+	if patch.ReflectionPrompts.Set {
+		checkPrompts(&c, patch.ReflectionPrompts.Value)
+	}
 	if err := c.Err(); err != nil {
 		return nil, err
 	}
 	var bodyHTML string
 	if patch.Body.Set {
 		bodyHTML = models.RenderMarkdown(patch.Body.Value)
+	}
+	var prompts Prompts
+	if patch.ReflectionPrompts.Set {
+		prompts = renderPrompts(patch.ReflectionPrompts.Value)
 	}
 
 	var l Lesson
@@ -205,6 +219,10 @@ func (s *Service) UpdateLesson(ctx context.Context, id uuid.UUID, patch LessonPa
 		models.Apply(changes, "free_preview", &l.FreePreview, patch.FreePreview)
 		models.Apply(changes, "unlock_offset_days", &l.UnlockOffsetDays, patch.UnlockOffsetDays)
 		models.Apply(changes, "published", &l.Published, patch.Published)
+		if patch.ReflectionPrompts.Set {
+			// Sources and their HTML are one column, so never apart.
+			models.Apply(changes, "reflection_prompts", &l.ReflectionPrompts, models.Some(prompts))
+		}
 		checkLesson(&c, &l)
 		if err := c.Err(); err != nil {
 			return err
@@ -337,6 +355,8 @@ type Lesson struct {
 	FreePreview      bool
 	UnlockOffsetDays int
 	Published        bool
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	// ReflectionPrompts are never nil once read or written.
+	ReflectionPrompts Prompts `gorm:"type:jsonb"`
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
 }

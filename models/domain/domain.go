@@ -12,6 +12,7 @@ import (
 	"github.com/grace-coaching/grace/models/catalog"
 	"github.com/grace-coaching/grace/models/drip"
 	"github.com/grace-coaching/grace/models/enroll"
+	"github.com/grace-coaching/grace/models/journal"
 	"github.com/grace-coaching/grace/models/people"
 )
 
@@ -22,6 +23,7 @@ type Services struct {
 	People  *people.Service
 	Enroll  *enroll.Service
 	Drip    *drip.Service
+	Journal *journal.Service
 }
 
 // Deps are what the domain needs from the outside world.
@@ -43,6 +45,9 @@ type Deps struct {
 	// UnsubscribeMailbox is the address of the mailto: List-Unsubscribe
 	// form, e.g. "unsubscribe@example.com"; "" leaves it out.
 	UnsubscribeMailbox string
+	// Reflections is the master keyring reflections are encrypted under;
+	// nil leaves reflections unavailable (nothing is stored in the clear).
+	Reflections *journal.Keyring
 }
 
 // New builds every service. The drip engine is built first: the others
@@ -59,5 +64,6 @@ func New(d Deps) *Services {
 		People:  p,
 		Enroll:  enroll.New(k, enroll.Deps{People: p, Hooks: dr, Payments: d.Payments, AppBaseURL: d.AppBaseURL}),
 		Drip:    dr,
+		Journal: journal.New(k, p, d.Reflections),
 	}
 }

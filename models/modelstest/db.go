@@ -18,6 +18,7 @@ import (
 	"github.com/grace-coaching/grace/migrations"
 	"github.com/grace-coaching/grace/models"
 	"github.com/grace-coaching/grace/models/domain"
+	"github.com/grace-coaching/grace/models/journal"
 	"github.com/grace-coaching/grace/models/people"
 )
 
@@ -94,8 +95,19 @@ func NewService(t testing.TB) (*domain.Services, *models.FakeClock, *gorm.DB) {
 	t.Helper()
 	db := NewDB(t)
 	clock := models.NewFakeClock(Start)
-	svc := domain.New(domain.Deps{DB: db, Clock: clock, Limits: Limits()})
+	svc := domain.New(domain.Deps{DB: db, Clock: clock, Limits: Limits(), Reflections: Keyring(t)})
 	return svc, clock, db
+}
+
+// Keyring is a keyring of one fresh random master key, as REFLECTIONS_KEY
+// gives in production.
+func Keyring(t testing.TB) *journal.Keyring {
+	t.Helper()
+	r, err := journal.NewKeyring(journal.NewMasterKey("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // WantCode fails the test unless err is a domain error with code.

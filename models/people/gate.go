@@ -89,7 +89,7 @@ type gateRow struct {
 // she completed it. It is the whole of the lesson read's database work.
 const gateQuery = `
 	SELECT l.id, l.program_id, l.position, l.title, l.body, l.body_html, l.media_url, l.duration_seconds,
-		l.free_preview, l.unlock_offset_days, l.published, l.created_at, l.updated_at,
+		l.free_preview, l.unlock_offset_days, l.published, l.reflection_prompts, l.created_at, l.updated_at,
 		g.starts_at AS grant_starts_at,
 		EXISTS (SELECT 1 FROM lesson_completions lc WHERE lc.participant_id = $2 AND lc.lesson_id = l.id) AS completed
 	FROM lessons l
@@ -109,7 +109,7 @@ func (s *Service) gate(ctx context.Context, p *Participant, lessonID uuid.UUID) 
 	var r gateRow
 	err := s.DB.ConnPool.QueryRowContext(ctx, gateQuery, [16]byte(lessonID), [16]byte(p.ID)).Scan(
 		&r.ID, &r.ProgramID, &r.Position, &r.Title, &r.Body, &r.BodyHTML, &r.MediaURL, &r.DurationSeconds,
-		&r.FreePreview, &r.UnlockOffsetDays, &r.Published, &r.CreatedAt, &r.UpdatedAt, &r.GrantStartsAt, &r.Completed)
+		&r.FreePreview, &r.UnlockOffsetDays, &r.Published, &r.ReflectionPrompts, &r.CreatedAt, &r.UpdatedAt, &r.GrantStartsAt, &r.Completed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, models.NotFound("lesson")
 	}
@@ -149,7 +149,7 @@ func (s *Service) ReadLesson(ctx context.Context, p *Participant, lessonID uuid.
 const tokenGateQuery = `
 	SELECT s.timezone,
 		l.id, l.program_id, l.position, l.title, l.body, l.body_html, l.media_url, l.duration_seconds,
-		l.free_preview, l.unlock_offset_days, l.published, l.created_at, l.updated_at,
+		l.free_preview, l.unlock_offset_days, l.published, l.reflection_prompts, l.created_at, l.updated_at,
 		g.starts_at AS grant_starts_at,
 		EXISTS (SELECT 1 FROM lesson_completions lc WHERE lc.participant_id = s.participant_id AND lc.lesson_id = l.id) AS completed
 	FROM (
@@ -182,7 +182,7 @@ func (s *Service) ReadLessonWithToken(ctx context.Context, token string, lessonI
 	)
 	err := s.DB.ConnPool.QueryRowContext(ctx, tokenGateQuery, models.HashToken(token), s.Now(), [16]byte(lessonID)).Scan(
 		&timezone, &id, &programID, &position, &title, &body, &bodyHTML, &r.MediaURL, &r.DurationSeconds,
-		&preview, &unlockDays, &published, &createdAt, &updatedAt, &r.GrantStartsAt, &r.Completed)
+		&preview, &unlockDays, &published, &r.ReflectionPrompts, &createdAt, &updatedAt, &r.GrantStartsAt, &r.Completed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errBadToken
 	}
