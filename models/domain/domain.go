@@ -43,6 +43,12 @@ type Deps struct {
 	// UnsubscribeMailbox is the address of the mailto: List-Unsubscribe
 	// form, e.g. "unsubscribe@example.com"; "" leaves it out.
 	UnsubscribeMailbox string
+	// ConsentConfirmURL builds the link that confirms a marketing opt-in
+	// from its token (api.ConsentConfirmURL).
+	ConsentConfirmURL func(token string) string
+	// DeviceKey signs coaches' known-device cookies; nil derives a random
+	// one per process (dev and tests).
+	DeviceKey []byte
 }
 
 // New builds every service. The drip engine is built first: the others
@@ -51,7 +57,7 @@ func New(d Deps) *Services {
 	k := models.NewKernel(d.DB, d.Clock, d.Log, d.Limits)
 	dr := drip.New(k, drip.Deps{Renderer: d.DripRenderer, AppBaseURL: d.AppBaseURL, UnsubscribeURL: d.UnsubscribeURL,
 		UnsubscribeMailbox: d.UnsubscribeMailbox})
-	p := people.New(k, d.Hasher, dr)
+	p := people.New(k, people.Deps{Hasher: d.Hasher, Hooks: dr, ConsentConfirmURL: d.ConsentConfirmURL, DeviceKey: d.DeviceKey})
 	return &Services{
 		Kernel:  k,
 		Catalog: catalog.New(k, dr),

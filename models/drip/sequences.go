@@ -761,7 +761,7 @@ func (s *Service) previewVars(db *gorm.DB, seq *EmailSequence, p *people.Partici
 		UnsubscribeURL: s.dripUnsubscribeURL(previewUnsubscribeToken)}
 	if p != nil {
 		vars.FirstName = ""
-		if f := strings.Fields(p.Name); len(f) > 0 {
+		if f := strings.Fields(p.GreetingName()); len(f) > 0 {
 			vars.FirstName = f[0]
 		}
 	}

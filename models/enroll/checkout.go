@@ -68,7 +68,7 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 	name := strings.TrimSpace(in.Name)
 	var c models.Checker
 	c.Email("email", email)
-	c.Text("name", in.Name, 1, 200)
+	c.PersonName("name", in.Name)
 	if !in.DisclaimerAccepted {
 		c.Add("disclaimer_accepted", "must be accepted: this program is coaching and education, not psychotherapy, and does not replace treatment by a therapist")
 	}

@@ -95,10 +95,10 @@ WITH ok AS (
 	SELECT p.id FROM participants p, allowed WHERE p.email = @email
 ), consent AS (
 	INSERT INTO consents (participant_id, program_id, kind, text_version, granted, ip, user_agent, created_at)
-	SELECT participant.id, allowed.program_id, v.kind, v.text_version, v.granted, @ip::inet, @user_agent, @now::timestamptz
-	FROM participant, allowed, (VALUES
-		('disclaimer', @disclaimer_version::text, true),
-		('marketing', @marketing_version::text, @marketing::boolean)) AS v (kind, text_version, granted)
+	-- The disclaimer only: a form's marketing answer is a request she
+	-- confirms by email (people.RequestMarketingOptIn), never a consent.
+	SELECT participant.id, allowed.program_id, 'disclaimer', @disclaimer_version::text, true, @ip::inet, @user_agent, @now::timestamptz
+	FROM participant, allowed
 	RETURNING participant_id
 ), enrollment AS (
 	INSERT INTO enrollments (id, cohort_id, participant_id, status, seat, hold_expires_at, currency, dispute_status, created_at, updated_at)
@@ -106,7 +106,7 @@ WITH ok AS (
 	FROM allowed, (SELECT participant_id FROM consent LIMIT 1) AS consent
 	RETURNING participant_id
 )
-SELECT ok.name, ok.price_cents, ok.currency, (SELECT participant_id FROM enrollment) FROM ok`
+SELECT ok.name, ok.program_id, ok.price_cents, ok.currency, (SELECT participant_id FROM enrollment) FROM ok`
 
 // newHoldSeatSQL is moveSeat's guarded UPDATE from none to held, taken
 // only for the enrollment newHoldSQL wrote. Without a seat it divides by
@@ -139,12 +139,12 @@ func (s *Service) holdNewSeat(ctx context.Context, cohortID uuid.UUID, email, na
 		b := &pgx.Batch{}
 		b.Queue(newHoldSQL, pgx.NamedArgs{
 			"cohort": cohortID, "now": now, "email": email, "name": name,
-			"limited": limit.Max > 0, "limit_key": "checkout:ip:" + client.IP, "max": limit.Max, "window_secs": limit.Window.Seconds(),
-			"ip": models.ConsentIP(client.IP), "user_agent": models.ConsentUserAgent(client.UserAgent), "marketing": marketing,
-			"disclaimer_version": models.DisclaimerVersion, "marketing_version": models.MarketingVersion,
-			"enrollment": e.ID, "status": e.Status, "hold": hold,
+			"limited": limit.Max > 0, "limit_key": "checkout:ip:" + models.ClientKey(client.IP), "max": limit.Max, "window_secs": limit.Window.Seconds(),
+			"ip": models.ConsentIP(client.IP), "user_agent": models.ConsentUserAgent(client.UserAgent),
+			"disclaimer_version": models.DisclaimerVersion,
+			"enrollment":         e.ID, "status": e.Status, "hold": hold,
 		}).QueryRow(func(row pgx.Row) error {
-			err := row.Scan(&cohort.Name, &cohort.PriceCents, &cohort.Currency, &participantID)
+			err := row.Scan(&cohort.Name, &cohort.ProgramID, &cohort.PriceCents, &cohort.Currency, &participantID)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return nil
 			}
@@ -169,6 +169,18 @@ func (s *Service) holdNewSeat(ctx context.Context, cohortID uuid.UUID, email, na
 	}
 	cohort.ID = cohortID
 	e.ParticipantID, e.Currency = *participantID, cohort.Currency
+	if marketing {
+		// Her seat is held and committed; asking her to confirm marketing
+		// email is its own short transaction, off the hot cohort row. Lost
+		// to a failure here, it costs her an email she may ask for again,
+		// never a consent she did not give.
+		err := s.InTx(ctx, func(tx *gorm.DB) error {
+			return s.people.RequestMarketingOptIn(tx, &people.Participant{ID: *participantID}, &cohort.ProgramID)
+		})
+		if err != nil {
+			s.Log.WarnContext(ctx, "checkout: marketing opt-in request failed", "enrollment_id", e.ID, "err", err)
+		}
+	}
 	return &CheckoutResult{Enrollment: e, ExpiresAt: hold, Created: true}, nil
 }
 
@@ -181,7 +193,7 @@ func (s *Service) holdSeat(ctx context.Context, cohortID uuid.UUID, email, name 
 		// a launch-day cohort. A refused attempt (sold out) rolls its hit
 		// back, which is harmless: the limit exists to stop seat hoarding,
 		// and every hold that succeeds is counted.
-		if err := s.AllowIn(tx, "checkout:ip:"+client.IP, s.Limits.CheckoutPerIP); err != nil {
+		if err := s.AllowIn(tx, "checkout:ip:"+models.ClientKey(client.IP), s.Limits.CheckoutPerIP); err != nil {
 			return err
 		}
 		if err := tx.Where("id = ? AND status <> ?", cohortID, CohortDraft).Take(cohort).Error; err != nil {

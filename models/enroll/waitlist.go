@@ -24,11 +24,11 @@ func (s *Service) JoinWaitlist(ctx context.Context, cohortID uuid.UUID, email, n
 	trimmed := strings.TrimSpace(name)
 	var c models.Checker
 	c.Email("email", email)
-	c.Text("name", name, 1, 200)
+	c.PersonName("name", name)
 	if err := c.Err(); err != nil {
 		return err
 	}
-	if err := s.Allow(ctx, "waitlist:ip:"+client.IP, s.Limits.CheckoutPerIP); err != nil {
+	if err := s.Allow(ctx, "waitlist:ip:"+models.ClientKey(client.IP), s.Limits.CheckoutPerIP); err != nil {
 		return err
 	}
 	return s.InTx(ctx, func(tx *gorm.DB) error {
@@ -88,8 +88,8 @@ func (s *Service) offerNextSeat(tx *gorm.DB, cohortID uuid.UUID) error {
 	if err := tx.Where("id = ?", cohortID).Take(&c).Error; err != nil {
 		return err
 	}
-	return s.EnqueueEmail(tx, TemplateWaitlistOffer, p.Email, p.Name, "waitlist_offer:"+next.ID.String(), map[string]any{
-		"name": p.Name, "enrollment_id": next.ID.String(), "cohort_id": c.ID.String(), "cohort_name": c.Name,
+	return s.EnqueueEmail(tx, TemplateWaitlistOffer, p.Email, p.GreetingName(), "waitlist_offer:"+next.ID.String(), map[string]any{
+		"name": p.GreetingName(), "enrollment_id": next.ID.String(), "cohort_id": c.ID.String(), "cohort_name": c.Name,
 		"email": p.Email, "expires_hours": int(WaitlistOfferTTL / time.Hour),
 	})
 }
