@@ -138,6 +138,7 @@ func TestConfigLogNeverShowsSecrets(t *testing.T) {
 		"RESEND_WEBHOOK_SECRET": "whsec_resend_secret_123",
 		"STRIPE_SECRET_KEY":     "sk_test_secret_value_123",
 		"STRIPE_WEBHOOK_SECRET": "whsec_stripe_secret_123",
+		"GRACE_DEVICE_KEY":      "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 	}
 	c, err := loadConfig(envOf(secrets))
 	if err != nil {
