@@ -189,3 +189,5 @@ func validLinkToken(token string) bool {
 	}
 	return true
 }
+
+func (MarketingOptIn) TableName() string { return "marketing_optins" }
