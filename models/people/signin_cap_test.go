@@ -85,6 +85,7 @@ func TestIPv6AddressesInOneSlash64ShareALimit(t *testing.T) {
 	_, clock, db := modelstest.NewService(t)
 	lim := models.DefaultLimits()
 	lim.PortalLinkPerIP = models.RateLimit{Max: 2, Window: time.Hour}
+	lim.PortalLinkPerKey = models.RateLimit{}
 	svc := domain.New(domain.Deps{DB: db, Clock: clock, Limits: &lim})
 	ctx := context.Background()
 	for i, ip := range []string{"2001:db8:1:2::1", "2001:db8:1:2:ffff::9"} {
