@@ -7,8 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"unicode"
 	"time"
+	"unicode"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
