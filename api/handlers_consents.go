@@ -3,7 +3,6 @@ package api
 import (
 	"html/template"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -45,18 +44,8 @@ func (h *handlers) postConsentConfirm(c echo.Context) error {
 }
 
 func renderOptIn(c echo.Context, st *people.OptInStatus) error {
-	hdr := c.Response().Header()
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("Referrer-Policy", "no-referrer")
 	resp := optInResponse{Email: st.MaskedEmail, Confirmed: st.ConfirmedAt != nil, ConfirmedAt: st.ConfirmedAt, ExpiresAt: st.ExpiresAt}
-	if !prefersHTML(c.Request().Header.Get(echo.HeaderAccept)) {
-		return c.JSON(http.StatusOK, resp)
-	}
-	var b strings.Builder
-	if err := optInPage.Execute(&b, resp); err != nil {
-		return err
-	}
-	return c.HTML(http.StatusOK, b.String())
+	return renderLinkPage(c, resp, optInPage)
 }
 
 // optInPage posts back to its own URL, like the unsubscribe page.
