@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/grace-coaching/grace/models/people"
 )
 
 type loginRequest struct {
@@ -35,11 +37,36 @@ func (h *handlers) login(c echo.Context) error {
 	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	token, session, coach, err := h.svc.People.Login(c.Request().Context(), req.Email, req.Password, clientInfo(c))
+	device := ""
+	if ck, err := c.Cookie(deviceCookie); err == nil {
+		device = ck.Value
+	}
+	res, err := h.svc.People.LoginFromDevice(c.Request().Context(), req.Email, req.Password, device, clientInfo(c))
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, loginResponse{Token: token, ExpiresAt: session.ExpiresAt.UTC(), Coach: toCoachResponse(*coach)})
+	setDeviceCookie(c, res.Device)
+	return c.JSON(http.StatusOK, loginResponse{Token: res.Token, ExpiresAt: res.Session.ExpiresAt.UTC(), Coach: toCoachResponse(*res.Coach)})
+}
+
+// deviceCookie carries the signed id of a device a coach signed in from
+// (people.LoginResult.Device): a login from it still works while a flood
+// has the limits exhausted. Only the login route reads it.
+const deviceCookie = "grace_device"
+
+func setDeviceCookie(c echo.Context, value string) {
+	c.SetCookie(&http.Cookie{
+		Name: deviceCookie, Value: value, Path: "/",
+		MaxAge:   int(people.DeviceTTL / time.Second),
+		HttpOnly: true, Secure: c.Scheme() == "https", SameSite: http.SameSiteStrictMode,
+	})
+}
+
+func clearDeviceCookie(c echo.Context) {
+	c.SetCookie(&http.Cookie{
+		Name: deviceCookie, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: c.Scheme() == "https", SameSite: http.SameSiteStrictMode,
+	})
 }
 
 // logout: POST /v1/auth/logout

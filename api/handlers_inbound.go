@@ -54,15 +54,22 @@ func (h *handlers) postUnsubscribe(c echo.Context) error {
 }
 
 func renderUnsubscribe(c echo.Context, st *drip.UnsubscribeStatus) error {
-	hdr := c.Response().Header()
-	// The answer changes once she unsubscribes, and the URL holds her token.
-	hdr.Set("Cache-Control", "no-store")
 	resp := unsubscribeResponse{Email: st.MaskedEmail, Unsubscribed: st.UnsubscribedAt != nil, UnsubscribedAt: st.UnsubscribedAt}
+	return renderLinkPage(c, resp, unsubscribePage)
+}
+
+// renderLinkPage answers a link from her email (unsubscribe, opt-in
+// confirmation): JSON, or page rendered with resp for a browser.
+func renderLinkPage(c echo.Context, resp any, page *template.Template) error {
+	hdr := c.Response().Header()
+	// The answer changes once she acts, and the URL holds her token.
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Referrer-Policy", "no-referrer")
 	if !prefersHTML(c.Request().Header.Get(echo.HeaderAccept)) {
 		return c.JSON(http.StatusOK, resp)
 	}
 	var b strings.Builder
-	if err := unsubscribePage.Execute(&b, resp); err != nil {
+	if err := page.Execute(&b, resp); err != nil {
 		return err
 	}
 	return c.HTML(http.StatusOK, b.String())

@@ -15,3 +15,10 @@ func UnsubscribeURL(apiBaseURL string) func(token string) string {
 
 // calendarFeedPath is where a participant's calendar app fetches her feed.
 const calendarFeedPath = "/v1/portal/calendar.ics"
+
+// ConsentConfirmURL is the link in a marketing opt-in confirmation email:
+// the route GET|POST /v1/consents/confirm/:token.
+func ConsentConfirmURL(apiBaseURL string) func(token string) string {
+	base := strings.TrimRight(apiBaseURL, "/")
+	return func(token string) string { return base + "/v1/consents/confirm/" + token }
+}

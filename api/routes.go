@@ -53,6 +53,7 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 
 	// Portal: a participant's session token; she only ever sees her own data.
 	v1.DELETE("/portal/sessions/current", h.deletePortalSession, portal...)
+	v1.POST("/portal/sessions/revoke-all", h.revokeAllPortalSessions, portal...)
 	v1.GET("/portal/me", h.getMe, portal...)
 	v1.PATCH("/portal/me", h.updateMe, portal...)
 	v1.POST("/portal/pause", h.pauseEmail, portal...)
@@ -74,6 +75,7 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 
 	// Coach: any signed-in coach (role admin or coach).
 	v1.POST("/auth/logout", h.logout, coach...)
+	v1.POST("/auth/sessions/revoke-all", h.revokeAllCoachSessions, coach...)
 	v1.GET("/auth/me", h.me, coach...)
 	v1.GET("/admin/programs", h.listPrograms, coach...)
 	v1.POST("/admin/programs", h.createProgram, coach...)
@@ -162,6 +164,10 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	// only describes, since scanners and previews fetch links.
 	v1.GET("/unsubscribe/:token", h.getUnsubscribe)
 	v1.POST("/unsubscribe/:token", h.postUnsubscribe)
+	// Marketing opt-in confirmations work the same way: GET describes,
+	// POST confirms, the token is the credential.
+	v1.GET("/consents/confirm/:token", h.getConsentConfirm)
+	v1.POST("/consents/confirm/:token", h.postConsentConfirm)
 
 	// The delivery log (a coach sees her own participants' deliveries; the
 	// domain scopes) and the suppression list (admins only).

@@ -42,6 +42,9 @@ type templateSpec struct {
 	// credential emails carry a way to sign in (a link, a code, a reset):
 	// they still go while her email is paused, since she asked for them.
 	credential bool
+	// absoluteLink names the data key that holds the whole link, an
+	// http(s) URL, for links into the API rather than the web app.
+	absoluteLink string
 }
 
 var catalog = map[string]templateSpec{
@@ -112,6 +115,14 @@ var catalog = map[string]templateSpec{
 		required: []string{"cohort_id", "cohort_name", "capacity", "participant_name", "participant_email", "overbooked"},
 		sample: map[string]any{"name": "Sample", "cohort_id": "sample-cohort", "cohort_name": "Sample Cohort",
 			"capacity": 20, "participant_name": "Participant", "participant_email": "participant@example.com", "overbooked": true},
+	},
+	// A marketing opt-in to confirm (people.RequestMarketingOptIn). The
+	// link is the API's, built by the domain's injected builder: it is
+	// absolute already.
+	"marketing_optin": {
+		absoluteLink: "confirm_url",
+		required:     []string{"token", "confirm_url", "expires_days"},
+		sample:       map[string]any{"name": "", "token": "sample-token", "confirm_url": "https://api.example.com/v1/consents/confirm/sample-token", "expires_days": 7},
 	},
 	// A payment that did not match its checkout (enroll.flagPayment).
 	"payment_review": {
@@ -357,9 +368,16 @@ func (r *Renderer) render(template, toName string, data map[string]any, discreet
 		Name:    strings.TrimSpace(toName),
 		Data:    data,
 	}
-	if set.spec.link != nil {
+	switch {
+	case set.spec.absoluteLink != "":
+		link, _ := data[set.spec.absoluteLink].(string)
+		if u, err := url.Parse(link); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return Rendered{}, fmt.Errorf("emails: template %s: data %q must be an http(s) URL", template, set.spec.absoluteLink)
+		}
+		v.Link = link
+	case set.spec.link != nil:
 		v.Link = r.baseURL + set.spec.link(data)
-	} else {
+	default:
 		token, ok := data["token"].(string)
 		if !ok {
 			return Rendered{}, fmt.Errorf("emails: template %s: data %q must be a string", template, "token")

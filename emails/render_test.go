@@ -98,6 +98,17 @@ func TestRenderEveryTemplate(t *testing.T) {
 				"Price: 97.00 EUR", "cs_foreign", "pi_foreign", "enrol her without payment", "you coach Spring Circle"},
 		},
 	}
+	tests = append(tests, struct {
+		template string
+		data     map[string]any
+		link     string
+		want     []string
+	}{
+		template: "marketing_optin",
+		data:     map[string]any{"name": "", "token": "tok", "confirm_url": "https://api.grace.example/v1/consents/confirm/tok", "expires_days": 7},
+		link:     "https://api.grace.example/v1/consents/confirm/tok",
+		want:     []string{"Hello,", "If that was you, please confirm", "7 days", "nothing is sent to you unless you confirm", "ticked the box"},
+	})
 	// +1: drip_test passes pre-rendered content through (render_drip_test_test.go).
 	if got, want := len(r.Templates()), len(tests)+1; got != want {
 		t.Fatalf("renderer has %d templates %v; this test covers %d", got, r.Templates(), want)

@@ -50,6 +50,16 @@ type Limits struct {
 	// costs a hash, so a flood from any number of addresses cannot take the
 	// cores from everyone else.
 	PasswordHashes Budget
+	// LoginCodeFailuresPerEmail slows and then stops guessing of her
+	// 6-digit sign-in code across every link she is sent: a link allows a
+	// few guesses, and a fresh link must not buy a fresh few forever.
+	LoginCodeFailuresPerEmail Backoff
+	// KnownDeviceLogins and KnownDeviceHashes are what a coach's known
+	// device (a grace_device cookie) may spend when the limits above are
+	// exhausted by a flood: per device, and a small hash budget of their
+	// own that a flood of unknown devices cannot touch.
+	KnownDeviceLogins Backoff
+	KnownDeviceHashes Budget
 }
 
 // DefaultLimits are generous for people and tight for scripts.
@@ -70,6 +80,10 @@ func DefaultLimits() Limits {
 		LoginBackoffPerIP:      Backoff{Free: 3, Base: time.Second, Max: 5 * time.Minute, Window: 15 * time.Minute},
 		LoginBackoffPerNetwork: Backoff{Free: 10, Base: time.Second, Max: 5 * time.Minute, Window: 15 * time.Minute},
 		PasswordHashes:         HashBudget(DefaultHashesPerCore),
+		// Ten wrong codes a day, the first three free, then waits double.
+		LoginCodeFailuresPerEmail: Backoff{Free: 3, Base: time.Second, Max: 15 * time.Minute, Window: 24 * time.Hour, Cap: 10},
+		KnownDeviceLogins:         Backoff{Free: 3, Base: time.Second, Max: 15 * time.Minute, Window: time.Hour, Cap: 10},
+		KnownDeviceHashes:         Budget{Rate: 1, Burst: 5},
 	}
 }
 

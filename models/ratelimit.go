@@ -108,14 +108,21 @@ func (s *Kernel) Spend(ctx context.Context, key string, b Budget) error {
 // out: the first Free failures cost nothing, then each one doubles the wait
 // before the next attempt, from Base up to Max. Failures are forgotten
 // after Window without one.
+//
+// Cap, when set, is a hard stop: after Cap failures the next attempt waits
+// out the whole Window, however patient the client.
 type Backoff struct {
 	Free      int
 	Base, Max time.Duration
 	Window    time.Duration
+	Cap       int
 }
 
 // wait is how long after the last of n failures the next attempt may come.
 func (b Backoff) wait(n int) time.Duration {
+	if b.Cap > 0 && n >= b.Cap {
+		return b.Window
+	}
 	if b.Base <= 0 || n < b.Free {
 		return 0
 	}
@@ -201,6 +208,18 @@ func Network(ip string) string {
 		return ip
 	}
 	return p.String()
+}
+
+// ClientKey is what a per-client limit counts under: an IPv4 address as it
+// is, an IPv6 address as its /64. One IPv6 host commonly holds a whole /64
+// and may pick a fresh address for every request, so per-address limits
+// would not hold against it.
+func ClientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Unmap().Is4() {
+		return ip
+	}
+	return Network(ip)
 }
 
 func rateLimited(wait time.Duration) error {

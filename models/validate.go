@@ -1,6 +1,7 @@
 package models
 
 import (
+	"fmt"
 	"net/mail"
 	"net/url"
 	"regexp"
@@ -109,4 +110,61 @@ func StoredTimePtr(t *time.Time) *time.Time {
 	}
 	u := StoredTime(*t)
 	return &u
+}
+
+// MaxPersonNameLen bounds a typed participant name, in characters.
+const MaxPersonNameLen = 100
+
+// linkLikeRE finds what a mail client would turn into a link or an address:
+// a scheme, "www.", or a dotted token ending in a label of letters
+// ("evil.example", "bit.ly"). Fullwidth and ideographic dots count too.
+var linkLikeRE = regexp.MustCompile(`(?i)[a-z][a-z0-9+.-]*:/|www[.．。｡]|[\p{L}\p{N}_-][.．。｡][\p{L}]{2,}`)
+
+// PersonName checks a participant's name as a stranger may type it on a
+// public form: it can reach her in an email, so it must be plain text she
+// could not mistake for a message, a link or an address. One line, no
+// control or bidirectional-override characters, no URL, domain or email
+// address, 1 to MaxPersonNameLen characters.
+func (c *Checker) PersonName(field, v string) {
+	trimmed := strings.TrimSpace(v)
+	n := utf8.RuneCountInString(trimmed)
+	switch {
+	case !utf8.ValidString(v):
+		c.Add(field, "must be valid UTF-8")
+	case n == 0:
+		c.Add(field, "must not be empty")
+	case n > MaxPersonNameLen:
+		c.Add(field, fmt.Sprintf("must be at most %d characters", MaxPersonNameLen))
+	case strings.ContainsFunc(trimmed, hiddenOrBreaking):
+		c.Add(field, "must be a single line without control characters")
+	case strings.Contains(trimmed, "@") || strings.Contains(trimmed, "＠"):
+		c.Add(field, "must be a name, not an email address")
+	case linkLikeRE.MatchString(trimmed):
+		c.Add(field, "must be a name, not a web address")
+	}
+}
+
+// hiddenOrBreaking is a control character, a line or paragraph separator,
+// or a bidirectional override or isolate (which can make text read other
+// than it is stored).
+func hiddenOrBreaking(r rune) bool {
+	switch {
+	case unicode.IsControl(r), r == '\u2028', r == '\u2029':
+		return true
+	case r >= '\u202A' && r <= '\u202E', r >= '\u2066' && r <= '\u2069', r == '\u200E', r == '\u200F', r == '\u061C':
+		return true
+	}
+	return false
+}
+
+// MaskEmail keeps enough of an address for her to recognise it on a page a
+// link in her email opens, which may be forwarded:
+// "jane@example.com" -> "j***@example.com".
+func MaskEmail(email string) string {
+	local, domain, ok := strings.Cut(email, "@")
+	if !ok || local == "" {
+		return "***"
+	}
+	r, _ := utf8.DecodeRuneInString(local)
+	return string(r) + "***@" + domain
 }

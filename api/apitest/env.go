@@ -88,7 +88,7 @@ func NewEnv(t testing.TB, opts ...EnvOption) *Env {
 		t.Fatalf("drip renderer: %v", err)
 	}
 	svc := domain.New(domain.Deps{DB: db, Clock: clock, Limits: modelstest.Limits(), Payments: o.payments, AppBaseURL: o.appBaseURL, DripRenderer: dripRenderer,
-		UnsubscribeURL: api.UnsubscribeURL(o.appBaseURL), Reflections: modelstest.Keyring(t)})
+		UnsubscribeURL: api.UnsubscribeURL(o.appBaseURL), ConsentConfirmURL: api.ConsentConfirmURL(o.appBaseURL), Reflections: modelstest.Keyring(t)})
 	specOnce.Do(func() { specChecker, specErr = NewSpecChecker(api.OpenAPISpec()) })
 	if specErr != nil {
 		t.Fatalf("load api/openapi.yaml: %v", specErr)

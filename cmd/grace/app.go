@@ -83,7 +83,10 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger, migrate bool) (*
 	}
 	deps := domain.Deps{DB: db, Clock: a.clock, Log: log, Limits: cfg.limits(), AppBaseURL: cfg.AppBaseURL,
 		DripRenderer: dripRenderer, UnsubscribeURL: api.UnsubscribeURL(cfg.APIBaseURL), UnsubscribeMailbox: cfg.UnsubscribeMailbox,
-		Reflections: keys}
+		Reflections: keys, ConsentConfirmURL: api.ConsentConfirmURL(cfg.APIBaseURL), DeviceKey: cfg.DeviceKey}
+	if len(cfg.DeviceKey) == 0 {
+		log.Warn("auth: GRACE_DEVICE_KEY is not set: a random key signs known-device cookies, so coaches' devices are forgotten on restart and not shared between instances")
+	}
 	if cfg.StripeSecretKey != "" {
 		// No network call here: a wrong key shows on the first checkout,
 		// not at boot, so the rest of Grace serves while Stripe is down.

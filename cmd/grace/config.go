@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,6 +81,9 @@ type Config struct {
 	// unwrap data keys not yet rewrapped after a rotation.
 	ReflectionsKey          *journal.MasterKey
 	ReflectionsPreviousKeys []journal.MasterKey
+	// DeviceKey signs coaches' known-device cookies (GRACE_DEVICE_KEY, 32+
+	// bytes as hex or base64); empty derives a random one at start-up.
+	DeviceKey []byte
 }
 
 // reflectionsKeyring is the keyring reflections are encrypted under. In
@@ -276,6 +281,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 		c.ReflectionsPreviousKeys = append(c.ReflectionsPreviousKeys, k)
 	}
+	if k := get("GRACE_DEVICE_KEY", ""); k != "" {
+		if c.DeviceKey = decodeKey(k); len(c.DeviceKey) < 32 {
+			bad("GRACE_DEVICE_KEY", "must be at least 32 random bytes as hex or base64 (e.g. openssl rand -hex 32)")
+		}
+	}
 	if c.Env == EnvProduction {
 		errs = append(errs, productionProblems(c, getenv)...)
 	}
@@ -361,6 +371,20 @@ func minShutdownGrace(stripeTimeout time.Duration) time.Duration {
 	return stripe.WorstCase(stripeTimeout, stripe.DefaultMaxNetworkRetries) + shutdownSlack
 }
 
+// decodeKey reads a key given as hex or as (URL-safe or standard) base64;
+// nil if it is neither.
+func decodeKey(s string) []byte {
+	if b, err := hex.DecodeString(s); err == nil {
+		return b
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b
+		}
+	}
+	return nil
+}
+
 func isHTTPURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.RawQuery == "" && u.Fragment == ""
@@ -394,6 +418,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("stripe_api_url", c.StripeAPIURL),
 		slog.Duration("stripe_timeout", c.StripeTimeout),
 		slog.Duration("shutdown_grace", c.ShutdownGrace),
+		slog.Bool("device_key_set", len(c.DeviceKey) > 0),
 		slog.Bool("worker", c.Worker),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("pprof_addr", c.PprofAddr),

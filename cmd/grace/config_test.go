@@ -173,6 +173,7 @@ func TestConfigLogNeverShowsSecrets(t *testing.T) {
 		"STRIPE_SECRET_KEY":     "sk_test_secret_value_123",
 		"STRIPE_WEBHOOK_SECRET": "whsec_stripe_secret_123",
 		"REFLECTIONS_KEY":       journal.NewMasterKey("2026-01").String(),
+		"GRACE_DEVICE_KEY":      "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 	}
 	c, err := loadConfig(devEnv(secrets))
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	texttemplate "text/template"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/grace-coaching/grace/emails"
 	"github.com/grace-coaching/grace/models"
@@ -165,11 +167,21 @@ func (r *Renderer) RenderStep(req dripdom.RenderRequest) (dripdom.RenderedEmail,
 	}
 	raw, escaped := strings.NewReplacer(rawPairs...), strings.NewReplacer(htmlPairs...)
 
+	subject, htmlBody, text := sk.subject, sk.html, sk.text
+	nameless := strings.TrimSpace(req.Vars.FirstName) == ""
+	if nameless {
+		// No name she has confirmed: greet her without one rather than
+		// with a gap ("Hi ,").
+		subject, htmlBody, text = withoutName(subject), withoutName(htmlBody), withoutName(text)
+	}
 	out := dripdom.RenderedEmail{
 		// A subject is one line, whatever a value in it contains.
-		Subject: strings.Join(strings.Fields(raw.Replace(sk.subject)), " "),
-		HTML:    escaped.Replace(sk.html),
-		Text:    raw.Replace(sk.text),
+		Subject: strings.Join(strings.Fields(raw.Replace(subject)), " "),
+		HTML:    escaped.Replace(htmlBody),
+		Text:    raw.Replace(text),
+	}
+	if nameless {
+		out.Subject = capitalise(out.Subject)
 	}
 	if out.Subject == "" {
 		return dripdom.RenderedEmail{}, errors.New("drip: the subject renders empty")
@@ -192,6 +204,45 @@ func (r *Renderer) RenderStep(req dripdom.RenderRequest) (dripdom.RenderedEmail,
 		}
 	}
 	return out, nil
+}
+
+var (
+	nameToken = token("first_name")
+	// The name and what only made sense with it: the comma before it
+	// ("open, {{first_name}}"), the space before it ("Hi {{first_name}},"),
+	// or, leading a sentence, the comma after it ("{{first_name}}, what").
+	nameAfterComma = regexp.MustCompile(`,[ \t]*` + nameToken)
+	nameAfterSpace = regexp.MustCompile(`[ \t]+` + nameToken)
+	nameLeading    = regexp.MustCompile(nameToken + `,?[ \t]*(\p{Ll})?`)
+)
+
+// withoutName removes the first_name placeholder from a skeleton so the
+// sentence around it still reads: "Hi {{first_name}}," becomes "Hi,",
+// "Welcome, {{first_name}}" becomes "Welcome" and "{{first_name}}, what
+// comes next" becomes "What comes next".
+func withoutName(s string) string {
+	if !strings.Contains(s, nameToken) {
+		return s
+	}
+	s = nameAfterComma.ReplaceAllString(s, "")
+	s = nameAfterSpace.ReplaceAllString(s, "")
+	return nameLeading.ReplaceAllStringFunc(s, func(m string) string {
+		r, _ := utf8.DecodeLastRuneInString(m)
+		if unicode.IsLower(r) {
+			return string(unicode.ToUpper(r))
+		}
+		return ""
+	})
+}
+
+// capitalise upper-cases a subject's first letter, which may have followed
+// a name that was left out.
+func capitalise(s string) string {
+	r, n := utf8.DecodeRuneInString(s)
+	if !unicode.IsLower(r) {
+		return s
+	}
+	return string(unicode.ToUpper(r)) + s[n:]
 }
 
 func varsByName(v dripdom.Vars) map[string]string {

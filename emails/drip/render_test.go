@@ -156,3 +156,30 @@ func TestRenderStepRefuses(t *testing.T) {
 		})
 	}
 }
+
+func TestRenderStepWithoutAProvenNameGreetsNeutrally(t *testing.T) {
+	r := newRenderer(t)
+	for _, tc := range []struct{ subject, wantSubject, body, wantText string }{
+		{"Welcome, {{first_name}}", "Welcome", "Hi {{first_name}},\n\nGlad you are here.", "Hi,"},
+		{"Your workshop is open, {{first_name}}", "Your workshop is open", "Dear {{first_name}}, welcome.", "Dear, welcome."},
+		{"{{first_name}}, what comes after the workshop", "What comes after the workshop", "{{first_name}}, take a breath.", "Take a breath."},
+	} {
+		req := marketingRequest(tc.subject, tc.body)
+		req.Vars.FirstName = ""
+		out, err := r.RenderStep(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Subject != tc.wantSubject {
+			t.Errorf("subject %q, want %q", out.Subject, tc.wantSubject)
+		}
+		if !strings.Contains(out.Text, tc.wantText) || !strings.Contains(out.HTML, tc.wantText) {
+			t.Errorf("body of %q lacks %q:\n%s", tc.body, tc.wantText, out.Text)
+		}
+		for _, part := range []string{out.Subject, out.Text, out.HTML} {
+			if strings.Contains(part, "GRACEPLACEHOLDER") || strings.Contains(part, " ,") {
+				t.Errorf("a gap where the name was: %q", part)
+			}
+		}
+	}
+}

@@ -48,6 +48,12 @@ type Deps struct {
 	// Reflections is the master keyring reflections are encrypted under;
 	// nil leaves reflections unavailable (nothing is stored in the clear).
 	Reflections *journal.Keyring
+	// ConsentConfirmURL builds the link that confirms a marketing opt-in
+	// from its token (api.ConsentConfirmURL).
+	ConsentConfirmURL func(token string) string
+	// DeviceKey signs coaches' known-device cookies; nil derives a random
+	// one per process (dev and tests).
+	DeviceKey []byte
 }
 
 // New builds every service. The drip engine is built first: the others
@@ -57,7 +63,7 @@ func New(d Deps) *Services {
 	dr := drip.New(k, drip.Deps{Renderer: d.DripRenderer, AppBaseURL: d.AppBaseURL, UnsubscribeURL: d.UnsubscribeURL,
 		UnsubscribeMailbox: d.UnsubscribeMailbox})
 	cat := catalog.New(k, dr)
-	p := people.New(k, d.Hasher, dr, cat)
+	p := people.New(k, people.Deps{Hasher: d.Hasher, Hooks: dr, ConsentConfirmURL: d.ConsentConfirmURL, DeviceKey: d.DeviceKey, Crisis: cat})
 	return &Services{
 		Kernel:  k,
 		Catalog: cat,

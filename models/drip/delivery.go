@@ -221,7 +221,7 @@ type dueDelivery struct {
 const dueDeliveriesSQL = `
 SELECT d.id, d.email, d.timezone,
        seq.kind, st.subject, st.body,
-       p.name AS participant_name, p.unsubscribe_token, p.discreet,
+       CASE WHEN p.email_verified_at IS NOT NULL THEN p.name ELSE '' END AS participant_name, p.unsubscribe_token, p.discreet,
        COALESCE(pr.title, '') AS program_title, COALESCE(c.name, '') AS cohort_name,
        COALESCE(l.title, '') AS lesson_title, ls.starts_at AS session_starts_at,
        CASE
@@ -411,6 +411,8 @@ func (s *Service) dripRenderRequest(d dueDelivery, zones map[string]*time.Locati
 			UnsubscribeURL: s.dripUnsubscribeURL(d.UnsubscribeToken),
 		},
 	}
+	// Empty until she proved the address: the renderer then greets her
+	// without a name, since a stranger may have typed it.
 	if f := strings.Fields(d.ParticipantName); len(f) > 0 {
 		req.Vars.FirstName = f[0]
 	}

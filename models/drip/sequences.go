@@ -811,7 +811,7 @@ func (s *Service) previewVars(db *gorm.DB, v people.Viewer, seq *EmailSequence, 
 		UnsubscribeURL: s.dripUnsubscribeURL(previewUnsubscribeToken)}
 	if p != nil {
 		vars.FirstName = ""
-		if f := strings.Fields(p.Name); len(f) > 0 {
+		if f := strings.Fields(p.GreetingName()); len(f) > 0 {
 			vars.FirstName = f[0]
 		}
 	}

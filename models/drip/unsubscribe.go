@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
@@ -46,7 +45,7 @@ func (s *Service) UnsubscribeInfo(ctx context.Context, token string) (*Unsubscri
 	if err != nil {
 		return nil, models.MapDBError(err, "unsubscribe link")
 	}
-	return &UnsubscribeStatus{MaskedEmail: maskEmail(p.Email), UnsubscribedAt: models.StoredTimePtr(p.MarketingUnsubscribedAt)}, nil
+	return &UnsubscribeStatus{MaskedEmail: models.MaskEmail(p.Email), UnsubscribedAt: models.StoredTimePtr(p.MarketingUnsubscribedAt)}, nil
 }
 
 // Unsubscribe stops marketing email to her at once: the first use records
@@ -89,22 +88,11 @@ func (s *Service) Unsubscribe(ctx context.Context, token string, client models.C
 		if err != nil {
 			return fmt.Errorf("unsubscribe: cancel deliveries: %w", err)
 		}
-		out = UnsubscribeStatus{MaskedEmail: maskEmail(p.Email), UnsubscribedAt: models.StoredTimePtr(p.MarketingUnsubscribedAt)}
+		out = UnsubscribeStatus{MaskedEmail: models.MaskEmail(p.Email), UnsubscribedAt: models.StoredTimePtr(p.MarketingUnsubscribedAt)}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &out, nil
-}
-
-// maskEmail keeps enough of an address for her to recognise it:
-// "jane@example.com" -> "j***@example.com".
-func maskEmail(email string) string {
-	local, domain, ok := strings.Cut(email, "@")
-	if !ok || local == "" {
-		return "***"
-	}
-	r, _ := utf8.DecodeRuneInString(local)
-	return string(r) + "***@" + domain
 }

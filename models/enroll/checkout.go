@@ -68,7 +68,7 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 	name := strings.TrimSpace(in.Name)
 	var c models.Checker
 	c.Email("email", email)
-	c.Text("name", in.Name, 1, 200)
+	c.PersonName("name", in.Name)
 	if !in.DisclaimerAccepted {
 		c.Add("disclaimer_accepted", "must be accepted: this program is coaching and education, not psychotherapy, and does not replace treatment by a therapist")
 	}
@@ -100,7 +100,7 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 // nobody can fill her inbox from the form. The same statements run for
 // every address.
 func (s *Service) allowForm(ctx context.Context, form, email string, client models.ClientInfo) error {
-	if err := s.Allow(ctx, form+":ip:"+client.IP, s.Limits.CheckoutPerIP); err != nil {
+	if err := s.Allow(ctx, form+":ip:"+models.ClientKey(client.IP), s.Limits.CheckoutPerIP); err != nil {
 		return err
 	}
 	return s.Allow(ctx, form+":email:"+email, s.Limits.PortalLinkPerKey)

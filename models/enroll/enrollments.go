@@ -54,7 +54,7 @@ func (s *Service) AddComplimentary(ctx context.Context, actor *people.Coach, coh
 	email = models.NormalizeEmail(email)
 	var c models.Checker
 	c.Email("email", email)
-	c.Text("name", name, 1, 200)
+	c.PersonName("name", name)
 	if err := c.Err(); err != nil {
 		return nil, err
 	}

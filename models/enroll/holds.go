@@ -88,7 +88,7 @@ WITH ok AS (
 	FROM allowed
 	RETURNING participant_id
 )
-SELECT ok.name, ok.price_cents, ok.currency, (SELECT participant_id FROM enrollment) FROM ok`
+SELECT ok.name, ok.program_id, ok.price_cents, ok.currency, (SELECT participant_id FROM enrollment) FROM ok`
 
 // newHoldSeatSQL is moveSeat's guarded UPDATE from none to held, taken
 // only for the enrollment newHoldSQL wrote. Without a seat it divides by
@@ -121,7 +121,7 @@ func (s *Service) holdNewSeat(ctx context.Context, cohortID, participantID uuid.
 		b := &pgx.Batch{}
 		b.Queue(newHoldSQL, pgx.NamedArgs{
 			"cohort": cohortID, "now": now, "participant": participantID,
-			"limited": limit.Max > 0, "limit_key": "checkout:ip:" + client.IP, "max": limit.Max, "window_secs": limit.Window.Seconds(),
+			"limited": limit.Max > 0, "limit_key": "checkout:ip:" + models.ClientKey(client.IP), "max": limit.Max, "window_secs": limit.Window.Seconds(),
 			"enrollment": e.ID, "status": e.Status, "hold": hold,
 		}).QueryRow(func(row pgx.Row) error {
 			err := row.Scan(&cohort.Name, &cohort.PriceCents, &cohort.Currency, &written)
@@ -161,7 +161,7 @@ func (s *Service) holdSeat(ctx context.Context, cohortID, participantID uuid.UUI
 		// a launch-day cohort. A refused attempt (sold out) rolls its hit
 		// back, which is harmless: the limit exists to stop seat hoarding,
 		// and every hold that succeeds is counted.
-		if err := s.AllowIn(tx, "checkout:ip:"+client.IP, s.Limits.CheckoutPerIP); err != nil {
+		if err := s.AllowIn(tx, "checkout:ip:"+models.ClientKey(client.IP), s.Limits.CheckoutPerIP); err != nil {
 			return err
 		}
 		if err := tx.Where("id = ? AND status <> ?", cohortID, CohortDraft).Take(cohort).Error; err != nil {

@@ -171,8 +171,8 @@ func (s *Service) settleEnrollment(tx *gorm.DB, e *Enrollment, strict bool) erro
 		}
 	}
 	if e.Status == EnrollmentActive && before != EnrollmentActive {
-		err := s.EnqueueEmail(tx, TemplateEnrollmentWelcome, p.Email, p.Name, "enrollment_welcome:"+e.ID.String(), map[string]any{
-			"name": p.Name, "enrollment_id": e.ID.String(), "cohort_id": cohort.ID.String(), "cohort_name": cohort.Name,
+		err := s.EnqueueEmail(tx, TemplateEnrollmentWelcome, p.Email, p.GreetingName(), "enrollment_welcome:"+e.ID.String(), map[string]any{
+			"name": p.GreetingName(), "enrollment_id": e.ID.String(), "cohort_id": cohort.ID.String(), "cohort_name": cohort.Name,
 			"starts_at": cohort.StartsAt.UTC().Format(time.RFC3339), "timezone": cohort.Timezone,
 		})
 		if err != nil {

@@ -35,7 +35,7 @@ func (s *Service) JoinWaitlist(ctx context.Context, cohortID uuid.UUID, in Waitl
 	trimmed := strings.TrimSpace(name)
 	var c models.Checker
 	c.Email("email", email)
-	c.Text("name", name, 1, 200)
+	c.PersonName("name", name)
 	if err := c.Err(); err != nil {
 		return err
 	}
@@ -129,8 +129,8 @@ func (s *Service) offerNextSeat(tx *gorm.DB, cohortID uuid.UUID) error {
 	if err != nil {
 		return err
 	}
-	return s.EnqueueEmail(tx, TemplateWaitlistOffer, p.Email, p.Name, "waitlist_offer:"+next.ID.String(), map[string]any{
-		"name": p.Name, "enrollment_id": next.ID.String(), "cohort_id": c.ID.String(), "cohort_name": c.Name,
+	return s.EnqueueEmail(tx, TemplateWaitlistOffer, p.Email, p.GreetingName(), "waitlist_offer:"+next.ID.String(), map[string]any{
+		"name": p.GreetingName(), "enrollment_id": next.ID.String(), "cohort_id": c.ID.String(), "cohort_name": c.Name,
 		"token": token, "expires_hours": int(WaitlistOfferTTL / time.Hour),
 	})
 }

@@ -52,39 +52,86 @@ func (s *Service) newActionToken(tx *gorm.DB, coach *Coach, purpose TokenPurpose
 	return token, tok, nil
 }
 
-// Login exchanges a coach's email and password for a session token. Every
-// failure that involves the credentials is the same error after the same
-// amount of hashing, so neither the answer nor its timing reveals whether the
-// email has an account.
+// Login exchanges a coach's email and password for a session token, from a
+// device she has not signed in from (or that did not say so); see
+// LoginFromDevice.
 func (s *Service) Login(ctx context.Context, email, password string, client models.ClientInfo) (string, *CoachSession, *Coach, error) {
+	res, err := s.LoginFromDevice(ctx, email, password, "", client)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return res.Token, res.Session, res.Coach, nil
+}
+
+// LoginFromDevice exchanges a coach's email and password for a session
+// token. device is the credential a previous login returned for this
+// browser (LoginResult.Device), or "". Every failure that involves the
+// credentials is the same error after the same amount of hashing, so
+// neither the answer nor its timing reveals whether the email has an
+// account.
+//
+// A known device of hers (see loginKnownDevice) is let through the limits
+// a flood exhausts; any other device meets them all, before any hash.
+func (s *Service) LoginFromDevice(ctx context.Context, email, password, device string, client models.ClientInfo) (*LoginResult, error) {
 	email = models.NormalizeEmail(email)
-	ipKey, netKey := "login:fail:ip:"+client.IP, "login:fail:net:"+models.Network(client.IP)
+	if known, ok, err := s.knownDevice(ctx, device, email); err != nil {
+		return nil, err
+	} else if ok {
+		return s.loginKnownDevice(ctx, email, password, known)
+	}
+	ipKey, netKey := "login:fail:ip:"+models.ClientKey(client.IP), "login:fail:net:"+models.Network(client.IP)
 	// Everything that can refuse comes before the hash, cheapest first: a
 	// flood must not buy argon2 time, and the shared budget is spent last,
 	// so attempts another limit refuses leave it to the coaches.
-	if err := s.Allow(ctx, "login:ip:"+client.IP, s.Limits.LoginPerIP); err != nil {
-		return "", nil, nil, err
+	if err := s.Allow(ctx, "login:ip:"+models.ClientKey(client.IP), s.Limits.LoginPerIP); err != nil {
+		return nil, err
 	}
 	if err := s.Allow(ctx, "login:net:"+models.Network(client.IP), s.Limits.LoginPerNetwork); err != nil {
-		return "", nil, nil, err
+		return nil, err
 	}
 	if err := s.CheckBackoff(ctx, s.Limits.LoginBackoffPerIP, ipKey); err != nil {
-		return "", nil, nil, err
+		return nil, err
 	}
 	if err := s.CheckBackoff(ctx, s.Limits.LoginBackoffPerNetwork, netKey); err != nil {
-		return "", nil, nil, err
+		return nil, err
 	}
 	if err := s.Allow(ctx, "login:email:"+email, s.Limits.LoginPerEmail); err != nil {
-		return "", nil, nil, err
+		return nil, err
 	}
 	if err := s.Spend(ctx, "login:hash-budget", s.Limits.PasswordHashes); err != nil {
-		return "", nil, nil, err
+		return nil, err
 	}
+	res, err := s.checkPasswordAndSignIn(ctx, email, password, uuid.Nil)
+	if errors.Is(err, errInvalidCredentials) {
+		// Known or not, a failure slows its address and network alike, so
+		// the answer and its cost still say nothing about the email.
+		if err := s.FailedAttempt(ctx, s.Limits.LoginBackoffPerIP, ipKey); err != nil {
+			return nil, err
+		}
+		if err := s.FailedAttempt(ctx, s.Limits.LoginBackoffPerNetwork, netKey); err != nil {
+			return nil, err
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Her address is trusted again; its network keeps its count, since the
+	// failures may be someone else's.
+	if err := s.ForgetFailures(ctx, ipKey); err != nil {
+		s.Log.WarnContext(ctx, "login: clear backoff", "err", err)
+	}
+	return res, nil
+}
+
+// checkPasswordAndSignIn costs exactly one hash, known email or not, and
+// on a match opens a session and remembers the device (device, when it is
+// one of hers already; else a new one).
+func (s *Service) checkPasswordAndSignIn(ctx context.Context, email, password string, device uuid.UUID) (*LoginResult, error) {
 	var coach Coach
 	found := true
 	if err := s.DB.WithContext(ctx).Where("email = ?", email).Take(&coach).Error; err != nil {
 		if !errors.Is(err, gorm.ErrRecordNotFound) {
-			return "", nil, nil, fmt.Errorf("find coach: %w", err)
+			return nil, fmt.Errorf("find coach: %w", err)
 		}
 		found = false
 	}
@@ -94,21 +141,12 @@ func (s *Service) Login(ctx context.Context, email, password string, client mode
 	}
 	ok, err := s.hasher.Verify(ctx, password, hash)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("verify password: %w", err)
+		return nil, fmt.Errorf("verify password: %w", err)
 	}
 	if !ok || !found || !coach.Active || hash == "" {
-		// Known or not, a failure slows its address and network alike, so
-		// the answer and its cost still say nothing about the email.
-		if err := s.FailedAttempt(ctx, s.Limits.LoginBackoffPerIP, ipKey); err != nil {
-			return "", nil, nil, err
-		}
-		if err := s.FailedAttempt(ctx, s.Limits.LoginBackoffPerNetwork, netKey); err != nil {
-			return "", nil, nil, err
-		}
-		return "", nil, nil, errInvalidCredentials
+		return nil, errInvalidCredentials
 	}
-	var token string
-	var session *CoachSession
+	res := &LoginResult{Coach: &coach}
 	err = s.InTx(ctx, func(tx *gorm.DB) error {
 		// The hash was checked outside any lock. Re-check it under a share
 		// lock, so a password reset or deactivation that commits meanwhile
@@ -123,19 +161,17 @@ func (s *Service) Login(ctx context.Context, email, password string, client mode
 			return errInvalidCredentials
 		}
 		var err error
-		token, session, err = s.newCoachSession(tx, &coach)
+		if res.Token, res.Session, err = s.newCoachSession(tx, &coach); err != nil {
+			return err
+		}
+		res.Device, err = s.rememberDevice(tx, coach.ID, device)
 		return err
 	})
 	if err != nil {
-		return "", nil, nil, err
+		return nil, err
 	}
-	// Her address is trusted again; its network keeps its count, since the
-	// failures may be someone else's.
-	if err := s.ForgetFailures(ctx, ipKey); err != nil {
-		s.Log.WarnContext(ctx, "login: clear backoff", "err", err)
-	}
-	s.Log.InfoContext(ctx, "coach logged in", "coach_id", coach.ID)
-	return token, session, &coach, nil
+	s.Log.InfoContext(ctx, "coach logged in", "coach_id", coach.ID, "known_device", device != uuid.Nil)
+	return res, nil
 }
 
 // Logout revokes one session; other sessions of the coach stay valid.
@@ -158,7 +194,7 @@ func (s *Service) RequestPasswordReset(ctx context.Context, email string, client
 	if err := v.Err(); err != nil {
 		return err
 	}
-	if err := s.Allow(ctx, "reset:ip:"+client.IP, s.Limits.ResetPerIP); err != nil {
+	if err := s.Allow(ctx, "reset:ip:"+models.ClientKey(client.IP), s.Limits.ResetPerIP); err != nil {
 		return err
 	}
 	if err := s.Allow(ctx, "reset:email:"+email, s.Limits.ResetPerEmail); err != nil {
@@ -260,14 +296,19 @@ func (s *Service) ConfirmPasswordToken(ctx context.Context, token, password stri
 	return nil
 }
 
-// revokeCoachCredentials ends every session of a coach and voids every link
-// she was emailed and has not used.
+// revokeCoachCredentials ends every session of a coach, forgets her devices
+// and voids every link she was emailed and has not used.
 func (s *Service) revokeCoachCredentials(tx *gorm.DB, coachID uuid.UUID, now time.Time) error {
 	if err := tx.Exec(`UPDATE coach_sessions SET revoked_at = ? WHERE coach_id = ? AND revoked_at IS NULL`, now, coachID).Error; err != nil {
 		return fmt.Errorf("revoke sessions: %w", err)
 	}
 	if err := tx.Exec(`UPDATE coach_action_tokens SET used_at = ? WHERE coach_id = ? AND used_at IS NULL`, now, coachID).Error; err != nil {
 		return fmt.Errorf("void action tokens: %w", err)
+	}
+	// A known device skips the flood limits; after a reset it must earn
+	// that again.
+	if err := tx.Exec(`UPDATE coach_devices SET revoked_at = ? WHERE coach_id = ? AND revoked_at IS NULL`, now, coachID).Error; err != nil {
+		return fmt.Errorf("revoke devices: %w", err)
 	}
 	return nil
 }

@@ -43,14 +43,14 @@ func (s *Service) ClaimFreeAccess(ctx context.Context, slug string, in FreeAcces
 	name := strings.TrimSpace(in.Name)
 	var c models.Checker
 	c.Email("email", email)
-	c.Text("name", in.Name, 1, 200)
+	c.PersonName("name", in.Name)
 	if !in.DisclaimerAccepted {
 		c.Add("disclaimer_accepted", "must be accepted: this workshop is coaching and education, not psychotherapy, and does not replace treatment by a therapist")
 	}
 	if err := c.Err(); err != nil {
 		return err
 	}
-	if err := s.Allow(ctx, "free:ip:"+client.IP, s.Limits.PortalLinkPerIP); err != nil {
+	if err := s.Allow(ctx, "free:ip:"+models.ClientKey(client.IP), s.Limits.PortalLinkPerIP); err != nil {
 		return err
 	}
 	if err := s.Allow(ctx, "free:email:"+email, s.Limits.PortalLinkPerKey); err != nil {
@@ -149,43 +149,25 @@ func (s *Service) FindOrCreateParticipant(tx *gorm.DB, email, name string) (*Par
 	return &p, nil
 }
 
-// recordClaimConsents writes the consent evidence of a claim. A repeated
-// claim adds a record only when her marketing choice changed, so the table
-// stays a history of decisions rather than of form submissions.
+// RecordClaimConsents writes the consent evidence of a form: the
+// disclaimer she accepts on it (firstClaim) and her marketing choice. The
+// form is anonymous, so its marketing answer decides nothing on its own: a
+// yes only asks her, by email, to confirm (RequestMarketingOptIn), and a no
+// withdraws nothing, since whoever typed her address may not be her. She
+// stops marketing email with her own unsubscribe link.
 func (s *Service) RecordClaimConsents(tx *gorm.DB, p *Participant, programID uuid.UUID, firstClaim, marketing bool, client models.ClientInfo) error {
-	if !firstClaim {
-		var latest []bool
-		err := tx.Raw(`SELECT granted FROM consents WHERE participant_id = ? AND kind = ? ORDER BY created_at DESC, id DESC LIMIT 1`,
-			p.ID, models.ConsentMarketing).Scan(&latest).Error
-		if err != nil {
-			return err
-		}
-		if len(latest) == 1 && latest[0] == marketing {
-			return nil
-		}
-	}
-	ip, ua := models.ConsentIP(client.IP), models.ConsentUserAgent(client.UserAgent)
-	now := s.Now()
-	consent := func(kind models.ConsentKind, version string, granted bool) models.Consent {
-		return models.Consent{ID: uuid.New(), ParticipantID: p.ID, ProgramID: &programID, Kind: kind, TextVersion: version,
-			Granted: granted, IP: ip, UserAgent: ua, CreatedAt: now}
-	}
-	rows := []models.Consent{consent(models.ConsentMarketing, models.MarketingVersion, marketing)}
 	if firstClaim {
-		rows = append([]models.Consent{consent(models.ConsentDisclaimer, models.DisclaimerVersion, true)}, rows...)
-	}
-	if err := tx.Create(&rows).Error; err != nil {
-		return models.MapDBError(err, "consent")
-	}
-	if marketing {
-		// A fresh yes on a form outranks an earlier unsubscribe: she asked
-		// for the emails again, with the evidence recorded above.
-		err := tx.Exec(`UPDATE participants SET marketing_unsubscribed_at = NULL WHERE id = ? AND marketing_unsubscribed_at IS NOT NULL`, p.ID).Error
-		if err != nil {
-			return models.MapDBError(err, "participant")
+		c := models.Consent{ID: uuid.New(), ParticipantID: p.ID, ProgramID: &programID, Kind: models.ConsentDisclaimer,
+			TextVersion: models.DisclaimerVersion, Granted: true, IP: models.ConsentIP(client.IP),
+			UserAgent: models.ConsentUserAgent(client.UserAgent), CreatedAt: s.Now()}
+		if err := tx.Create(&c).Error; err != nil {
+			return models.MapDBError(err, "consent")
 		}
 	}
-	return nil
+	if !marketing {
+		return nil
+	}
+	return s.RequestMarketingOptIn(tx, p, &programID)
 }
 
 // UpdateParticipant changes her name, time zone or discreet mode, and
@@ -197,7 +179,7 @@ func (s *Service) UpdateParticipant(ctx context.Context, id uuid.UUID, patch Par
 		if patch.Name.Null {
 			c.Add("name", "must not be null")
 		} else {
-			c.Text("name", patch.Name.Value, 1, 200)
+			c.PersonName("name", patch.Name.Value)
 			updates["name"] = strings.TrimSpace(patch.Name.Value)
 		}
 	}
@@ -263,8 +245,12 @@ type Participant struct {
 	// the pause ends by itself, nil for "until I resume".
 	PausedAt    *time.Time
 	PausedUntil *time.Time
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// EmailVerifiedAt is when she first proved the address is hers (signed
+	// in, or confirmed a marketing opt-in). Until then Name is only what
+	// someone typed on a form.
+	EmailVerifiedAt *time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
 }
 
 // Paused reports whether her email is paused at now.
@@ -286,4 +272,13 @@ func (s *Service) TurnOnDiscreet(tx *gorm.DB, p *Participant, on bool) error {
 	}
 	p.Discreet = true
 	return nil
+}
+
+// GreetingName is the name an email to her may greet her by: none until she
+// has proven the address, since until then anyone may have typed it.
+func (p *Participant) GreetingName() string {
+	if p.EmailVerifiedAt == nil {
+		return ""
+	}
+	return p.Name
 }

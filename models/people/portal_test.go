@@ -68,7 +68,9 @@ func TestPortalConcurrentClaimsMakeOneParticipantAndGrant(t *testing.T) {
 			t.Errorf("claim %d: %v", i, err)
 		}
 	}
-	for table, want := range map[string]int64{"participants": 1, "access_grants": 1, "consents": 2, "login_links": n, "outbox": n} {
+	// One disclaimer consent, no marketing one: the form's yes is one
+	// request she must confirm, emailed once however many forms raced.
+	for table, want := range map[string]int64{"participants": 1, "access_grants": 1, "consents": 1, "marketing_optins": 1, "login_links": n, "outbox": n + 1} {
 		if got := portalCount(t, db, table); got != want {
 			t.Errorf("%s = %d, want %d", table, got, want)
 		}
@@ -106,8 +108,8 @@ func TestPortalClaimRecordsSafeEvidence(t *testing.T) {
 			}
 			var cs []models.Consent
 			db.Find(&cs)
-			if len(cs) != 2 {
-				t.Fatalf("consents = %d, want 2", len(cs))
+			if len(cs) != 1 || cs[0].Kind != models.ConsentDisclaimer {
+				t.Fatalf("consents = %+v, want the disclaimer alone", cs)
 			}
 			for _, c := range cs {
 				if (c.IP == nil) != (tc.wantIP == nil) || (c.IP != nil && *c.IP != *tc.wantIP) {

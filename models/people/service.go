@@ -5,6 +5,7 @@ package people
 
 import (
 	"context"
+	"crypto/rand"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
@@ -17,9 +18,11 @@ import (
 // exactly one of its methods.
 type Service struct {
 	*models.Kernel
-	hasher *models.PasswordHasher
-	drip   ParticipantHooks
-	crisis CrisisSource
+	hasher     *models.PasswordHasher
+	drip       ParticipantHooks
+	confirmURL func(token string) string
+	deviceKey  []byte
+	crisis     CrisisSource
 }
 
 // CrisisSource serves the crisis resources every portal answer carries,
@@ -35,10 +38,33 @@ type ParticipantHooks interface {
 	OnParticipantTimezoneSet(tx *gorm.DB, participantID uuid.UUID) error
 }
 
-// New builds the people service; a nil hasher is one hash per CPU.
-func New(k *models.Kernel, hasher *models.PasswordHasher, hooks ParticipantHooks, crisis CrisisSource) *Service {
-	if hasher == nil {
-		hasher = models.NewPasswordHasher(0)
+// Deps are what the people service needs besides the kernel.
+type Deps struct {
+	// Hasher hashes passwords; nil is one hash per CPU.
+	Hasher *models.PasswordHasher
+	Hooks  ParticipantHooks
+	// ConsentConfirmURL builds the link of a marketing opt-in confirmation
+	// from its token (api.ConsentConfirmURL); the domain knows no routes.
+	ConsentConfirmURL func(token string) string
+	// DeviceKey signs coaches' known-device cookies (HMAC-SHA256), at least
+	// 32 bytes; nil derives a random one, so devices are forgotten when the
+	// process restarts.
+	DeviceKey []byte
+	// Crisis serves the crisis resources (catalog.Service).
+	Crisis CrisisSource
+}
+
+// New builds the people service.
+func New(k *models.Kernel, d Deps) *Service {
+	if d.Hasher == nil {
+		d.Hasher = models.NewPasswordHasher(0)
 	}
-	return &Service{Kernel: k, hasher: hasher, drip: hooks, crisis: crisis}
+	key := d.DeviceKey
+	if len(key) == 0 {
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			panic("people: no randomness for the device key: " + err.Error())
+		}
+	}
+	return &Service{Kernel: k, hasher: d.Hasher, drip: d.Hooks, confirmURL: d.ConsentConfirmURL, deviceKey: key, crisis: d.Crisis}
 }

@@ -74,8 +74,16 @@ func (s *Service) newCoachSession(tx *gorm.DB, coach *Coach) (string, *CoachSess
 	return token, cs, nil
 }
 
-// newParticipantSession issues a portal session token inside tx.
+// newParticipantSession issues a portal session token inside tx. She got
+// here with a link or code from her inbox, so her address is proven.
 func (s *Service) newParticipantSession(tx *gorm.DB, p *Participant) (string, *ParticipantSession, error) {
+	if p.EmailVerifiedAt == nil {
+		now := s.Now()
+		if err := tx.Exec(`UPDATE participants SET email_verified_at = ? WHERE id = ? AND email_verified_at IS NULL`, now, p.ID).Error; err != nil {
+			return "", nil, models.MapDBError(err, "participant")
+		}
+		p.EmailVerifiedAt = &now
+	}
 	token, hash := models.NewToken()
 	ps := &ParticipantSession{ParticipantID: p.ID, TokenHash: hash, ExpiresAt: s.Now().Add(ParticipantSessionTTL)}
 	if err := tx.Create(ps).Error; err != nil {

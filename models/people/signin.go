@@ -65,7 +65,7 @@ func (s *Service) sendLoginLink(tx *gorm.DB, p *Participant, dedupeKey string, e
 		return models.MapDBError(err, "login link")
 	}
 	data := map[string]any{
-		"name":            p.Name,
+		"name":            p.GreetingName(),
 		"token":           token,
 		"code":            code,
 		"expires_minutes": int(LoginLinkTTL / time.Minute),
@@ -73,7 +73,7 @@ func (s *Service) sendLoginLink(tx *gorm.DB, p *Participant, dedupeKey string, e
 	for k, v := range extra {
 		data[k] = v
 	}
-	return s.EnqueueEmail(tx, models.TemplateLoginLink, p.Email, p.Name, dedupeKey, data)
+	return s.EnqueueEmail(tx, models.TemplateLoginLink, p.Email, p.GreetingName(), dedupeKey, data)
 }
 
 // RequestLoginLink asks for a sign-in link and code for an address. Every
@@ -87,7 +87,7 @@ func (s *Service) RequestLoginLink(ctx context.Context, email string, client mod
 	if err := c.Err(); err != nil {
 		return err
 	}
-	if err := s.Allow(ctx, "portal-link:ip:"+client.IP, s.Limits.PortalLinkPerIP); err != nil {
+	if err := s.Allow(ctx, "portal-link:ip:"+models.ClientKey(client.IP), s.Limits.PortalLinkPerIP); err != nil {
 		return err
 	}
 	if err := s.Allow(ctx, "portal-link:email:"+email, s.Limits.PortalLinkPerKey); err != nil {
@@ -127,7 +127,7 @@ func (s *Service) runLoginLink(ctx context.Context, tx *gorm.DB, t models.Task) 
 // wins. Only this call spends it: opening the link in a browser (or a mail
 // scanner fetching it) does not.
 func (s *Service) ExchangeLoginToken(ctx context.Context, token string, client models.ClientInfo) (string, *ParticipantSession, *Participant, error) {
-	if err := s.Allow(ctx, "session:ip:"+client.IP, s.Limits.SessionPerIP); err != nil {
+	if err := s.Allow(ctx, "session:ip:"+models.ClientKey(client.IP), s.Limits.SessionPerIP); err != nil {
 		return "", nil, nil, err
 	}
 	if token == "" {
@@ -178,7 +178,13 @@ func (s *Service) ExchangeLoginCode(ctx context.Context, email, code string, cli
 	if err := c.Err(); err != nil {
 		return "", nil, nil, err
 	}
-	if err := s.Allow(ctx, "session:ip:"+client.IP, s.Limits.SessionPerIP); err != nil {
+	if err := s.Allow(ctx, "session:ip:"+models.ClientKey(client.IP), s.Limits.SessionPerIP); err != nil {
+		return "", nil, nil, err
+	}
+	// Failures are counted per address across all her links, known or not
+	// (the same cost either way), and stop after the day's cap.
+	failKey := "session:code-fail:" + email
+	if err := s.CheckBackoff(ctx, s.Limits.LoginCodeFailuresPerEmail, failKey); err != nil {
 		return "", nil, nil, err
 	}
 	var (
@@ -225,8 +231,16 @@ func (s *Service) ExchangeLoginCode(ctx context.Context, email, code string, cli
 	if err == nil && wrong {
 		err = errInvalidCode
 	}
+	if errors.Is(err, errInvalidCode) {
+		if ferr := s.FailedAttempt(ctx, s.Limits.LoginCodeFailuresPerEmail, failKey); ferr != nil {
+			return "", nil, nil, ferr
+		}
+	}
 	if err != nil {
 		return "", nil, nil, err
+	}
+	if err := s.ForgetFailures(ctx, failKey); err != nil {
+		s.Log.WarnContext(ctx, "sign-in code: clear backoff", "err", err)
 	}
 	return sessionToken, session, &p, nil
 }
