@@ -7,7 +7,8 @@
 // input checks (Checker) and PATCH fields (Optional, Apply), the injected
 // Clock, tokens and passwords, Markdown rendered and sanitised on write,
 // the email outbox written in the caller's transaction, PostgreSQL rate
-// limits, Idempotency-Key claims, and consent evidence.
+// limits (their keys stored hashed), Idempotency-Key claims, consent
+// evidence, and the kernel's share of a woman's data (DataSubject).
 //
 // The rooms sit on it, each a package with its own Service that embeds the
 // Kernel and takes the small interfaces it needs:
@@ -20,9 +21,13 @@
 //	                its PaymentGateway), the sweeper, the waitlist, her calendar
 //	models/drip     sequences and steps, scheduling, batched delivery (through
 //	                its Renderer), unsubscribe, suppressions, provider events
+//	models/privacy  her data rights on top of the rooms: consent texts as
+//	                versioned data, her export, her erasure (each room
+//	                contributes its share through privacy.Part), retention
 //	models/domain   builds the services and connects the hooks
 //
-// Imports run one way: kernel <- catalog <- people <- enroll <- drip, and
+// Imports run one way: kernel <- catalog <- people <- enroll <- drip <-
+// privacy, and
 // models/layers_test.go fails if one runs back up. A lower room whose change
 // must schedule or cancel email in the same transaction calls the drip
 // engine through an interface it declares itself (catalog.LessonHooks,

@@ -19,6 +19,7 @@ var rooms = []string{
 	module + "/models/people",
 	module + "/models/enroll",
 	module + "/models/drip",
+	module + "/models/privacy",
 	module + "/models/domain",
 }
 

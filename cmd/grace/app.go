@@ -71,7 +71,8 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger, migrate bool) (*
 		return nil, err
 	}
 	deps := domain.Deps{DB: db, Clock: a.clock, Log: log, Limits: cfg.limits(), AppBaseURL: cfg.AppBaseURL,
-		DripRenderer: dripRenderer, UnsubscribeURL: api.UnsubscribeURL(cfg.APIBaseURL), UnsubscribeMailbox: cfg.UnsubscribeMailbox}
+		DripRenderer: dripRenderer, UnsubscribeURL: api.UnsubscribeURL(cfg.APIBaseURL), UnsubscribeMailbox: cfg.UnsubscribeMailbox,
+		Retention: cfg.Retention}
 	if cfg.StripeSecretKey != "" {
 		// No network call here: a wrong key shows on the first checkout,
 		// not at boot, so the rest of Grace serves while Stripe is down.
@@ -175,8 +176,8 @@ func (a *App) sender() (mailSender, error) {
 }
 
 // newWorkers builds the outbox worker and the drip worker on one sender.
-// The function it returns runs them and the hold sweeper until ctx is
-// cancelled, and returns once all three have stopped (the workers first
+// The function it returns runs them, the hold sweeper and the daily
+// retention sweep until ctx is cancelled, and returns once all have stopped (the workers first
 // finish what they claimed). It is the one start-up of the three: `grace
 // serve` runs it in the background, `grace worker` in the foreground.
 func (a *App) newWorkers() (func(context.Context) error, error) {
@@ -213,6 +214,7 @@ func (a *App) newWorkers() (func(context.Context) error, error) {
 		var others sync.WaitGroup
 		var dripErr error
 		others.Go(func() { a.svc.Enroll.RunSweeper(ctx, sweepEvery) })
+		others.Go(func() { a.svc.Privacy.RunRetentionDaily(ctx, retentionEvery) })
 		others.Go(func() { dripErr = dw.Run(ctx) })
 		emailErr := w.Run(ctx)
 		others.Wait()
@@ -231,6 +233,10 @@ func workerFailed(name string, err error) error {
 
 // sweepEvery is how often overdue seat holds are resolved with Stripe.
 const sweepEvery = time.Minute
+
+// retentionEvery is how often the retention sweeps run (and once at
+// start): data past its period is gone within a day.
+const retentionEvery = 24 * time.Hour
 
 // startWorker runs the email worker, the drip worker and the hold sweeper
 // in the background until Close.

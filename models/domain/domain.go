@@ -13,6 +13,7 @@ import (
 	"github.com/grace-coaching/grace/models/drip"
 	"github.com/grace-coaching/grace/models/enroll"
 	"github.com/grace-coaching/grace/models/people"
+	"github.com/grace-coaching/grace/models/privacy"
 )
 
 // Services are the domain, one service per room over one kernel.
@@ -22,6 +23,7 @@ type Services struct {
 	People  *people.Service
 	Enroll  *enroll.Service
 	Drip    *drip.Service
+	Privacy *privacy.Service
 }
 
 // Deps are what the domain needs from the outside world.
@@ -43,6 +45,9 @@ type Deps struct {
 	// UnsubscribeMailbox is the address of the mailto: List-Unsubscribe
 	// form, e.g. "unsubscribe@example.com"; "" leaves it out.
 	UnsubscribeMailbox string
+	// Retention is how long data kept for a while is kept; zero fields
+	// take privacy.DefaultRetention's.
+	Retention privacy.Retention
 }
 
 // New builds every service. The drip engine is built first: the others
@@ -52,11 +57,17 @@ func New(d Deps) *Services {
 	dr := drip.New(k, drip.Deps{Renderer: d.DripRenderer, AppBaseURL: d.AppBaseURL, UnsubscribeURL: d.UnsubscribeURL,
 		UnsubscribeMailbox: d.UnsubscribeMailbox})
 	p := people.New(k, d.Hasher, dr)
+	en := enroll.New(k, enroll.Deps{People: p, Hooks: dr, Payments: d.Payments, AppBaseURL: d.AppBaseURL})
 	return &Services{
 		Kernel:  k,
 		Catalog: catalog.New(k, dr),
 		People:  p,
-		Enroll:  enroll.New(k, enroll.Deps{People: p, Hooks: dr, Payments: d.Payments, AppBaseURL: d.AppBaseURL}),
+		Enroll:  en,
 		Drip:    dr,
+		// Her data rights: each room erases its own share. Drip and enroll
+		// find her rows by her address and deliveries, so they go before
+		// people and the kernel remove those.
+		Privacy: privacy.New(k, privacy.Deps{People: p, Enroll: en,
+			Parts: []privacy.Part{dr, en, p, k}, Providers: []privacy.Provider{en}, Retention: d.Retention}),
 	}
 }

@@ -94,11 +94,11 @@ WITH ok AS (
 	UNION ALL
 	SELECT p.id FROM participants p, allowed WHERE p.email = @email
 ), consent AS (
-	INSERT INTO consents (participant_id, program_id, kind, text_version, granted, ip, user_agent, created_at)
-	SELECT participant.id, allowed.program_id, v.kind, v.text_version, v.granted, @ip::inet, @user_agent, @now::timestamptz
-	FROM participant, allowed, (VALUES
-		('disclaimer', @disclaimer_version::text, true),
-		('marketing', @marketing_version::text, @marketing::boolean)) AS v (kind, text_version, granted)
+	INSERT INTO consents (participant_id, program_id, kind, text_version, document_id, granted, ip, user_agent, created_at)
+	SELECT participant.id, allowed.program_id, v.kind, doc.version::text, doc.id, v.granted, @ip::inet, @user_agent, @now::timestamptz
+	FROM participant, allowed, (VALUES ('disclaimer', true), ('marketing', @marketing::boolean)) AS v (kind, granted)
+	-- The newest version of each text is the one the form showed.
+	JOIN LATERAL (SELECT cd.id, cd.version FROM consent_documents cd WHERE cd.kind = v.kind ORDER BY cd.version DESC LIMIT 1) doc ON true
 	RETURNING participant_id
 ), enrollment AS (
 	INSERT INTO enrollments (id, cohort_id, participant_id, status, seat, hold_expires_at, currency, dispute_status, created_at, updated_at)
@@ -139,9 +139,8 @@ func (s *Service) holdNewSeat(ctx context.Context, cohortID uuid.UUID, email, na
 		b := &pgx.Batch{}
 		b.Queue(newHoldSQL, pgx.NamedArgs{
 			"cohort": cohortID, "now": now, "email": email, "name": name,
-			"limited": limit.Max > 0, "limit_key": "checkout:ip:" + client.IP, "max": limit.Max, "window_secs": limit.Window.Seconds(),
+			"limited": limit.Max > 0, "limit_key": models.RateLimitKey("checkout:ip:" + client.IP), "max": limit.Max, "window_secs": limit.Window.Seconds(),
 			"ip": models.ConsentIP(client.IP), "user_agent": models.ConsentUserAgent(client.UserAgent), "marketing": marketing,
-			"disclaimer_version": models.DisclaimerVersion, "marketing_version": models.MarketingVersion,
 			"enrollment": e.ID, "status": e.Status, "hold": hold,
 		}).QueryRow(func(row pgx.Row) error {
 			err := row.Scan(&cohort.Name, &cohort.PriceCents, &cohort.Currency, &participantID)

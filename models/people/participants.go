@@ -127,15 +127,25 @@ func (s *Service) RecordClaimConsents(tx *gorm.DB, p *Participant, programID uui
 			return nil
 		}
 	}
-	ip, ua := models.ConsentIP(client.IP), models.ConsentUserAgent(client.UserAgent)
 	now := s.Now()
-	consent := func(kind models.ConsentKind, version string, granted bool) models.Consent {
-		return models.Consent{ID: uuid.New(), ParticipantID: p.ID, ProgramID: &programID, Kind: kind, TextVersion: version,
-			Granted: granted, IP: ip, UserAgent: ua, CreatedAt: now}
+	consent := func(kind models.ConsentKind, granted bool) (models.Consent, error) {
+		doc, err := models.CurrentConsentDocument(tx, kind)
+		if err != nil {
+			return models.Consent{}, err
+		}
+		return models.NewConsent(p.ID, &programID, doc, granted, client, now), nil
 	}
-	rows := []models.Consent{consent(models.ConsentMarketing, models.MarketingVersion, marketing)}
+	kinds := []models.ConsentKind{models.ConsentMarketing}
 	if firstClaim {
-		rows = append([]models.Consent{consent(models.ConsentDisclaimer, models.DisclaimerVersion, true)}, rows...)
+		kinds = []models.ConsentKind{models.ConsentDisclaimer, models.ConsentMarketing}
+	}
+	var rows []models.Consent
+	for _, k := range kinds {
+		c, err := consent(k, k == models.ConsentDisclaimer || marketing)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, c)
 	}
 	if err := tx.Create(&rows).Error; err != nil {
 		return models.MapDBError(err, "consent")
