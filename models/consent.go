@@ -43,9 +43,9 @@ type Consent struct {
 	// evidence older than documents being data.
 	DocumentID *uuid.UUID
 	Granted    bool
-	IP            *string `gorm:"column:ip;type:inet"`
-	UserAgent     *string
-	CreatedAt     time.Time
+	IP         *string `gorm:"column:ip;type:inet"`
+	UserAgent  *string
+	CreatedAt  time.Time
 }
 
 // ConsentDocument is one version of a text she may agree to, kept exactly

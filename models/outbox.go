@@ -1,6 +1,7 @@
 package models
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -40,9 +41,9 @@ func (s *Kernel) EnqueueEmail(tx *gorm.DB, template, toEmail, toName, dedupeKey 
 	return tx.Exec(`
 		INSERT INTO outbox (template, to_email, to_name, data, dedupe_key, status, next_attempt_at, created_at, updated_at)
 		SELECT ?, ?, ?, ?::jsonb, ?, ?, ?, ?, ?
-		WHERE NOT EXISTS (SELECT 1 FROM erased_addresses WHERE hash = ?)
+		WHERE NOT EXISTS (SELECT 1 FROM erased_addresses WHERE hash = decode(?, 'hex'))
 		ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING`,
-		template, toEmail, toName, string(body), key, OutboxPending, now, now, now, ErasedAddressHash(toEmail)).Error
+		template, toEmail, toName, string(body), key, OutboxPending, now, now, now, hex.EncodeToString(ErasedAddressHash(toEmail))).Error
 }
 
 // OutboxStatus is where an outbox email stands (outbox.status).

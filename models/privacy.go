@@ -110,37 +110,58 @@ func MentionsSQL(expr string, needles []string) (string, []any) {
 	return "(" + strings.Join(parts, " OR ") + ")", args
 }
 
-// ExportSubject is the kernel's share of her data: the emails queued for
-// her address.
-func (s *Kernel) ExportSubject(tx *gorm.DB, d DataSubject) (map[string][]json.RawMessage, error) {
-	rows, err := ExportRows(tx, "outbox", "to_email = ?", nil, d.Email)
-	if err != nil {
-		return nil, err
-	}
-	return map[string][]json.RawMessage{"outbox": rows}, nil
-}
-
-// EraseSubject erases the kernel's share: the outbox rows to her or about
-// her, the rate-limit windows counting her address or IPs (stored hashed,
-// or in clear from before keys were), and idempotency records of answers
-// that named her.
-func (s *Kernel) EraseSubject(tx *gorm.DB, d DataSubject) error {
+// kernelRowsOf are the conditions for the kernel tables' rows about her:
+// emails to her or naming her, rate-limit windows counting her address or
+// IPs (stored hashed, or in clear from before keys were), and
+// idempotency records of answers that named her.
+func kernelRowsOf(d DataSubject) map[string]struct {
+	where string
+	args  []any
+} {
 	needles := d.Needles()
-	mentions, args := MentionsSQL("data::text", needles)
-	if err := tx.Exec("DELETE FROM outbox WHERE to_email = ? OR "+mentions, append([]any{d.Email}, args...)...).Error; err != nil {
-		return fmt.Errorf("erase outbox: %w", err)
-	}
+	mentions, margs := MentionsSQL("data::text", needles)
 	var suffixes []string
 	for _, n := range append([]string{d.Email}, d.IPs...) {
 		suffixes = append(suffixes, ":"+RateLimitValueHash(n))
 	}
 	clear, cargs := MentionsSQL("key", needles)
-	if err := tx.Exec("DELETE FROM rate_limits WHERE right(key, 33) IN ? OR "+clear, append([]any{suffixes}, cargs...)...).Error; err != nil {
-		return fmt.Errorf("erase rate limits: %w", err)
-	}
 	body, bargs := MentionsSQL("encode(response_body, 'escape')", needles)
-	if err := tx.Exec("DELETE FROM idempotency_keys WHERE response_body IS NOT NULL AND "+body, bargs...).Error; err != nil {
-		return fmt.Errorf("erase idempotency keys: %w", err)
+	type cond = struct {
+		where string
+		args  []any
+	}
+	return map[string]cond{
+		"outbox":           {"(to_email = ? OR " + mentions + ")", append([]any{d.Email}, margs...)},
+		"rate_limits":      {"(right(key, 33) IN ? OR " + clear + ")", append([]any{suffixes}, cargs...)},
+		"idempotency_keys": {"(response_body IS NOT NULL AND " + body + ")", bargs},
+	}
+}
+
+// kernelTables is the order the kernel's share is read and erased in.
+var kernelTables = []string{"outbox", "rate_limits", "idempotency_keys"}
+
+// ExportSubject is the kernel's share of her data.
+func (s *Kernel) ExportSubject(tx *gorm.DB, d DataSubject) (map[string][]json.RawMessage, error) {
+	conds := kernelRowsOf(d)
+	out := map[string][]json.RawMessage{}
+	for _, t := range kernelTables {
+		rows, err := ExportRows(tx, t, conds[t].where, []string{"request_hash", "claim_token"}, conds[t].args...)
+		if err != nil {
+			return nil, err
+		}
+		out[t] = rows
+	}
+	return out, nil
+}
+
+// EraseSubject deletes the kernel's share: none of it is needed once she
+// is gone (a sent email's record goes with its content).
+func (s *Kernel) EraseSubject(tx *gorm.DB, d DataSubject) error {
+	conds := kernelRowsOf(d)
+	for _, t := range kernelTables {
+		if err := tx.Exec("DELETE FROM "+t+" WHERE "+conds[t].where, conds[t].args...).Error; err != nil {
+			return fmt.Errorf("erase %s: %w", t, err)
+		}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -46,10 +47,10 @@ func (s *Service) RequestEraseCode(ctx context.Context, p *people.Participant) e
 	now := s.Now()
 	return s.InTx(ctx, func(tx *gorm.DB) error {
 		err := tx.Exec(`
-			INSERT INTO erase_codes (participant_id, code_hash, attempts, expires_at, created_at) VALUES (?, ?, 0, ?, ?)
+			INSERT INTO erase_codes (participant_id, code_hash, attempts, expires_at, created_at) VALUES (?, decode(?, 'hex'), 0, ?, ?)
 			ON CONFLICT (participant_id) DO UPDATE SET code_hash = excluded.code_hash, attempts = 0,
 				expires_at = excluded.expires_at, created_at = excluded.created_at`,
-			p.ID, eraseCodeHash(p.ID, code), now.Add(EraseCodeTTL), now).Error
+			p.ID, hex.EncodeToString(eraseCodeHash(p.ID, code)), now.Add(EraseCodeTTL), now).Error
 		if err != nil {
 			return fmt.Errorf("erase code: %w", err)
 		}

@@ -10,6 +10,7 @@ package privacy
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"time"
 
@@ -107,6 +108,9 @@ func (s *Service) subject(db *gorm.DB, participantID uuid.UUID) (models.DataSubj
 	return d, nil
 }
 
+// GORM would expand a []byte argument in a VALUES list into one value per
+// byte, so hashes travel as hex and are decoded by PostgreSQL.
+
 // ownPart is this package's own tables: her erase code, and the
 // fingerprint her address leaves.
 type ownPart struct{ k *models.Kernel }
@@ -124,6 +128,12 @@ func (o ownPart) EraseSubject(tx *gorm.DB, d models.DataSubject) error {
 		return err
 	}
 	// Her address and the row's new one: nothing is ever sent to either.
-	return tx.Exec(`INSERT INTO erased_addresses (hash, created_at) VALUES (?, ?), (?, ?) ON CONFLICT (hash) DO NOTHING`,
-		models.ErasedAddressHash(d.Email), o.k.Now(), models.ErasedAddressHash(people.ErasedEmail(d)), o.k.Now()).Error
+	for _, addr := range []string{d.Email, people.ErasedEmail(d)} {
+		err := tx.Exec(`INSERT INTO erased_addresses (hash, created_at) VALUES (decode(?, 'hex'), ?) ON CONFLICT (hash) DO NOTHING`,
+			hex.EncodeToString(models.ErasedAddressHash(addr)), o.k.Now()).Error
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
