@@ -84,6 +84,11 @@ func ExportRows(db *gorm.DB, table, where string, omit []string, args ...any) ([
 	for _, c := range omit {
 		expr += " - '" + c + "'"
 	}
+	return ExportRowsAs(db, table, expr, where, args...)
+}
+
+// ExportRowsAs is ExportRows with the row's JSON built by expr over t.
+func ExportRowsAs(db *gorm.DB, table, expr, where string, args ...any) ([]json.RawMessage, error) {
 	var rows []string
 	if err := db.Raw("SELECT ("+expr+")::text FROM "+table+" t WHERE "+where+" ORDER BY 1", args...).Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("export %s: %w", table, err)
@@ -145,7 +150,13 @@ func (s *Kernel) ExportSubject(tx *gorm.DB, d DataSubject) (map[string][]json.Ra
 	conds := kernelRowsOf(d)
 	out := map[string][]json.RawMessage{}
 	for _, t := range kernelTables {
-		rows, err := ExportRows(tx, t, conds[t].where, []string{"request_hash", "claim_token"}, conds[t].args...)
+		// An email's sign-in token or code stays out of a file she may keep
+		// lying around: a live one would sign its reader in.
+		expr := "to_jsonb(t) - 'request_hash' - 'claim_token'"
+		if t == "outbox" {
+			expr = "jsonb_set(to_jsonb(t), '{data}', t.data - 'token' - 'code')"
+		}
+		rows, err := ExportRowsAs(tx, t, expr, conds[t].where, conds[t].args...)
 		if err != nil {
 			return nil, err
 		}

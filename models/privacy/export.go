@@ -35,6 +35,9 @@ func (s *Service) Export(ctx context.Context, participantID uuid.UUID) (*Export,
 				return err
 			}
 			for name, rows := range tables {
+				if out.Tables[name] == nil {
+					out.Tables[name] = []json.RawMessage{} // a table with nothing of hers is an empty list
+				}
 				out.Tables[name] = append(out.Tables[name], rows...)
 			}
 		}
