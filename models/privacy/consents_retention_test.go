@@ -178,3 +178,34 @@ func TestRetentionForgetsOnScheduleAndOnlyOnce(t *testing.T) {
 		t.Error("retention deleted the consents themselves")
 	}
 }
+
+// The worker's loop sweeps once at start, so a restarted process never
+// waits a day for what is already due, and stops with its context.
+func TestRetentionLoopSweepsAtStartAndStops(t *testing.T) {
+	w := newWorld(t)
+	w.fill()
+	w.clock.Advance(time.Hour) // her sign-in links have expired
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.svc.Privacy.RunRetentionDaily(ctx, time.Hour); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int64
+		if err := w.db.Raw(`SELECT count(*) FROM login_links`).Row().Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the loop did not sweep at start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loop did not stop with its context")
+	}
+}
