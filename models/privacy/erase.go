@@ -88,8 +88,10 @@ func (s *Service) EraseWithCode(ctx context.Context, p *people.Participant, code
 			// Committed although the answer is an error: the attempt counts.
 			return tx.Exec(`UPDATE erase_codes SET attempts = attempts + 1 WHERE participant_id = ?`, p.ID).Error
 		}
+		// The code is spent by the erasure itself (ownPart), not here: if
+		// Stripe fails midway, the same code works for the retry.
 		ok = true
-		return tx.Exec(`DELETE FROM erase_codes WHERE participant_id = ?`, p.ID).Error
+		return nil
 	})
 	if err != nil {
 		return err
