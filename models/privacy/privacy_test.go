@@ -3,6 +3,7 @@ package privacy_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -345,3 +346,27 @@ func TestEraseCodeIsCappedAndSingleUse(t *testing.T) {
 }
 
 const privacyMaxAttempts = 5
+
+// Stripe failing midway erases nothing, and the same code works for the
+// retry: she is not sent round for another email.
+func TestEraseAfterProviderFailureRetriesWithTheSameCode(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	p := w.fill()
+	w.clock.Advance(time.Minute)
+	modelstest.MustDo(t, w.svc.Privacy.RequestEraseCode(ctx, p))
+	var code string
+	w.db.Raw(`SELECT data->>'code' FROM outbox WHERE template = 'erase_code' ORDER BY created_at DESC, id DESC LIMIT 1`).Row().Scan(&code)
+	w.gw.Fail(enrolltest.DeleteCustomer, errors.Join(enroll.ErrPaymentProvider, errors.New("stripe down")))
+	if err := w.svc.Privacy.EraseWithCode(ctx, p, code); !errors.Is(err, enroll.ErrPaymentProvider) {
+		t.Fatalf("erase with Stripe down: %v", err)
+	}
+	if n := aboutHer(t, w.db, needles, nil); n["participants"] == 0 {
+		t.Fatal("a failed erasure changed her row")
+	}
+	w.gw.Fail(enrolltest.DeleteCustomer, nil)
+	modelstest.MustDo(t, w.svc.Privacy.EraseWithCode(ctx, p, code))
+	if left := aboutHer(t, w.db, needles, nil); len(left) > 0 {
+		t.Fatalf("rows still name her: %v", left)
+	}
+}
