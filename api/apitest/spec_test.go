@@ -54,7 +54,7 @@ func TestGraceSpecIsAValidDocument(t *testing.T) {
 			}
 		}
 	}
-	if len(ids) != 77 {
-		t.Errorf("%d operations, want 77", len(ids))
+	if len(ids) != 84 {
+		t.Errorf("%d operations, want 84", len(ids))
 	}
 }
