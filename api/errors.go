@@ -29,6 +29,8 @@ type problem struct {
 	UnlockAt          *time.Time          `json:"unlock_at,omitempty"`
 	RetryAfterSeconds int                 `json:"retry_after_seconds,omitempty"`
 	WaitlistURL       string              `json:"waitlist_url,omitempty"`
+	ConsentKind       string              `json:"consent_kind,omitempty"`
+	ConsentVersion    int                 `json:"consent_version,omitempty"`
 }
 
 // statusOf is the one place where domain error kinds become HTTP statuses.
@@ -101,6 +103,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 				p.Status = http.StatusInternalServerError
 			}
 			p.Code, p.Detail, p.Errors, p.UnlockAt = de.Code, de.Message, de.Fields, de.UnlockAt
+			p.ConsentKind, p.ConsentVersion = de.ConsentKind, de.ConsentVersion
 			if id, ok := de.Links[enroll.LinkWaitlist]; ok {
 				p.WaitlistURL = linkURL(enroll.LinkWaitlist, id)
 			}

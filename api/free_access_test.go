@@ -65,7 +65,7 @@ func TestFreeAccessClaimCreatesParticipantGrantConsentsAndEmail(t *testing.T) {
 		granted bool
 	}{
 		// Marketing waits for her confirmation (double opt-in).
-		models.ConsentDisclaimer: {models.DisclaimerVersion, true},
+		models.ConsentDisclaimer: {"1", true},
 	}
 	if len(cs) != len(want) {
 		t.Fatalf("consents = %+v, want %d", cs, len(want))

@@ -105,8 +105,21 @@ func (h *handlers) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// requireParticipant admits a request with a live portal session.
+// requireParticipant admits a request with a live portal session whose
+// owner accepted the current disclaimer (consent_required otherwise).
 func (h *handlers) requireParticipant(next echo.HandlerFunc) echo.HandlerFunc {
+	return h.requireParticipantSession(func(c echo.Context) error {
+		if due := currentParticipantSession(c).ConsentDue; due != nil {
+			return due
+		}
+		return next(c)
+	})
+}
+
+// requireParticipantSession admits a request with a live portal session
+// whatever she accepted: for accepting the new text, signing out, and
+// her data rights, which never wait on her agreeing to anything.
+func (h *handlers) requireParticipantSession(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		token := bearerToken(c)
 		if token == "" {

@@ -37,6 +37,8 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	coach := []echo.MiddlewareFunc{h.requireCoach}
 	admin := []echo.MiddlewareFunc{h.requireCoach, h.requireAdmin}
 	portal := []echo.MiddlewareFunc{h.requireParticipant}
+	// Her session, even while a new disclaimer waits for her acceptance.
+	portalAnyConsent := []echo.MiddlewareFunc{h.requireParticipantSession}
 
 	v1 := e.Group("/v1")
 
@@ -52,8 +54,8 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	v1.POST("/portal/sessions", h.createPortalSession)
 
 	// Portal: a participant's session token; she only ever sees her own data.
-	v1.DELETE("/portal/sessions/current", h.deletePortalSession, portal...)
-	v1.POST("/portal/sessions/revoke-all", h.revokeAllPortalSessions, portal...)
+	v1.DELETE("/portal/sessions/current", h.deletePortalSession, portalAnyConsent...)
+	v1.POST("/portal/sessions/revoke-all", h.revokeAllPortalSessions, portalAnyConsent...)
 	v1.GET("/portal/me", h.getMe, portal...)
 	v1.PATCH("/portal/me", h.updateMe, portal...)
 	v1.POST("/portal/pause", h.pauseEmail, portal...)
@@ -61,7 +63,8 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	v1.GET("/portal/programs", h.listPortalPrograms, portal...)
 	v1.GET("/portal/programs/:slug/lessons", h.listPortalLessons, portal...)
 	// The hottest read checks her token inside the gate query itself
-	// (ReadLessonWithToken): one round trip instead of two, the same 401s.
+	// (ReadLessonWithToken): one round trip instead of two, the same 401s
+	// and the same consent_required.
 	v1.GET("/portal/lessons/:id", h.getPortalLesson)
 	v1.PUT("/portal/lessons/:id/completion", h.completeLesson, portal...)
 	v1.DELETE("/portal/lessons/:id/completion", h.uncompleteLesson, portal...)
@@ -154,6 +157,18 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	v1.GET("/portal/enrollments", h.listPortalEnrollments, portal...)
 	v1.POST("/portal/calendar-token", h.rotateCalendarToken, portal...)
 	v1.GET("/portal/calendar.ics", h.calendarFeed)
+
+	// Consent texts and her data rights. The texts are public (forms show
+	// them before anyone signs in); accepting, exporting and erasing work
+	// while a new disclaimer waits, since her rights never wait on her
+	// agreeing to anything. Erasing herself needs a code from her inbox.
+	v1.GET("/consents/:kind", h.getConsentDocument)
+	v1.PUT("/admin/consents/:kind", h.editConsentDocument, admin...)
+	v1.POST("/portal/consents", h.acceptConsent, portalAnyConsent...)
+	v1.GET("/portal/me/export", h.exportMe, portalAnyConsent...)
+	v1.POST("/portal/me/erase-code", h.requestEraseCode, portalAnyConsent...)
+	v1.DELETE("/portal/me", h.eraseMe, portalAnyConsent...)
+	v1.POST("/admin/participants/:id/erase", h.eraseParticipant, admin...)
 
 	// Webhooks: authenticated by signature, not by token.
 	v1.POST("/webhooks/stripe", h.stripeWebhook)

@@ -54,6 +54,13 @@ var catalog = map[string]templateSpec{
 		required:   []string{"token", "code", "expires_minutes"},
 		sample:     map[string]any{"name": "Sample", "token": "sample-token", "code": "123456", "expires_minutes": 10, "program_title": "Sample Program"},
 	},
+	// The code confirming her own erasure (privacy.RequestEraseCode). The
+	// preheader and subject say nothing about what she uses.
+	"erase_code": {
+		link:     func(map[string]any) string { return "/portal" },
+		required: []string{"code", "expires_minutes"},
+		sample:   map[string]any{"code": "123456", "expires_minutes": 15},
+	},
 	"password_reset": {
 		credential: true,
 		linkPath:   "/coach/reset-password",

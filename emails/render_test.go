@@ -35,6 +35,12 @@ func TestRenderEveryTemplate(t *testing.T) {
 			want:     []string{"Hello Ana,", "482913", "10 minutes", "ignore this email", "asked to sign in"},
 		},
 		{
+			template: "erase_code",
+			data:     map[string]any{"code": "730214", "expires_minutes": 15},
+			link:     "https://app.grace.example/portal",
+			want:     []string{"Hello,", "730214", "15 minutes", "cannot be undone", "Nothing is erased without this code"},
+		},
+		{
 			template: "password_reset",
 			data:     map[string]any{"name": "Grace", "token": "tok-456", "expires_minutes": 60},
 			link:     "https://app.grace.example/coach/reset-password?token=tok-456",

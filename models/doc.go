@@ -9,7 +9,8 @@
 // the email outbox written in the caller's transaction, the task queue that
 // does a public form's per-address work after its answer (RegisterTask,
 // EnqueueTask, RunTasks), PostgreSQL rate limits, Idempotency-Key claims,
-// and consent evidence.
+// consent evidence, and the kernel's share of a woman's data
+// (DataSubject). Rate-limit keys are stored hashed.
 //
 // The rooms sit on it, each a package with its own Service that embeds the
 // Kernel and takes the small interfaces it needs:
@@ -27,10 +28,13 @@
 //	                its PaymentGateway), the sweeper, the waitlist, her calendar
 //	models/drip     sequences and steps, scheduling, batched delivery (through
 //	                its Renderer), unsubscribe, suppressions, provider events
+//	models/privacy  her data rights on top of the rooms: consent texts as
+//	                versioned data, her export, her erasure (each room
+//	                contributes its share through privacy.Part), retention
 //	models/domain   builds the services and connects the hooks
 //
 // Imports run one way: kernel <- catalog <- people <- journal <- enroll <-
-// drip (journal needs only the lesson gate below it), and
+// drip <- privacy (journal needs only the lesson gate below it), and
 // models/layers_test.go fails if one runs back up. A lower room whose change
 // must schedule or cancel email in the same transaction calls the drip
 // engine through an interface it declares itself (catalog.LessonHooks,

@@ -48,6 +48,10 @@ type Error struct {
 	// target, e.g. enroll.LinkWaitlist to the cohort's id on sold_out. The
 	// API layer builds the URLs.
 	Links map[string]string
+	// ConsentKind and ConsentVersion name the text she must accept, for
+	// consent_required.
+	ConsentKind    string
+	ConsentVersion int
 	// Err is the cause, kept for logs and errors.Is; never shown to clients.
 	Err error
 }

@@ -20,6 +20,7 @@ var rooms = []string{
 	module + "/models/journal",
 	module + "/models/enroll",
 	module + "/models/drip",
+	module + "/models/privacy",
 	module + "/models/domain",
 }
 

@@ -1,12 +1,14 @@
 package models
 
 import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // Email templates the domain enqueues. emails/templates has one per name.
@@ -14,32 +16,34 @@ const (
 	TemplateLoginLink     = "login_link"
 	TemplatePasswordReset = "password_reset"
 	TemplateCoachInvite   = "coach_invite"
+	TemplateEraseCode     = "erase_code"
 )
 
 // enqueueEmail writes an outbox row inside tx, so the email exists exactly
 // when the change that causes it commits. A non-empty dedupeKey makes the
 // enqueue idempotent: a second row with the same key is silently skipped.
+// An address whose owner erased her account is skipped too, in the same
+// statement: someone else typing her address must not reach her.
 func (s *Kernel) EnqueueEmail(tx *gorm.DB, template, toEmail, toName, dedupeKey string, data map[string]any) error {
-	msg := OutboxMessage{
-		Template:      template,
-		ToEmail:       strings.ToLower(strings.TrimSpace(toEmail)),
-		ToName:        toName,
-		Data:          data,
-		Status:        OutboxPending,
-		NextAttemptAt: s.Now(),
+	toEmail = strings.ToLower(strings.TrimSpace(toEmail))
+	if data == nil {
+		data = map[string]any{}
 	}
+	body, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("enqueue %s: %w", template, err)
+	}
+	var key *string
 	if dedupeKey != "" {
-		msg.DedupeKey = &dedupeKey
+		key = &dedupeKey
 	}
-	q := tx
-	if dedupeKey != "" {
-		q = q.Clauses(clause.OnConflict{
-			Columns:     []clause.Column{{Name: "dedupe_key"}},
-			TargetWhere: clause.Where{Exprs: []clause.Expression{clause.Expr{SQL: "dedupe_key IS NOT NULL"}}},
-			DoNothing:   true,
-		})
-	}
-	return q.Create(&msg).Error
+	now := s.Now()
+	return tx.Exec(`
+		INSERT INTO outbox (template, to_email, to_name, data, dedupe_key, status, next_attempt_at, created_at, updated_at)
+		SELECT ?, ?, ?, ?::jsonb, ?, ?, ?, ?, ?
+		WHERE NOT EXISTS (SELECT 1 FROM erased_addresses WHERE hash = decode(?, 'hex'))
+		ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING`,
+		template, toEmail, toName, string(body), key, OutboxPending, now, now, now, hex.EncodeToString(ErasedAddressHash(toEmail))).Error
 }
 
 // OutboxStatus is where an outbox email stands (outbox.status).

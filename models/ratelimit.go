@@ -28,6 +28,7 @@ func (s *Kernel) AllowIn(db *gorm.DB, key string, l RateLimit) error {
 	if l.Max <= 0 {
 		return nil
 	}
+	key = RateLimitKey(key)
 	now := s.Now()
 	var row struct {
 		WindowStart time.Time
@@ -75,6 +76,7 @@ func (s *Kernel) Spend(ctx context.Context, key string, b Budget) error {
 	if !(b.Rate > 0) {
 		return nil
 	}
+	key = RateLimitKey(key)
 	now := s.Now()
 	interval := 1 / b.Rate
 	// The bucket holds Burst intervals of debt at most.
@@ -140,6 +142,7 @@ func (s *Kernel) CheckBackoff(ctx context.Context, b Backoff, keys ...string) er
 	if b.Base <= 0 || len(keys) == 0 {
 		return nil
 	}
+	keys = storedKeys(keys)
 	var rows []struct {
 		WindowStart time.Time
 		Hits        int
@@ -168,7 +171,7 @@ func (s *Kernel) FailedAttempt(ctx context.Context, b Backoff, keys ...string) e
 		return nil
 	}
 	now := s.Now()
-	for _, key := range keys {
+	for _, key := range storedKeys(keys) {
 		err := s.DB.WithContext(ctx).Exec(`
 			INSERT INTO rate_limits AS r (key, window_start, hits) VALUES (?, ?, 1)
 			ON CONFLICT (key) DO UPDATE SET window_start = excluded.window_start,
@@ -183,10 +186,19 @@ func (s *Kernel) FailedAttempt(ctx context.Context, b Backoff, keys ...string) e
 
 // ForgetFailures clears keys' backoff, after an attempt that succeeded.
 func (s *Kernel) ForgetFailures(ctx context.Context, keys ...string) error {
-	if err := s.DB.WithContext(ctx).Exec(`DELETE FROM rate_limits WHERE key IN ?`, keys).Error; err != nil {
+	if err := s.DB.WithContext(ctx).Exec(`DELETE FROM rate_limits WHERE key IN ?`, storedKeys(keys)).Error; err != nil {
 		return fmt.Errorf("backoff: %w", err)
 	}
 	return nil
+}
+
+// storedKeys maps keys to their stored form (RateLimitKey).
+func storedKeys(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = RateLimitKey(k)
+	}
+	return out
 }
 
 // Network is the address block a client most likely controls as a whole:

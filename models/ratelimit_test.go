@@ -2,6 +2,7 @@ package models_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,5 +55,39 @@ func TestClientKey(t *testing.T) {
 		if got := models.ClientKey(tc.ip); got != tc.want {
 			t.Errorf("ClientKey(%q) = %q, want %q", tc.ip, got, tc.want)
 		}
+	}
+}
+
+// Keys that count an address or an IP are stored as a fingerprint: the
+// table never says who tried. The limit still counts per value.
+func TestRateLimitKeysAreStoredHashed(t *testing.T) {
+	svc, _, db := modelstest.NewService(t)
+	ctx := context.Background()
+	limit := models.RateLimit{Max: 2, Window: time.Hour}
+	for _, key := range []string{"free:email:her@example.org", "session:ip:2001:db8::1"} {
+		for i := 0; i < 2; i++ {
+			if err := svc.Kernel.Allow(ctx, key, limit); err != nil {
+				t.Fatalf("%s hit %d: %v", key, i, err)
+			}
+		}
+		if err := svc.Kernel.Allow(ctx, key, limit); err == nil {
+			t.Errorf("%s: third hit allowed", key)
+		}
+	}
+	var keys []string
+	db.Raw(`SELECT key FROM rate_limits ORDER BY key`).Scan(&keys)
+	if len(keys) != 2 {
+		t.Fatalf("keys = %v", keys)
+	}
+	for _, k := range keys {
+		if strings.Contains(k, "her@example.org") || strings.Contains(k, "2001:db8") {
+			t.Errorf("key %q stores its value in clear", k)
+		}
+		if !strings.HasPrefix(k, "free:email:") && !strings.HasPrefix(k, "session:ip:") {
+			t.Errorf("key %q lost its namespace", k)
+		}
+	}
+	if got := models.RateLimitKey("login:hash-budget"); got != "login:hash-budget" {
+		t.Errorf("a key without a value became %q", got)
 	}
 }

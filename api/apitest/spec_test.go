@@ -54,7 +54,7 @@ func TestGraceSpecIsAValidDocument(t *testing.T) {
 			}
 		}
 	}
-	if len(ids) != 94 { // 77 + checkout link (2) + discreet, pause, crisis (4) + reflections (5) + opt-in and sign-out (4) + access logs (2)
-		t.Errorf("%d operations, want 94", len(ids))
+	if len(ids) != 101 { // 77 + checkout link (2) + discreet, pause, crisis (4) + reflections (5) + opt-in and sign-out (4) + access logs (2) + data rights (7)
+		t.Errorf("%d operations, want 101", len(ids))
 	}
 }

@@ -227,6 +227,44 @@ func (c *Client) Refund(ctx context.Context, req enroll.RefundRequest) (string, 
 	return r.ID, nil
 }
 
+// DeleteCustomerData deletes the named customers and every customer
+// Stripe holds under her address (a checkout with customer_email may have
+// made some). Deleting a customer Stripe no longer has is success, so an
+// erasure that failed halfway is simply run again.
+func (c *Client) DeleteCustomerData(ctx context.Context, req enroll.CustomerErasure) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	ids := append([]string(nil), req.CustomerIDs...)
+	if req.Email != "" {
+		params := &stripego.CustomerListParams{Email: stripego.String(req.Email)}
+		params.Context = ctx
+		it := c.api.Customers.List(params)
+		for it.Next() {
+			ids = append(ids, it.Customer().ID)
+		}
+		if err := it.Err(); err != nil {
+			return providerError("list customers", err)
+		}
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if id == "" || seen[id] {
+			continue
+		}
+		seen[id] = true
+		params := &stripego.CustomerParams{}
+		params.Context = ctx
+		if _, err := c.api.Customers.Del(id, params); err != nil {
+			var se *stripego.Error
+			if errors.As(err, &se) && (se.Code == stripego.ErrorCodeResourceMissing || se.HTTPStatusCode == http.StatusNotFound) {
+				continue
+			}
+			return providerError("delete customer", err)
+		}
+	}
+	return nil
+}
+
 func sessionFrom(s *stripego.CheckoutSession) enroll.CheckoutSession {
 	out := enroll.CheckoutSession{
 		ID:            s.ID,

@@ -100,6 +100,54 @@ func TestGatewayAgainstStripeMock(t *testing.T) {
 	}
 }
 
+// Erasing her customer data lists the customers under her address and
+// deletes them with the named ones; stripe-mock checks both requests.
+func TestDeleteCustomerDataAgainstStripeMock(t *testing.T) {
+	c := newClient(t)
+	if err := c.DeleteCustomerData(context.Background(), enroll.CustomerErasure{Email: "ada@example.com", CustomerIDs: []string{"cus_123", "cus_123"}}); err != nil {
+		t.Fatalf("DeleteCustomerData: %v", err)
+	}
+	if err := c.DeleteCustomerData(context.Background(), enroll.CustomerErasure{}); err != nil {
+		t.Fatalf("DeleteCustomerData of nobody: %v", err)
+	}
+}
+
+// A customer Stripe no longer has is already erased: a repeated erasure
+// succeeds; any other refusal is the provider's failure.
+func TestDeleteCustomerDataTreatsMissingAsDone(t *testing.T) {
+	var deletes int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.Method == http.MethodGet:
+			_, _ = io.WriteString(w, `{"object":"list","data":[{"id":"cus_gone","object":"customer"}],"has_more":false,"url":"/v1/customers"}`)
+		case strings.HasSuffix(r.URL.Path, "/cus_gone"):
+			deletes++
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, `{"error":{"type":"invalid_request_error","code":"resource_missing","message":"No such customer"}}`)
+		default:
+			deletes++
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = io.WriteString(w, `{"error":{"type":"api_error","message":"boom"}}`)
+		}
+	}))
+	defer srv.Close()
+	c, err := stripe.New(stripe.Config{SecretKey: "sk_test_123", APIURL: srv.URL, MaxNetworkRetries: new(int64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteCustomerData(context.Background(), enroll.CustomerErasure{Email: "ada@example.com"}); err != nil {
+		t.Fatalf("missing customer: %v", err)
+	}
+	err = c.DeleteCustomerData(context.Background(), enroll.CustomerErasure{CustomerIDs: []string{"cus_other"}})
+	if !errors.Is(err, enroll.ErrPaymentProvider) {
+		t.Fatalf("refused delete: err = %v, want ErrPaymentProvider", err)
+	}
+	if deletes != 2 {
+		t.Errorf("%d deletes, want 2", deletes)
+	}
+}
+
 func TestGatewayErrorsArePaymentProviderErrors(t *testing.T) {
 	ctx := context.Background()
 

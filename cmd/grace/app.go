@@ -83,7 +83,8 @@ func openApp(ctx context.Context, cfg Config, log *slog.Logger, migrate bool) (*
 	}
 	deps := domain.Deps{DB: db, Clock: a.clock, Log: log, Limits: cfg.limits(), AppBaseURL: cfg.AppBaseURL,
 		DripRenderer: dripRenderer, UnsubscribeURL: api.UnsubscribeURL(cfg.APIBaseURL), UnsubscribeMailbox: cfg.UnsubscribeMailbox,
-		Reflections: keys, ConsentConfirmURL: api.ConsentConfirmURL(cfg.APIBaseURL), DeviceKey: cfg.DeviceKey}
+		Reflections: keys, ConsentConfirmURL: api.ConsentConfirmURL(cfg.APIBaseURL), DeviceKey: cfg.DeviceKey,
+		Retention: cfg.Retention}
 	if len(cfg.DeviceKey) == 0 {
 		log.Warn("auth: GRACE_DEVICE_KEY is not set: a random key signs known-device cookies, so coaches' devices are forgotten on restart and not shared between instances")
 	}
@@ -214,8 +215,8 @@ func devModeNotice(c Config) string {
 }
 
 // newWorkers builds the outbox worker and the drip worker on one sender.
-// The function it returns runs them, the task worker and the hold sweeper
-// until ctx is cancelled, and returns once all four have stopped (the workers first
+// The function it returns runs them, the task worker, the hold sweeper and
+// the daily retention sweep until ctx is cancelled, and returns once all have stopped (the workers first
 // finish what they claimed). It is the one start-up of the three: `grace
 // serve` runs it in the background, `grace worker` in the foreground.
 func (a *App) newWorkers() (func(context.Context) error, error) {
@@ -256,6 +257,7 @@ func (a *App) newWorkers() (func(context.Context) error, error) {
 		// The public forms' per-address work: it enqueues the emails the
 		// outbox worker then sends.
 		others.Go(func() { taskErr = a.svc.Kernel.RunTasks(ctx, models.TaskWorkerConfig{}) })
+		others.Go(func() { a.svc.Privacy.RunRetentionDaily(ctx, retentionEvery) })
 		others.Go(func() { dripErr = dw.Run(ctx) })
 		emailErr := w.Run(ctx)
 		others.Wait()
@@ -274,6 +276,10 @@ func workerFailed(name string, err error) error {
 
 // sweepEvery is how often overdue seat holds are resolved with Stripe.
 const sweepEvery = time.Minute
+
+// retentionEvery is how often the retention sweeps run (and once at
+// start): data past its period is gone within a day.
+const retentionEvery = 24 * time.Hour
 
 // startWorker runs the email worker, the drip worker, the task worker and
 // the hold sweeper

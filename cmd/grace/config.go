@@ -17,6 +17,7 @@ import (
 	"github.com/grace-coaching/grace/emails"
 	"github.com/grace-coaching/grace/models"
 	"github.com/grace-coaching/grace/models/journal"
+	"github.com/grace-coaching/grace/models/privacy"
 )
 
 // Env is how Grace runs, decided once by GRACE_ENV and passed down: in
@@ -69,8 +70,12 @@ type Config struct {
 	// ShutdownGrace is how long shutdown waits for in-flight requests; it
 	// exceeds a checkout's worst case, so none is cut off with its seat
 	// held.
-	ShutdownGrace  time.Duration
-	Worker         bool
+	ShutdownGrace time.Duration
+	Worker        bool
+	// Retention is how long email bodies (RETENTION_EMAIL_DAYS), consent
+	// evidence (RETENTION_CONSENT_EVIDENCE_DAYS) and webhook payloads
+	// (RETENTION_WEBHOOK_DAYS) are kept.
+	Retention      privacy.Retention
 	LogLevel       slog.Level
 	TrustedProxies []*net.IPNet
 	// PprofAddr, when set, serves Go's profiles (net/http/pprof) on this
@@ -232,6 +237,21 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if err != nil || c.ShutdownGrace < minGrace || c.ShutdownGrace > maxShutdownGrace {
 		bad("SHUTDOWN_GRACE", "must be a duration between %s (a checkout's worst case with STRIPE_TIMEOUT=%s, plus %s) and %s, got %q",
 			minGrace, c.StripeTimeout, shutdownSlack, maxShutdownGrace, getenv("SHUTDOWN_GRACE"))
+	}
+	days := func(key string, def time.Duration, min, max int) time.Duration {
+		d := int(def / (24 * time.Hour))
+		n, err := strconv.Atoi(get(key, strconv.Itoa(d)))
+		if err != nil || n < min || n > max {
+			bad(key, "must be a number of days between %d and %d, got %q", min, max, getenv(key))
+			return def
+		}
+		return time.Duration(n) * 24 * time.Hour
+	}
+	def := privacy.DefaultRetention()
+	c.Retention = privacy.Retention{
+		EmailBodies:     days("RETENTION_EMAIL_DAYS", def.EmailBodies, 1, 3650),
+		ConsentEvidence: days("RETENTION_CONSENT_EVIDENCE_DAYS", def.ConsentEvidence, 1, 3650),
+		WebhookPayloads: days("RETENTION_WEBHOOK_DAYS", def.WebhookPayloads, 1, 3650),
 	}
 	switch w := strings.ToLower(get("WORKER", "on")); w {
 	case "on", "true", "1":

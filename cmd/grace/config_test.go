@@ -52,6 +52,21 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 }
 
+func TestLoadConfigRetention(t *testing.T) {
+	c, err := loadConfig(envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := 24 * time.Hour
+	if c.Retention.EmailBodies != 90*day || c.Retention.ConsentEvidence != 1095*day || c.Retention.WebhookPayloads != 30*day {
+		t.Fatalf("retention defaults %+v", c.Retention)
+	}
+	c, err = loadConfig(envOf(map[string]string{"RETENTION_EMAIL_DAYS": "30", "RETENTION_CONSENT_EVIDENCE_DAYS": "730", "RETENTION_WEBHOOK_DAYS": "7"}))
+	if err != nil || c.Retention.EmailBodies != 30*day || c.Retention.ConsentEvidence != 730*day || c.Retention.WebhookPayloads != 7*day {
+		t.Fatalf("retention %+v %v", c.Retention, err)
+	}
+}
+
 func TestLoadConfigDripSettings(t *testing.T) {
 	c, err := loadConfig(devEnv(map[string]string{
 		"EMAIL_FROM":        "Maya <hello@say-no.example>",
@@ -132,6 +147,10 @@ func TestLoadConfigRejectsBadValues(t *testing.T) {
 		{"UNSUBSCRIBE_MAILBOX", "nobody"},
 		{"DRIP_LEASE", "5"},
 		{"DRIP_LEASE", "100ms"},
+		{"RETENTION_EMAIL_DAYS", "0"},
+		{"RETENTION_EMAIL_DAYS", "90d"},
+		{"RETENTION_CONSENT_EVIDENCE_DAYS", "-1"},
+		{"RETENTION_WEBHOOK_DAYS", "99999"},
 		{"STRIPE_TIMEOUT", "500ms"},
 		{"STRIPE_TIMEOUT", "1m"},
 		{"STRIPE_TIMEOUT", "slow"},

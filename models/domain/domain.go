@@ -14,6 +14,7 @@ import (
 	"github.com/grace-coaching/grace/models/enroll"
 	"github.com/grace-coaching/grace/models/journal"
 	"github.com/grace-coaching/grace/models/people"
+	"github.com/grace-coaching/grace/models/privacy"
 )
 
 // Services are the domain, one service per room over one kernel.
@@ -24,6 +25,7 @@ type Services struct {
 	Enroll  *enroll.Service
 	Drip    *drip.Service
 	Journal *journal.Service
+	Privacy *privacy.Service
 }
 
 // Deps are what the domain needs from the outside world.
@@ -54,6 +56,9 @@ type Deps struct {
 	// DeviceKey signs coaches' known-device cookies; nil derives a random
 	// one per process (dev and tests).
 	DeviceKey []byte
+	// Retention is how long data kept for a while is kept; zero fields
+	// take privacy.DefaultRetention's.
+	Retention privacy.Retention
 }
 
 // New builds every service. The drip engine is built first: the others
@@ -64,12 +69,18 @@ func New(d Deps) *Services {
 		UnsubscribeMailbox: d.UnsubscribeMailbox})
 	cat := catalog.New(k, dr)
 	p := people.New(k, people.Deps{Hasher: d.Hasher, Hooks: dr, ConsentConfirmURL: d.ConsentConfirmURL, DeviceKey: d.DeviceKey, Crisis: cat})
+	en := enroll.New(k, enroll.Deps{People: p, Hooks: dr, Payments: d.Payments, AppBaseURL: d.AppBaseURL})
 	return &Services{
 		Kernel:  k,
 		Catalog: cat,
 		People:  p,
-		Enroll:  enroll.New(k, enroll.Deps{People: p, Hooks: dr, Payments: d.Payments, AppBaseURL: d.AppBaseURL}),
+		Enroll:  en,
 		Drip:    dr,
 		Journal: journal.New(k, p, d.Reflections),
+		// Her data rights: each room erases its own share. Drip and enroll
+		// find her rows by her address and deliveries, so they go before
+		// people and the kernel remove those.
+		Privacy: privacy.New(k, privacy.Deps{People: p, Enroll: en,
+			Parts: []privacy.Part{dr, en, p, k}, Providers: []privacy.Provider{en}, Retention: d.Retention}),
 	}
 }

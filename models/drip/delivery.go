@@ -214,11 +214,15 @@ type dueDelivery struct {
 	Discreet                bool
 }
 
+// erasedHashOfDeliverySQL fingerprints a delivery's address as erasure
+// remembers it (models.ErasedAddressHash).
+var erasedHashOfDeliverySQL = models.ErasedAddressSQL("d.email")
+
 // dueDeliveriesSQL claims due rows and re-checks, in the same statement,
 // that each may still be sent (the first reason that applies wins; NULL:
 // eligible). Only the deliveries are locked; SKIP LOCKED lets every worker
 // claim at once without two ever taking the same row.
-const dueDeliveriesSQL = `
+var dueDeliveriesSQL = `
 SELECT d.id, d.email, d.timezone,
        seq.kind, st.subject, st.body,
        CASE WHEN p.email_verified_at IS NOT NULL THEN p.name ELSE '' END AS participant_name, p.unsubscribe_token, p.discreet,
@@ -236,6 +240,8 @@ SELECT d.id, d.email, d.timezone,
                 SELECT 1 FROM enrollments pe JOIN cohorts pc ON pc.id = pe.cohort_id
                 WHERE pe.participant_id = d.participant_id AND pe.status = 'active' AND pc.price_cents > 0)
            THEN 'exited_on_enrollment'
+         WHEN EXISTS (SELECT 1 FROM erased_addresses ea WHERE ea.hash = ` + erasedHashOfDeliverySQL + `)
+           THEN 'erased: the owner of this address erased her account'
          WHEN sup.email IS NOT NULL THEN 'suppressed: ' || sup.reason
          -- Her pause: paused now, or this step fell due while she was
          -- (a worker that ran late must not send it after the pause).

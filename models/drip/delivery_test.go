@@ -114,7 +114,7 @@ func (w *ddWorld) participant(name string) uuid.UUID {
 	w.n++
 	p := w.id(`INSERT INTO participants (email, name, timezone, timezone_set) VALUES (?, ?, 'America/Los_Angeles', true) RETURNING id`,
 		fmt.Sprintf("p%d@example.com", w.n), name)
-	w.exec(`INSERT INTO consents (participant_id, kind, text_version, granted) VALUES (?, 'marketing', ?, true)`, p, models.MarketingVersion)
+	w.exec(`INSERT INTO consents (participant_id, kind, text_version, granted) VALUES (?, 'marketing', ?, true)`, p, "1")
 	return p
 }
 

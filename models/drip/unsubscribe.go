@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
@@ -71,8 +70,11 @@ func (s *Service) Unsubscribe(ctx context.Context, token string, client models.C
 			if err := tx.Exec(`UPDATE participants SET marketing_unsubscribed_at = ?, updated_at = ? WHERE id = ?`, now, now, p.ID).Error; err != nil {
 				return fmt.Errorf("unsubscribe: %w", err)
 			}
-			consent := models.Consent{ID: uuid.New(), ParticipantID: p.ID, Kind: models.ConsentMarketing, TextVersion: models.MarketingVersion,
-				Granted: false, IP: models.ConsentIP(client.IP), UserAgent: models.ConsentUserAgent(client.UserAgent), CreatedAt: now}
+			doc, err := models.CurrentConsentDocument(tx, models.ConsentMarketing)
+			if err != nil {
+				return err
+			}
+			consent := models.NewConsent(p.ID, nil, doc, false, client, now)
 			if err := tx.Create(&consent).Error; err != nil {
 				return models.MapDBError(err, "consent")
 			}

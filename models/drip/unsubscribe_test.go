@@ -46,7 +46,7 @@ func TestUnsubscribeStopsMarketingOnlyAndOnce(t *testing.T) {
 	var consents []models.Consent
 	noErr(t, w.db.Where("participant_id = ?", jane.ID).Find(&consents).Error)
 	if len(consents) != 1 || consents[0].Granted || consents[0].Kind != models.ConsentMarketing ||
-		consents[0].TextVersion != models.MarketingVersion || consents[0].IP == nil || *consents[0].IP != "203.0.113.9" {
+		consents[0].TextVersion != "1" || consents[0].DocumentID == nil || consents[0].IP == nil || *consents[0].IP != "203.0.113.9" {
 		t.Fatalf("consents = %+v, want one withdrawn marketing consent with her IP", consents)
 	}
 

@@ -831,7 +831,7 @@ func TestStartCheckoutWritesAHoldWholeOrNothing(t *testing.T) {
 	hits := func(ip string) int {
 		t.Helper()
 		var n []int
-		if err := e.db.Raw(`SELECT hits FROM rate_limits WHERE key = ?`, "checkout:ip:"+ip).Scan(&n).Error; err != nil {
+		if err := e.db.Raw(`SELECT hits FROM rate_limits WHERE key = ?`, models.RateLimitKey("checkout:ip:"+ip)).Scan(&n).Error; err != nil {
 			t.Fatal(err)
 		}
 		if len(n) == 0 {

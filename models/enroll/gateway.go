@@ -20,6 +20,16 @@ type PaymentGateway interface {
 	ExpireCheckoutSession(ctx context.Context, id string) (CheckoutSession, error)
 	// Refund refunds amountCents (0: the rest) of a payment intent.
 	Refund(ctx context.Context, req RefundRequest) (string, error)
+	// DeleteCustomerData deletes her customer records at the provider
+	// (those named and those holding her address), for her erasure.
+	// Records already gone are not an error, so it is safe to repeat.
+	DeleteCustomerData(ctx context.Context, req CustomerErasure) error
+}
+
+// CustomerErasure names the provider's customers of one woman.
+type CustomerErasure struct {
+	Email       string
+	CustomerIDs []string
 }
 
 // CheckoutRequest is a one-off payment for one enrollment.

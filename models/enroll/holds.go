@@ -121,7 +121,7 @@ func (s *Service) holdNewSeat(ctx context.Context, cohortID, participantID uuid.
 		b := &pgx.Batch{}
 		b.Queue(newHoldSQL, pgx.NamedArgs{
 			"cohort": cohortID, "now": now, "participant": participantID,
-			"limited": limit.Max > 0, "limit_key": "checkout:ip:" + models.ClientKey(client.IP), "max": limit.Max, "window_secs": limit.Window.Seconds(),
+			"limited": limit.Max > 0, "limit_key": models.RateLimitKey("checkout:ip:" + models.ClientKey(client.IP)), "max": limit.Max, "window_secs": limit.Window.Seconds(),
 			"enrollment": e.ID, "status": e.Status, "hold": hold,
 		}).QueryRow(func(row pgx.Row) error {
 			err := row.Scan(&cohort.Name, &cohort.PriceCents, &cohort.Currency, &written)

@@ -146,14 +146,14 @@ func (s *Service) ReadLesson(ctx context.Context, p *Participant, lessonID uuid.
 // tokenGateQuery is gateQuery with the session lookup of
 // AuthenticateParticipant folded in: one row when the token is live (the
 // lesson columns NULL when the gate hides the lesson), none otherwise.
-const tokenGateQuery = `
-	SELECT s.timezone,
+var tokenGateQuery = `
+	SELECT s.timezone, s.disclaimer_due,
 		l.id, l.program_id, l.position, l.title, l.body, l.body_html, l.media_url, l.duration_seconds,
 		l.free_preview, l.unlock_offset_days, l.published, l.reflection_prompts, l.created_at, l.updated_at,
 		g.starts_at AS grant_starts_at,
 		EXISTS (SELECT 1 FROM lesson_completions lc WHERE lc.participant_id = s.participant_id AND lc.lesson_id = l.id) AS completed
 	FROM (
-		SELECT p.id AS participant_id, p.timezone
+		SELECT p.id AS participant_id, p.timezone, ` + disclaimerDueSQL + ` AS disclaimer_due
 		FROM participant_sessions ps JOIN participants p ON p.id = ps.participant_id
 		WHERE ps.token_hash = $1 AND ps.revoked_at IS NULL AND ps.expires_at > $2
 	) s
@@ -171,6 +171,7 @@ const tokenGateQuery = `
 func (s *Service) ReadLessonWithToken(ctx context.Context, token string, lessonID uuid.UUID) (*PortalLesson, error) {
 	var (
 		timezone string
+		due      *int
 		id       *uuid.UUID
 		r        gateRow
 		// NULL when the lesson is hidden, so scanned through pointers.
@@ -181,13 +182,16 @@ func (s *Service) ReadLessonWithToken(ctx context.Context, token string, lessonI
 		createdAt, updatedAt  *time.Time
 	)
 	err := s.DB.ConnPool.QueryRowContext(ctx, tokenGateQuery, models.HashToken(token), s.Now(), [16]byte(lessonID)).Scan(
-		&timezone, &id, &programID, &position, &title, &body, &bodyHTML, &r.MediaURL, &r.DurationSeconds,
+		&timezone, &due, &id, &programID, &position, &title, &body, &bodyHTML, &r.MediaURL, &r.DurationSeconds,
 		&preview, &unlockDays, &published, &r.ReflectionPrompts, &createdAt, &updatedAt, &r.GrantStartsAt, &r.Completed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errBadToken
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read lesson: %w", err)
+	}
+	if due != nil {
+		return nil, models.ConsentRequired(models.ConsentDisclaimer, *due)
 	}
 	if id == nil {
 		return nil, models.NotFound("lesson")

@@ -154,9 +154,13 @@ func (s *Service) ConfirmMarketingOptIn(ctx context.Context, token string, clien
 		if err := tx.Exec(`UPDATE marketing_optins SET confirmed_at = ? WHERE id = ?`, now, o.ID).Error; err != nil {
 			return fmt.Errorf("confirm opt-in: %w", err)
 		}
-		c := models.Consent{ID: uuid.New(), ParticipantID: p.ID, ProgramID: o.ProgramID, Kind: models.ConsentMarketing,
-			TextVersion: models.MarketingVersion, Granted: true, IP: models.ConsentIP(client.IP),
-			UserAgent: models.ConsentUserAgent(client.UserAgent), CreatedAt: now}
+		// The marketing text in force when she confirms is the one her
+		// confirmation page showed her.
+		doc, err := models.CurrentConsentDocument(tx, models.ConsentMarketing)
+		if err != nil {
+			return err
+		}
+		c := models.NewConsent(p.ID, o.ProgramID, doc, true, client, now)
 		if err := tx.Create(&c).Error; err != nil {
 			return models.MapDBError(err, "consent")
 		}

@@ -157,9 +157,11 @@ func (s *Service) FindOrCreateParticipant(tx *gorm.DB, email, name string) (*Par
 // stops marketing email with her own unsubscribe link.
 func (s *Service) RecordClaimConsents(tx *gorm.DB, p *Participant, programID uuid.UUID, firstClaim, marketing bool, client models.ClientInfo) error {
 	if firstClaim {
-		c := models.Consent{ID: uuid.New(), ParticipantID: p.ID, ProgramID: &programID, Kind: models.ConsentDisclaimer,
-			TextVersion: models.DisclaimerVersion, Granted: true, IP: models.ConsentIP(client.IP),
-			UserAgent: models.ConsentUserAgent(client.UserAgent), CreatedAt: s.Now()}
+		doc, err := models.CurrentConsentDocument(tx, models.ConsentDisclaimer)
+		if err != nil {
+			return err
+		}
+		c := models.NewConsent(p.ID, &programID, doc, true, client, s.Now())
 		if err := tx.Create(&c).Error; err != nil {
 			return models.MapDBError(err, "consent")
 		}

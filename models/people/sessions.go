@@ -48,9 +48,10 @@ func (s *Service) AuthenticateParticipant(ctx context.Context, token string) (*P
 		Participant
 		SessionID        uuid.UUID
 		SessionExpiresAt time.Time
+		DisclaimerDue    *int
 	}
 	err := s.DB.WithContext(ctx).Raw(`
-		SELECT p.*, ps.id AS session_id, ps.expires_at AS session_expires_at
+		SELECT p.*, ps.id AS session_id, ps.expires_at AS session_expires_at, `+disclaimerDueSQL+` AS disclaimer_due
 		FROM participant_sessions ps JOIN participants p ON p.id = ps.participant_id
 		WHERE ps.token_hash = ? AND ps.revoked_at IS NULL AND ps.expires_at > ?`,
 		models.HashToken(token), s.Now()).Take(&row).Error
@@ -61,8 +62,24 @@ func (s *Service) AuthenticateParticipant(ctx context.Context, token string) (*P
 		return nil, nil, err
 	}
 	p := row.Participant
-	return &p, &ParticipantSession{ID: row.SessionID, ParticipantID: p.ID, ExpiresAt: row.SessionExpiresAt}, nil
+	ps := &ParticipantSession{ID: row.SessionID, ParticipantID: p.ID, ExpiresAt: row.SessionExpiresAt}
+	if row.DisclaimerDue != nil {
+		ps.ConsentDue = models.ConsentRequired(models.ConsentDisclaimer, *row.DisclaimerDue)
+	}
+	return &p, ps, nil
 }
+
+// disclaimerDueSQL is, for the participant p of a portal query, the
+// version of the disclaimer she must accept before the portal serves her
+// again, or NULL. It is due once she accepted an earlier version (on a
+// claim or checkout form) but not the newest: a woman a coach added
+// herself was never shown a form, and the coach talks to her directly.
+// Two probes of her consents by index, inside the query that reads her
+// session anyway, so the check costs no round trip.
+const disclaimerDueSQL = `(
+	SELECT cd.version FROM (SELECT id, version FROM consent_documents WHERE kind = 'disclaimer' ORDER BY version DESC LIMIT 1) cd
+	WHERE EXISTS (SELECT 1 FROM consents c WHERE c.participant_id = p.id AND c.kind = 'disclaimer' AND c.granted)
+	  AND NOT EXISTS (SELECT 1 FROM consents c WHERE c.participant_id = p.id AND c.kind = 'disclaimer' AND c.granted AND c.document_id = cd.id))`
 
 // newCoachSession issues a bearer token for coach inside tx.
 func (s *Service) newCoachSession(tx *gorm.DB, coach *Coach) (string, *CoachSession, error) {
@@ -108,4 +125,7 @@ type ParticipantSession struct {
 	ExpiresAt     time.Time
 	RevokedAt     *time.Time
 	CreatedAt     time.Time
+	// ConsentDue, when set, is the consent_required error her portal
+	// requests answer until she accepts the newest disclaimer.
+	ConsentDue *models.Error `gorm:"-"`
 }

@@ -21,6 +21,7 @@ const (
 	Get
 	Expire
 	Refund
+	DeleteCustomer
 )
 
 // ErrNoSession is GetCheckoutSession's answer for a session it never made.
@@ -46,7 +47,8 @@ type Gateway struct {
 	gets     []string
 	expires  []string
 	refunds  []enroll.RefundRequest
-	counts   [4]int
+	erasures []enroll.CustomerErasure
+	counts   [5]int
 	sessions map[string]enroll.CheckoutSession
 	byKey    map[string]string
 	fail     map[Op]error
@@ -230,4 +232,28 @@ func (g *Gateway) Refund(ctx context.Context, req enroll.RefundRequest) (string,
 		return next.Refund(ctx, req)
 	}
 	return fmt.Sprintf("re_%d", n), nil
+}
+
+// DeleteCustomerData records the erasure; with Next set it deletes there
+// too.
+func (g *Gateway) DeleteCustomerData(ctx context.Context, req enroll.CustomerErasure) error {
+	g.mu.Lock()
+	g.erasures = append(g.erasures, req)
+	next, fail := g.begin(DeleteCustomer)
+	g.mu.Unlock()
+	if fail != nil {
+		return fail
+	}
+	if next != nil {
+		return next.DeleteCustomerData(ctx, req)
+	}
+	return nil
+}
+
+// CustomerErasures are the customer deletions asked for so far, oldest
+// first.
+func (g *Gateway) CustomerErasures() []enroll.CustomerErasure {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]enroll.CustomerErasure(nil), g.erasures...)
 }
