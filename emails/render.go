@@ -57,9 +57,10 @@ var catalog = map[string]templateSpec{
 	// The code confirming her own erasure (privacy.RequestEraseCode). The
 	// preheader and subject say nothing about what she uses.
 	"erase_code": {
-		link:     func(map[string]any) string { return "/portal" },
-		required: []string{"code", "expires_minutes"},
-		sample:   map[string]any{"code": "123456", "expires_minutes": 15},
+		credential: true,
+		link:       func(map[string]any) string { return "/portal" },
+		required:   []string{"code", "expires_minutes"},
+		sample:     map[string]any{"code": "123456", "expires_minutes": 15},
 	},
 	"password_reset": {
 		credential: true,
@@ -88,9 +89,11 @@ var catalog = map[string]templateSpec{
 			"cohort_name": "Sample Cohort", "token": "sample-token", "expires_hours": 24},
 	},
 	"checkout_link": {
-		linkPath: "/checkout",
-		required: []string{"token", "cohort_id", "cohort_name", "expires_hours"},
-		sample:   map[string]any{"token": "sample-token", "cohort_id": "sample-cohort", "cohort_name": "Sample Cohort", "expires_hours": 24},
+		// Her way to book, asked for on the form: it goes while she is paused.
+		credential: true,
+		linkPath:   "/checkout",
+		required:   []string{"token", "cohort_id", "cohort_name", "expires_hours"},
+		sample:     map[string]any{"token": "sample-token", "cohort_id": "sample-cohort", "cohort_name": "Sample Cohort", "expires_hours": 24},
 	},
 	// A checkout form filled in for an address already enrolled: the way
 	// to the portal's sign-in page, which carries no credential.

@@ -131,6 +131,7 @@ func kernelRowsOf(d DataSubject) map[string]struct {
 	}
 	clear, cargs := MentionsSQL("key", needles)
 	body, bargs := MentionsSQL("encode(response_body, 'escape')", needles)
+	task, targs := MentionsSQL("payload::text", needles)
 	type cond = struct {
 		where string
 		args  []any
@@ -139,11 +140,13 @@ func kernelRowsOf(d DataSubject) map[string]struct {
 		"outbox":           {"(to_email = ? OR " + mentions + ")", append([]any{d.Email}, margs...)},
 		"rate_limits":      {"(right(key, 33) IN ? OR " + clear + ")", append([]any{suffixes}, cargs...)},
 		"idempotency_keys": {"(response_body IS NOT NULL AND " + body + ")", bargs},
+		// A form's task not yet run (a task that ran is deleted with it).
+		"tasks": {task, targs},
 	}
 }
 
 // kernelTables is the order the kernel's share is read and erased in.
-var kernelTables = []string{"outbox", "rate_limits", "idempotency_keys"}
+var kernelTables = []string{"outbox", "rate_limits", "idempotency_keys", "tasks"}
 
 // ExportSubject is the kernel's share of her data.
 func (s *Kernel) ExportSubject(tx *gorm.DB, d DataSubject) (map[string][]json.RawMessage, error) {

@@ -70,17 +70,18 @@ func New(d Deps) *Services {
 	cat := catalog.New(k, dr)
 	p := people.New(k, people.Deps{Hasher: d.Hasher, Hooks: dr, ConsentConfirmURL: d.ConsentConfirmURL, DeviceKey: d.DeviceKey, Crisis: cat})
 	en := enroll.New(k, enroll.Deps{People: p, Hooks: dr, Payments: d.Payments, AppBaseURL: d.AppBaseURL})
+	jn := journal.New(k, p, d.Reflections)
 	return &Services{
 		Kernel:  k,
 		Catalog: cat,
 		People:  p,
 		Enroll:  en,
 		Drip:    dr,
-		Journal: journal.New(k, p, d.Reflections),
+		Journal: jn,
 		// Her data rights: each room erases its own share. Drip and enroll
 		// find her rows by her address and deliveries, so they go before
 		// people and the kernel remove those.
 		Privacy: privacy.New(k, privacy.Deps{People: p, Enroll: en,
-			Parts: []privacy.Part{dr, en, p, k}, Providers: []privacy.Provider{en}, Retention: d.Retention}),
+			Parts: []privacy.Part{dr, en, jn, p, k}, Providers: []privacy.Provider{en}, Retention: d.Retention}),
 	}
 }

@@ -35,6 +35,9 @@ func (s *Service) ExportSubject(tx *gorm.DB, d models.DataSubject) (map[string][
 	if out["calendar_tokens"], err = models.ExportRows(tx, "calendar_tokens", "participant_id = ?", []string{"token_hash"}, d.ParticipantID); err != nil {
 		return nil, err
 	}
+	if out["checkout_links"], err = models.ExportRows(tx, "checkout_links", "participant_id = ?", []string{"token_hash"}, d.ParticipantID); err != nil {
+		return nil, err
+	}
 	where, args := stripeEventsOf(d)
 	if out["stripe_events"], err = models.ExportRows(tx, "stripe_events", where, []string{"payload_raw"}, args...); err != nil {
 		return nil, err
@@ -54,6 +57,7 @@ func (s *Service) EraseSubject(tx *gorm.DB, d models.DataSubject) error {
 		args      []any
 	}{
 		{"calendar token", `DELETE FROM calendar_tokens WHERE participant_id = ?`, []any{d.ParticipantID}},
+		{"checkout links", `DELETE FROM checkout_links WHERE participant_id = ?`, []any{d.ParticipantID}},
 		{"waitlist", `UPDATE enrollments SET status = ?, cancelled_at = ?, updated_at = ? WHERE participant_id = ? AND status = ? AND seat = ?`,
 			[]any{EnrollmentCancelled, now, now, d.ParticipantID, EnrollmentWaitlisted, SeatNone}},
 		{"enrollments", `UPDATE enrollments SET checkout_url = NULL, payment_review = NULL WHERE participant_id = ? AND (checkout_url IS NOT NULL OR payment_review IS NOT NULL)`,

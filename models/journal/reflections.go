@@ -449,6 +449,15 @@ func (s *Service) SharedReflections(ctx context.Context, actor *people.Coach, pa
 		out = append(out, SharedReflection{ReflectionID: r.ID, LessonID: r.LessonID, LessonTitle: r.LessonTitle,
 			ProgramID: r.ProgramID, Text: text, Version: r.SharedVersion, SharedAt: r.SharedAt})
 	}
+	// She sees in her access log that her coach read what she shared; a
+	// read that cannot be logged is not answered.
+	viewer, err := people.ViewerOf(actor)
+	if err != nil {
+		return nil, err
+	}
+	if err := people.LogAccess(db, s.Now(), viewer, people.AccessReflectionRead, participantID); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 

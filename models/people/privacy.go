@@ -30,6 +30,10 @@ func (s *Service) ExportSubject(tx *gorm.DB, d models.DataSubject) (map[string][
 		{"access_grants", "participant_id = ?", nil},
 		{"consents", "participant_id = ?", nil},
 		{"lesson_completions", "participant_id = ?", nil},
+		{"marketing_optins", "participant_id = ?", []string{"token_hash"}},
+		// Who read her data: hers to see, and kept after her erasure (it
+		// names the coaches, not her).
+		{"participant_access_log", "participant_id = ?", nil},
 	}
 	out := map[string][]json.RawMessage{}
 	for _, t := range tables {
@@ -54,6 +58,7 @@ func (s *Service) EraseSubject(tx *gorm.DB, d models.DataSubject) error {
 	}{
 		{"sessions", `DELETE FROM participant_sessions WHERE participant_id = ?`, []any{d.ParticipantID}},
 		{"login links", `DELETE FROM login_links WHERE participant_id = ?`, []any{d.ParticipantID}},
+		{"opt-in requests", `DELETE FROM marketing_optins WHERE participant_id = ?`, []any{d.ParticipantID}},
 		{"grants", `UPDATE access_grants SET revoked_at = ? WHERE participant_id = ? AND revoked_at IS NULL`, []any{now, d.ParticipantID}},
 		{"consent evidence", `UPDATE consents SET ip = NULL, user_agent = NULL WHERE participant_id = ? AND (ip IS NOT NULL OR user_agent IS NOT NULL)`, []any{d.ParticipantID}},
 		{"participant", `
