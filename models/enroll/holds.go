@@ -88,7 +88,7 @@ WITH ok AS (
 	FROM allowed
 	RETURNING participant_id
 )
-SELECT ok.name, ok.program_id, ok.price_cents, ok.currency, (SELECT participant_id FROM enrollment) FROM ok`
+SELECT ok.name, ok.price_cents, ok.currency, (SELECT participant_id FROM enrollment) FROM ok`
 
 // newHoldSeatSQL is moveSeat's guarded UPDATE from none to held, taken
 // only for the enrollment newHoldSQL wrote. Without a seat it divides by

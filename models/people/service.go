@@ -66,5 +66,9 @@ func New(k *models.Kernel, d Deps) *Service {
 			panic("people: no randomness for the device key: " + err.Error())
 		}
 	}
-	return &Service{Kernel: k, hasher: d.Hasher, drip: d.Hooks, confirmURL: d.ConsentConfirmURL, deviceKey: key, crisis: d.Crisis}
+	s := &Service{Kernel: k, hasher: d.Hasher, drip: d.Hooks, confirmURL: d.ConsentConfirmURL, deviceKey: key, crisis: d.Crisis}
+	k.RegisterTask(TaskLoginLink, s.runLoginLink)
+	k.RegisterTask(TaskFreeAccess, s.runFreeAccess)
+	k.RegisterTask(TaskPasswordReset, s.runPasswordReset)
+	return s
 }
