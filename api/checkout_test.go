@@ -167,9 +167,14 @@ func TestCheckoutHoldsOneSeatAndRetriesFindIt(t *testing.T) {
 	}
 	var consents []models.Consent
 	env.DB.Where("participant_id = ?", en.ParticipantID).Order("kind").Find(&consents)
-	if len(consents) != 2 || consents[0].Kind != models.ConsentDisclaimer || !consents[0].Granted ||
-		consents[1].Kind != models.ConsentMarketing || consents[1].Granted {
-		t.Fatalf("consents = %+v, want disclaimer granted and marketing refused", consents)
+	// The disclaimer is accepted on the form. Her marketing no records
+	// nothing (an anonymous form's answer withdraws nothing) and asks her
+	// nothing (double opt-in).
+	if len(consents) != 1 || consents[0].Kind != models.ConsentDisclaimer || !consents[0].Granted {
+		t.Fatalf("consents = %+v, want the disclaimer granted alone", consents)
+	}
+	if n := env.Count(t, "marketing_optins"); n != 0 {
+		t.Fatalf("marketing opt-in requests = %d after a no, want 0", n)
 	}
 	if req := gw.Creates()[0]; req.IdempotencyKey != "checkout:"+first.EnrollmentID || req.AmountCents != 49700 || req.CustomerEmail != "ada@example.com" {
 		t.Fatalf("checkout session request = %+v", req)

@@ -55,8 +55,12 @@ func scopeNewWorld(t *testing.T) *scopeWorld {
 	w.beaCoh = scopeCohort(t, env, w.admin, w.program.ID, "Bea's Autumn Circle", w.bea)
 	w.ada, w.adaTok = env.Participant(t, "ada@example.com")
 	w.bella, w.bellaTok = env.Participant(t, "bella@example.com")
-	ok(t, env.DB.Model(&people.Participant{}).Where("id = ?", w.ada.ID).Update("name", "Ada Lovelace").Error)
-	ok(t, env.DB.Model(&people.Participant{}).Where("id = ?", w.bella.ID).Update("name", "Bella Swan").Error)
+	// Both signed in from their inboxes, so their addresses are proven and
+	// an email greets them by name.
+	ok(t, env.DB.Model(&people.Participant{}).Where("id = ?", w.ada.ID).
+		Updates(map[string]any{"name": "Ada Lovelace", "email_verified_at": env.Clock.Now()}).Error)
+	ok(t, env.DB.Model(&people.Participant{}).Where("id = ?", w.bella.ID).
+		Updates(map[string]any{"name": "Bella Swan", "email_verified_at": env.Clock.Now()}).Error)
 	cohEnroll(t, env, w.annaCohort.ID.String(), w.ada.ID, enroll.EnrollmentActive)
 	cohEnroll(t, env, w.beaCoh.ID.String(), w.bella.ID, enroll.EnrollmentActive)
 	for _, p := range []*people.Participant{w.ada, w.bella} {

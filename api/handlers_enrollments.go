@@ -127,13 +127,20 @@ func (h *handlers) getCheckoutLink(c echo.Context) error {
 		Timezone: co.Timezone, PriceCents: co.PriceCents, Currency: co.Currency, ExpiresAt: l.ExpiresAt.UTC()})
 }
 
+// redeemCheckoutLinkRequest is empty for a link from the checkout form,
+// where she accepted the disclaimer; a waitlist offer's link needs it here.
+type redeemCheckoutLinkRequest struct {
+	DisclaimerAccepted bool `json:"disclaimer_accepted"`
+}
+
 // redeemCheckoutLink: POST /v1/checkout-links/{token} takes or resumes her
-// hold and its checkout. The body carries nothing: the link is the form.
+// hold and its checkout: the link is the form.
 func (h *handlers) redeemCheckoutLink(c echo.Context) error {
-	if _, err := readRawBody(c); err != nil {
+	var req redeemCheckoutLinkRequest
+	if err := h.bind(c, &req); err != nil {
 		return err
 	}
-	res, err := h.svc.Enroll.RedeemCheckoutLink(c.Request().Context(), c.Param("token"), clientInfo(c))
+	res, err := h.svc.Enroll.RedeemCheckoutLinkAccepting(c.Request().Context(), c.Param("token"), req.DisclaimerAccepted, clientInfo(c))
 	if err != nil {
 		return err
 	}

@@ -110,6 +110,8 @@ func TestConsentVersionChangeForcesReacceptance(t *testing.T) {
 	}
 	// A bad token is still 401 first.
 	env.Do(t, http.MethodGet, lesson, nil, apitest.Token("nope")).ExpectProblem(t, http.StatusUnauthorized, "invalid_token")
+	// Her data rights never wait on her agreeing: who read her data stays open.
+	env.Do(t, http.MethodGet, "/v1/portal/access-log", nil, apitest.Token(w.token)).Expect(t, http.StatusOK)
 
 	accept := "/v1/portal/consents"
 	env.Do(t, http.MethodPost, accept, map[string]any{"kind": "disclaimer", "version": 1}, apitest.Token(w.token)).

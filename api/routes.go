@@ -68,7 +68,9 @@ func routes(e *echo.Echo, h *handlers, cfg Config) {
 	v1.GET("/portal/lessons/:id", h.getPortalLesson)
 	v1.PUT("/portal/lessons/:id/completion", h.completeLesson, portal...)
 	v1.DELETE("/portal/lessons/:id/completion", h.uncompleteLesson, portal...)
-	v1.GET("/portal/access-log", h.listPortalAccessLog, portal...)
+	// Who read her data is her right of access, like the export: it never
+	// waits on her accepting a new disclaimer.
+	v1.GET("/portal/access-log", h.listPortalAccessLog, portalAnyConsent...)
 	// Her reflections: hers alone, encrypted at rest; a coach reads only a
 	// snapshot she shares. Writes over an existing one need If-Match.
 	v1.GET("/portal/lessons/:id/reflection", h.getReflection, portal...)

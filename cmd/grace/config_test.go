@@ -53,7 +53,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 }
 
 func TestLoadConfigRetention(t *testing.T) {
-	c, err := loadConfig(envOf(nil))
+	c, err := loadConfig(devEnv(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestLoadConfigRetention(t *testing.T) {
 	if c.Retention.EmailBodies != 90*day || c.Retention.ConsentEvidence != 1095*day || c.Retention.WebhookPayloads != 30*day {
 		t.Fatalf("retention defaults %+v", c.Retention)
 	}
-	c, err = loadConfig(envOf(map[string]string{"RETENTION_EMAIL_DAYS": "30", "RETENTION_CONSENT_EVIDENCE_DAYS": "730", "RETENTION_WEBHOOK_DAYS": "7"}))
+	c, err = loadConfig(devEnv(map[string]string{"RETENTION_EMAIL_DAYS": "30", "RETENTION_CONSENT_EVIDENCE_DAYS": "730", "RETENTION_WEBHOOK_DAYS": "7"}))
 	if err != nil || c.Retention.EmailBodies != 30*day || c.Retention.ConsentEvidence != 730*day || c.Retention.WebhookPayloads != 7*day {
 		t.Fatalf("retention %+v %v", c.Retention, err)
 	}

@@ -15,7 +15,7 @@ const (
 	id1         = "5f0c8f0e-7a52-4c1b-8d0e-8d8f2b1f6c3a"
 	id2         = "9d1e4a63-2b7c-4f0a-b5d8-61c2e3f4a5b6"
 	coachJSON   = `{"id":"0b6b1c7e-3f5a-4c8e-9a37-2f7d9d4b1a10","email":"grace@example.com","name":"Grace Hart","role":"admin","active":true,"created_at":"2025-03-01T09:00:00Z"}`
-	programJSON = `{"id":"5f0c8f0e-7a52-4c1b-8d0e-8d8f2b1f6c3a","slug":"no-contact-reset","title":"The No-Contact Reset","summary":"","description":"# Welcome","status":"draft","free_access_until":null,"price_cents":0,"currency":"EUR","created_at":"2025-03-01T09:00:00Z","updated_at":"2025-03-01T09:00:00Z"}`
+	programJSON = `{"id":"5f0c8f0e-7a52-4c1b-8d0e-8d8f2b1f6c3a","slug":"no-contact-reset","title":"The No-Contact Reset","summary":"","description":"# Welcome","status":"draft","free_access_until":null,"price_cents":0,"currency":"EUR","lead_coach_id":null,"created_at":"2025-03-01T09:00:00Z","updated_at":"2025-03-01T09:00:00Z"}`
 )
 
 // graceChecker checks against Grace's own contract: the richest document at

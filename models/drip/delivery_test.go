@@ -112,8 +112,9 @@ func (w *ddWorld) cohort(name string, price int, tz string) uuid.UUID {
 func (w *ddWorld) participant(name string) uuid.UUID {
 	w.t.Helper()
 	w.n++
-	p := w.id(`INSERT INTO participants (email, name, timezone, timezone_set) VALUES (?, ?, 'America/Los_Angeles', true) RETURNING id`,
-		fmt.Sprintf("p%d@example.com", w.n), name)
+	// Her address is verified, so email may greet her by name.
+	p := w.id(`INSERT INTO participants (email, name, timezone, timezone_set, email_verified_at) VALUES (?, ?, 'America/Los_Angeles', true, ?) RETURNING id`,
+		fmt.Sprintf("p%d@example.com", w.n), name, w.clock.Now().Add(-24*time.Hour))
 	w.exec(`INSERT INTO consents (participant_id, kind, text_version, granted) VALUES (?, 'marketing', ?, true)`, p, "1")
 	return p
 }
@@ -227,6 +228,9 @@ func TestClaimDripBatchFormsAndFreezesABatch(t *testing.T) {
 	session := w.id(`INSERT INTO live_sessions (cohort_id, title, starts_at, duration_minutes) VALUES (?, 'Week 1', ?, 60) RETURNING id`,
 		w.paid, time.Date(2026, 3, 10, 17, 0, 0, 0, time.UTC))
 	enr := w.enroll(cleo, w.paid, "active")
+	// Bea never proved the address: the name on her row is only what
+	// someone typed on a form, so her email greets nobody.
+	w.exec(`UPDATE participants SET email_verified_at = NULL WHERE id = ?`, bea)
 
 	d1 := w.delivery(ddDelivery{participant: ana, seq: mseq, step: mstep})
 	d2 := w.delivery(ddDelivery{participant: bea, seq: mseq, step: mstep, sendAt: w.clock.Now().Add(-time.Hour)})
@@ -271,6 +275,12 @@ func TestClaimDripBatchFormsAndFreezesABatch(t *testing.T) {
 		!strings.HasPrefix(ana1.UnsubscribeMailto, "mailto:unsubscribe@example.com?subject=unsubscribe-") ||
 		ana1.Step.Subject != "Hello" || ana1.Step.Body != "Hi {{first_name}}" {
 		t.Errorf("Ana's request %+v", ana1)
+	}
+	if _, named := vars["Bea"]; named {
+		t.Errorf("an unverified address was greeted by the name a form typed: %+v", vars["Bea"])
+	}
+	if bea1, ok := vars[""]; !ok || !bea1.Marketing {
+		t.Errorf("Bea's request, with no first name, is missing: %+v", vars)
 	}
 	cleo1 := vars["Cleo"]
 	if cleo1.Marketing || cleo1.UnsubscribeMailto != "" || cleo1.Vars.CohortName != "Spring Circle" ||

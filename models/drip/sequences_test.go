@@ -141,7 +141,9 @@ func (e *sqEnv) stepOrder(t *testing.T, seqID uuid.UUID) string {
 
 func (e *sqEnv) participant(t *testing.T, email, name string) *people.Participant {
 	t.Helper()
-	p := &people.Participant{Email: email, Name: name, Timezone: "UTC"}
+	// Her address is verified, so email may greet her by name.
+	verified := e.clock.Now().Add(-24 * time.Hour)
+	p := &people.Participant{Email: email, Name: name, Timezone: "UTC", EmailVerifiedAt: &verified}
 	if err := e.db.Create(p).Error; err != nil {
 		t.Fatal(err)
 	}
@@ -668,6 +670,14 @@ func TestPreviewStepRendersHerValues(t *testing.T) {
 	out, err = e.svc.Drip.PreviewStep(ctx, lead, st.ID, &p.ID)
 	if err != nil || !strings.Contains(out.Text, "at 12:30 (Asia/Tehran)") {
 		t.Errorf("in her zone: %q, %v", out.Text, err)
+	}
+
+	// Before she proved the address the name is only what a form typed:
+	// the preview, like the email, greets nobody.
+	e.db.Model(&people.Participant{}).Where("id = ?", p.ID).Update("email_verified_at", nil)
+	out, err = e.svc.Drip.PreviewStep(ctx, lead, st.ID, &p.ID)
+	if err != nil || out.Subject != ", Spring Circle meets soon" {
+		t.Errorf("unverified: subject %q, %v", out.Subject, err)
 	}
 
 	// Without a participant: sample values.

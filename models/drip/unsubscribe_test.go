@@ -88,8 +88,10 @@ func TestUnsubscribeUnknownTokenIsNotFound(t *testing.T) {
 }
 
 // A woman who unsubscribed and later ticks "send me emails" on a form again
-// gets marketing email again; unticking it leaves her unsubscribed.
-func TestMarketingYesOnAFormUndoesAnUnsubscribe(t *testing.T) {
+// gets marketing email again once she confirms from her inbox: the form's
+// yes alone is anyone's typing and leaves her unsubscribed, and unticking
+// it leaves her unsubscribed too.
+func TestConfirmedMarketingYesUndoesAnUnsubscribe(t *testing.T) {
 	w := newInbound(t)
 	ctx := context.Background()
 	until := w.clock.Now().Add(30 * 24 * time.Hour)
@@ -104,6 +106,25 @@ func TestMarketingYesOnAFormUndoesAnUnsubscribe(t *testing.T) {
 		_, err := w.svc.Kernel.RunTasksOnce(ctx) // the worker's turn
 		noErr(t, err)
 	}
+	optIns := func() []models.OutboxMessage {
+		t.Helper()
+		var msgs []models.OutboxMessage
+		noErr(t, w.db.Where("template = ? AND to_email = ?", people.TemplateMarketingOptIn, "ana@example.com").
+			Order("created_at DESC").Find(&msgs).Error)
+		return msgs
+	}
+	// confirm follows the link in the newest opt-in email, from her inbox.
+	confirm := func() {
+		t.Helper()
+		msgs := optIns()
+		if len(msgs) == 0 {
+			t.Fatal("no opt-in email to confirm")
+		}
+		tok, _ := msgs[0].Data["token"].(string)
+		w.clock.Advance(time.Minute)
+		_, err := w.svc.People.ConfirmMarketingOptIn(ctx, tok, models.ClientInfo{IP: "203.0.113.9"})
+		noErr(t, err)
+	}
 	unsubscribedAt := func() *time.Time {
 		t.Helper()
 		var p people.Participant
@@ -112,6 +133,7 @@ func TestMarketingYesOnAFormUndoesAnUnsubscribe(t *testing.T) {
 	}
 
 	claim(true)
+	confirm()
 	var p people.Participant
 	noErr(t, w.db.Where("email = ?", "ana@example.com").Take(&p).Error)
 	w.clock.Advance(time.Minute)
@@ -124,8 +146,16 @@ func TestMarketingYesOnAFormUndoesAnUnsubscribe(t *testing.T) {
 	if unsubscribedAt() == nil {
 		t.Fatal("a claim without marketing consent re-subscribed her")
 	}
+	sent := len(optIns())
 	claim(true)
+	if unsubscribedAt() == nil {
+		t.Fatal("a form's marketing yes, unconfirmed, re-subscribed her")
+	}
+	if got := len(optIns()); got != sent+1 {
+		t.Fatalf("%d opt-in emails after a fresh yes, want %d: the yes must ask her to confirm", got, sent+1)
+	}
+	confirm()
 	if at := unsubscribedAt(); at != nil {
-		t.Fatalf("a fresh marketing yes left her unsubscribed since %v", at)
+		t.Fatalf("a confirmed marketing yes left her unsubscribed since %v", at)
 	}
 }

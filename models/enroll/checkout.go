@@ -75,9 +75,8 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 	if err := c.Err(); err != nil {
 		return err
 	}
-	if err := s.allowForm(ctx, "checkout-form", email, client); err != nil {
-		return err
-	}
+	// The cohort's public state first: a refusal that is the same for
+	// everyone writes nothing, not even a rate-limit hit.
 	var cohort Cohort
 	if err := s.DB.WithContext(ctx).Where("id = ? AND status <> ?", cohortID, CohortDraft).Take(&cohort).Error; err != nil {
 		return models.MapDBError(err, "cohort")
@@ -90,6 +89,9 @@ func (s *Service) StartCheckout(ctx context.Context, cohortID uuid.UUID, in Chec
 	}
 	if cohort.SeatsLeft() == 0 {
 		return soldOut(cohort.ID)
+	}
+	if err := s.allowForm(ctx, "checkout-form", email, client); err != nil {
+		return err
 	}
 	return s.EnqueueTask(ctx, TaskCheckout, formTask{CohortID: cohort.ID, Email: email, Name: name,
 		MarketingConsent: in.MarketingConsent, Discreet: in.Discreet, Client: client.Clean()})
@@ -155,6 +157,13 @@ func (s *Service) runCheckout(ctx context.Context, tx *gorm.DB, t models.Task) e
 	// on before any email of this task is written, enrolled or not.
 	p, err := s.people.FindOrCreateParticipant(tx, in.Email, in.Name)
 	if err != nil {
+		return err
+	}
+	// Her row is locked before anything refers to it: two forms of one
+	// address (a double click) run one after the other, instead of each
+	// taking the key-share lock of a consent or link and then waiting on
+	// the other's for the marketing opt-in's lock (a deadlock).
+	if err := tx.Exec(`SELECT 1 FROM participants WHERE id = ? FOR UPDATE`, p.ID).Error; err != nil {
 		return err
 	}
 	if err := s.people.TurnOnDiscreet(tx, p, in.Discreet); err != nil {
@@ -269,6 +278,16 @@ func (s *Service) DescribeCheckoutLink(ctx context.Context, token string) (*Chec
 // CheckoutURL is the page a paid checkout returns to. It needs no payment
 // provider; a paid cohort without one is payments_unavailable.
 func (s *Service) RedeemCheckoutLink(ctx context.Context, token string, client models.ClientInfo) (*CheckoutResult, error) {
+	return s.RedeemCheckoutLinkAccepting(ctx, token, false, client)
+}
+
+// RedeemCheckoutLinkAccepting is RedeemCheckoutLink for a woman who may
+// not have accepted the program's disclaimer yet: a waitlist offer's link
+// is her first booking step, with no checkout form before it. Without a
+// disclaimer consent for the program she must accept it here
+// (disclaimerAccepted), recorded with this request's evidence; otherwise
+// the link is refused, and no seat is taken.
+func (s *Service) RedeemCheckoutLinkAccepting(ctx context.Context, token string, disclaimerAccepted bool, client models.ClientInfo) (*CheckoutResult, error) {
 	cohortID, participantID, _, err := s.checkoutLinkOf(ctx, token)
 	if err != nil {
 		return nil, err
@@ -276,6 +295,29 @@ func (s *Service) RedeemCheckoutLink(ctx context.Context, token string, client m
 	var p people.Participant
 	if err := s.DB.WithContext(ctx).Where("id = ?", participantID).Take(&p).Error; err != nil {
 		return nil, models.MapDBError(err, "participant")
+	}
+	var programID uuid.UUID
+	if err := s.DB.WithContext(ctx).Raw(`SELECT program_id FROM cohorts WHERE id = ?`, cohortID).Row().Scan(&programID); err != nil {
+		return nil, models.MapDBError(err, "cohort")
+	}
+	var accepted bool
+	err = s.DB.WithContext(ctx).Raw(`SELECT EXISTS (SELECT 1 FROM consents WHERE participant_id = ? AND program_id = ? AND kind = ? AND granted)`,
+		p.ID, programID, models.ConsentDisclaimer).Scan(&accepted).Error
+	if err != nil {
+		return nil, models.MapDBError(err, "consent")
+	}
+	if !accepted {
+		if !disclaimerAccepted {
+			var c models.Checker
+			c.Add("disclaimer_accepted", "must be accepted: this program is coaching and education, not psychotherapy, and does not replace treatment by a therapist")
+			return nil, c.Err()
+		}
+		err := s.InTx(ctx, func(tx *gorm.DB) error {
+			return s.people.RecordClaimConsents(tx, &p, programID, true, false, client)
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	return s.checkout(ctx, cohortID, &p, client)
 }

@@ -113,6 +113,36 @@ func (e *checkoutEnv) checkout(t *testing.T, cohortID uuid.UUID, email string) *
 	return res
 }
 
+// checkoutLink is the whole booking like checkout, and also returns the
+// link she was emailed, for her to click again.
+func (e *checkoutEnv) checkoutLink(t *testing.T, cohortID uuid.UUID, email string) (*enroll.CheckoutResult, string) {
+	t.Helper()
+	client := models.ClientInfo{IP: "203.0.113.9", UserAgent: "test"}
+	token, err := e.svc.Enroll.CheckoutLinkFor(context.Background(), cohortID, checkoutBuyer(email), client)
+	if err != nil || token == "" {
+		t.Fatalf("checkout link of %s: %q, %v", email, token, err)
+	}
+	res, err := e.svc.Enroll.RedeemCheckoutLink(context.Background(), token, client)
+	if err != nil {
+		t.Fatalf("checkout %s: %v", email, err)
+	}
+	return res, token
+}
+
+// offerLink is the checkout link her waitlist offer carries.
+func offerLink(t *testing.T, e *checkoutEnv, email string) string {
+	t.Helper()
+	msgs := checkoutOutbox(t, e, enroll.TemplateWaitlistOffer, email)
+	if len(msgs) == 0 {
+		t.Fatalf("no waitlist offer to %s", email)
+	}
+	token, _ := msgs[len(msgs)-1].Data["token"].(string)
+	if token == "" {
+		t.Fatalf("the offer to %s carries no checkout link", email)
+	}
+	return token
+}
+
 func checkoutBuyer(email string) enroll.CheckoutInput {
 	// A name, not the address: a typed name may hold no email address.
 	local, _, _ := strings.Cut(email, "@")
@@ -316,7 +346,7 @@ func TestStartCheckoutOfAFreeCohortEnrolsHer(t *testing.T) {
 			ctx := context.Background()
 			c := e.cohort(t, 1, func(c *enroll.Cohort) { c.PriceCents = 0 })
 
-			res := e.checkout(t, c.ID, "Ada@Example.com")
+			res, link := e.checkoutLink(t, c.ID, "Ada@Example.com")
 			en := e.enrollment(t, res.Enrollment.ID)
 			if !res.Created || res.CheckoutURL != "https://grace.test/checkout/success?enrollment="+en.ID.String() || !res.ExpiresAt.Equal(c.EndsAt) {
 				t.Fatalf("result = %+v, want a new enrollment sent to the success page", res)
@@ -342,13 +372,17 @@ func TestStartCheckoutOfAFreeCohortEnrolsHer(t *testing.T) {
 				t.Fatalf("the provider was asked for a free cohort")
 			}
 
-			// A double click finds her enrolled, like any paid place.
-			_, err := e.svc.Enroll.CheckoutNow(ctx, c.ID, checkoutBuyer("ada@example.com"), models.ClientInfo{})
+			// A double click of her link finds her enrolled, like any paid
+			// place.
+			_, err := e.svc.Enroll.RedeemCheckoutLink(ctx, link, models.ClientInfo{})
 			modelstest.WantCode(t, err, "already_enrolled")
-			// Free seats run out like paid ones, and a refusal writes nothing.
+			// Free seats run out like paid ones, for her form as for anyone's
+			// (public state), and a refusal writes nothing.
 			before := e.count(t, "participants", "")
-			_, err = e.svc.Enroll.CheckoutNow(ctx, c.ID, checkoutBuyer("bea@example.com"), models.ClientInfo{})
-			modelstest.WantCode(t, err, "sold_out")
+			for _, email := range []string{"ada@example.com", "bea@example.com"} {
+				_, err = e.svc.Enroll.CheckoutNow(ctx, c.ID, checkoutBuyer(email), models.ClientInfo{})
+				modelstest.WantCode(t, err, "sold_out")
+			}
 			if n := e.count(t, "participants", ""); n != before {
 				t.Fatalf("participants %d -> %d after sold_out", before, n)
 			}
@@ -376,7 +410,14 @@ func TestFreeCohortWaitlistOfferEnrolsHer(t *testing.T) {
 	if len(checkoutOutbox(t, e, enroll.TemplateWaitlistOffer, "bea@example.com")) != 1 {
 		t.Fatal("Bea was not offered the freed seat")
 	}
-	res := e.checkout(t, c.ID, "bea@example.com")
+	// The cohort is full (her offer holds the seat): the form is sold out
+	// for her as for anyone, and her offer's link takes the seat.
+	_, err := e.svc.Enroll.CheckoutNow(ctx, c.ID, checkoutBuyer("bea@example.com"), models.ClientInfo{})
+	modelstest.WantCode(t, err, "sold_out")
+	res, err := e.svc.Enroll.RedeemCheckoutLinkAccepting(ctx, offerLink(t, e, "bea@example.com"), true, models.ClientInfo{})
+	if err != nil {
+		t.Fatalf("redeem the offer: %v", err)
+	}
 	en := e.enrollment(t, res.Enrollment.ID)
 	if res.Created || en.Status != enroll.EnrollmentActive || en.Seat != enroll.SeatPaid || !strings.Contains(res.CheckoutURL, "/checkout/success?enrollment="+en.ID.String()) {
 		t.Fatalf("offer checkout = %+v, enrollment %+v; want her offer settled as an active place", res, en)
@@ -527,8 +568,12 @@ func TestWaitlistGetsTheSeatOfAnExpiredHold(t *testing.T) {
 		t.Fatalf("seats held = %d, want Bea's offer", held)
 	}
 
-	// She follows the link: her offer is resumed with a session for it.
-	res := e.checkout(t, c.ID, "bea@example.com")
+	// She follows the offer's link: her offer is resumed with a session
+	// for it.
+	res, err := e.svc.Enroll.RedeemCheckoutLinkAccepting(ctx, offerLink(t, e, "bea@example.com"), true, models.ClientInfo{})
+	if err != nil {
+		t.Fatalf("redeem the offer: %v", err)
+	}
 	if res.Created || res.Enrollment.ID != bea.ID || res.CheckoutURL == "" || !res.ExpiresAt.Equal(*bea.HoldExpiresAt) {
 		t.Fatalf("offer checkout = %+v", res)
 	}
@@ -850,7 +895,11 @@ func TestStartCheckoutWritesAHoldWholeOrNothing(t *testing.T) {
 	if err := e.db.Create(&people.Participant{Email: "ada@example.com", Name: "Ada", Timezone: "UTC"}).Error; err != nil {
 		t.Fatal(err)
 	}
-	first, err := e.svc.Enroll.CheckoutNow(ctx, c.ID, checkoutBuyer("ada@example.com"), from("203.0.113.1"))
+	link, err := e.svc.Enroll.CheckoutLinkFor(ctx, c.ID, checkoutBuyer("ada@example.com"), from("203.0.113.1"))
+	if err != nil || link == "" {
+		t.Fatalf("checkout link = %q, %v", link, err)
+	}
+	first, err := e.svc.Enroll.RedeemCheckoutLink(ctx, link, from("203.0.113.1"))
 	if err != nil || !first.Created {
 		t.Fatalf("first checkout = %+v, %v", first, err)
 	}
@@ -869,8 +918,14 @@ func TestStartCheckoutWritesAHoldWholeOrNothing(t *testing.T) {
 		t.Fatalf("sold_out wrote: %s -> %s, hits %d", before, after, hits("203.0.113.2"))
 	}
 
-	// Her double click on the cohort she filled finds her hold.
-	again, err := e.svc.Enroll.CheckoutNow(ctx, c.ID, checkoutBuyer("ada@example.com"), from("203.0.113.1"))
+	// The full cohort's form is sold out for her too (public state), and
+	// writes nothing; her double click on her link finds her hold.
+	_, err = e.svc.Enroll.CheckoutNow(ctx, c.ID, checkoutBuyer("ada@example.com"), from("203.0.113.1"))
+	modelstest.WantCode(t, err, "sold_out")
+	if after := snapshot(); after != before {
+		t.Fatalf("her sold_out form wrote: %s -> %s", before, after)
+	}
+	again, err := e.svc.Enroll.RedeemCheckoutLink(ctx, link, from("203.0.113.1"))
 	if err != nil || again.Created || again.Enrollment.ID != first.Enrollment.ID || again.CheckoutURL != first.CheckoutURL {
 		t.Fatalf("double click on a full cohort = %+v, %v; want her hold resumed", again, err)
 	}
@@ -882,8 +937,10 @@ func TestStartCheckoutWritesAHoldWholeOrNothing(t *testing.T) {
 	if n := hits("203.0.113.1"); n != 2 {
 		t.Fatalf("hits = %d, want 2 (a refused attempt rolls back)", n)
 	}
-	if n := e.count(t, "participants", "email = ?", "cat@example.com"); n != 0 {
-		t.Fatalf("a rate-limited checkout wrote her participant row")
+	// Her form's task wrote her participant row and sent her link; the
+	// refused hold wrote no place of hers.
+	if n := e.count(t, "enrollments", "participant_id IN (SELECT id FROM participants WHERE email = ?)", "cat@example.com"); n != 0 {
+		t.Fatalf("a rate-limited checkout wrote her enrollment")
 	}
 	if _, held := e.seats(t, other.ID); held != 0 {
 		t.Fatalf("a rate-limited checkout held a seat")

@@ -27,6 +27,13 @@ func (s *Service) participantFor(ctx context.Context, in CheckoutInput) (*people
 	return p, err
 }
 
+// EnsureParticipant is the participant the form's task finds or creates
+// before her link is sent, for tests that look at the hold alone.
+func (s *Service) EnsureParticipant(ctx context.Context, in CheckoutInput) error {
+	_, err := s.participantFor(ctx, in)
+	return err
+}
+
 // HoldNewSeat runs the one-round-trip seat hold alone; a nil result with a
 // nil error means it declined.
 func (s *Service) HoldNewSeat(ctx context.Context, cohortID uuid.UUID, in CheckoutInput, client models.ClientInfo) (*CheckoutResult, error) {

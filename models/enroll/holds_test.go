@@ -153,6 +153,9 @@ func TestHoldPathsAgree(t *testing.T) {
 			}
 			tookFast := false
 			asCheckout := run("checkout", func(id uuid.UUID, in enroll.CheckoutInput) (*enroll.CheckoutResult, error) {
+				// Her participant exists before any hold: the form's task
+				// wrote it when it emailed her link.
+				modelstest.MustDo(t, e.svc.Enroll.EnsureParticipant(ctx, in))
 				before := e.holdRows(t, id, in.Email, nil, nil)
 				res, err := e.svc.Enroll.HoldNewSeat(ctx, id, in, client)
 				if err != nil {

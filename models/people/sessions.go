@@ -74,12 +74,16 @@ func (s *Service) AuthenticateParticipant(ctx context.Context, token string) (*P
 // again, or NULL. It is due once she accepted an earlier version (on a
 // claim or checkout form) but not the newest: a woman a coach added
 // herself was never shown a form, and the coach talks to her directly.
-// Two probes of her consents by index, inside the query that reads her
-// session anyway, so the check costs no round trip.
+// A grant with no document predates versioned documents: version 1 is the
+// text in force when they became data, so it counts as that version and she
+// is asked again only once a later one is published, never locked out by
+// the migration itself. Two probes of her consents by index, inside the
+// query that reads her session anyway, so the check costs no round trip.
 const disclaimerDueSQL = `(
 	SELECT cd.version FROM (SELECT id, version FROM consent_documents WHERE kind = 'disclaimer' ORDER BY version DESC LIMIT 1) cd
 	WHERE EXISTS (SELECT 1 FROM consents c WHERE c.participant_id = p.id AND c.kind = 'disclaimer' AND c.granted)
-	  AND NOT EXISTS (SELECT 1 FROM consents c WHERE c.participant_id = p.id AND c.kind = 'disclaimer' AND c.granted AND c.document_id = cd.id))`
+	  AND NOT EXISTS (SELECT 1 FROM consents c WHERE c.participant_id = p.id AND c.kind = 'disclaimer' AND c.granted
+	    AND (c.document_id = cd.id OR (c.document_id IS NULL AND cd.version = 1))))`
 
 // newCoachSession issues a bearer token for coach inside tx.
 func (s *Service) newCoachSession(tx *gorm.DB, coach *Coach) (string, *CoachSession, error) {

@@ -11,9 +11,13 @@ import (
 	"github.com/grace-coaching/grace/models/people"
 )
 
-// latestCode is the code of the newest sign-in email to email.
+// latestCode is the code of the newest sign-in email to email, once the
+// task worker has had its turn: a link request only leaves a task.
 func latestCode(t *testing.T, svc *domain.Services, email string) string {
 	t.Helper()
+	if _, err := svc.Kernel.RunTasksOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	var msg models.OutboxMessage
 	if err := svc.Kernel.DB.Where("template = ? AND to_email = ?", models.TemplateLoginLink, email).
 		Order("created_at DESC, id DESC").First(&msg).Error; err != nil {

@@ -60,12 +60,28 @@ func TestConsentDocumentEditsAreVersionsAndRepeatsAreNot(t *testing.T) {
 	}
 }
 
+// Whether she accepted the first versioned disclaimer or a text from before
+// consent texts were versioned documents (no document_id, a text version of
+// its own, which counts as version 1), she is not locked out until a later
+// version is published, and then she is asked again.
 func TestDisclaimerVersionChangeForcesReacceptance(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		before bool
+	}{{"accepted version 1", false}, {"accepted before documents", true}} {
+		t.Run(tc.name, func(t *testing.T) { disclaimerReacceptance(t, tc.before) })
+	}
+}
+
+func disclaimerReacceptance(t *testing.T, beforeDocuments bool) {
 	w := newWorld(t)
 	ctx := context.Background()
 	admin := modelstest.NewCoach(t, w.db, "admin@grace.test", people.RoleAdmin)
 	p := w.fill()
 	token := w.session(p)
+	if beforeDocuments {
+		w.exec(`UPDATE consents SET document_id = NULL, text_version = 'disclaimer-before-documents' WHERE participant_id = ? AND kind = 'disclaimer'`, p.ID)
+	}
 
 	_, ps, err := w.svc.People.AuthenticateParticipant(ctx, token)
 	modelstest.MustDo(t, err)
@@ -106,6 +122,7 @@ func (w *world) session(p *people.Participant) string {
 	w.t.Helper()
 	w.clock.Advance(time.Minute) // her newest email is then the last one
 	modelstest.MustDo(w.t, w.svc.People.RequestLoginLink(context.Background(), p.Email, models.ClientInfo{IP: "192.0.2.1"}))
+	w.runTasks()
 	var token string
 	if err := w.db.Raw(`SELECT data->>'token' FROM outbox WHERE template = 'login_link' ORDER BY created_at DESC, id DESC LIMIT 1`).Row().Scan(&token); err != nil {
 		w.t.Fatal(err)
