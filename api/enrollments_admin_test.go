@@ -157,7 +157,10 @@ func TestCancelEnrollmentOffersTheSeat(t *testing.T) {
 	}
 	token, _ := offers[0].Data["token"].(string)
 	var res enrCheckoutBody
-	env.Do(t, "POST", "/v1/checkout-links/"+token, nil).Expect(t, 200).JSON(t, &res)
+	// A waitlist offer is her first booking step: she accepts the
+	// disclaimer on it, and without that no seat is taken.
+	env.Do(t, "POST", "/v1/checkout-links/"+token, nil).Expect(t, 422)
+	env.Do(t, "POST", "/v1/checkout-links/"+token, map[string]any{"disclaimer_accepted": true}).Expect(t, 200).JSON(t, &res)
 	if res.EnrollmentID != bea.ID.String() || res.CheckoutURL == "" {
 		t.Fatalf("offer checkout = %+v", res)
 	}

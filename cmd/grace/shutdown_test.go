@@ -146,7 +146,10 @@ func TestShutdownWithStripeHung(t *testing.T) {
 			status := make(chan int, 1)
 			go func() {
 				// Her click on the emailed link is what calls Stripe.
-				req, _ := http.NewRequestWithContext(reqCtx, http.MethodPost, "http://"+a.Addr()+"/v1/checkout-links/"+token, nil)
+				// The link was made without a form: she accepts the disclaimer here.
+				req, _ := http.NewRequestWithContext(reqCtx, http.MethodPost, "http://"+a.Addr()+"/v1/checkout-links/"+token,
+					strings.NewReader(`{"disclaimer_accepted":true}`))
+				req.Header.Set("Content-Type", "application/json")
 				res, err := http.DefaultClient.Do(req)
 				if err != nil {
 					status <- 0
