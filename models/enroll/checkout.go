@@ -296,15 +296,18 @@ func (s *Service) RedeemCheckoutLinkAccepting(ctx context.Context, token string,
 	if err := s.DB.WithContext(ctx).Where("id = ?", participantID).Take(&p).Error; err != nil {
 		return nil, models.MapDBError(err, "participant")
 	}
-	var programID uuid.UUID
-	if err := s.DB.WithContext(ctx).Raw(`SELECT program_id FROM cohorts WHERE id = ?`, cohortID).Row().Scan(&programID); err != nil {
-		return nil, models.MapDBError(err, "cohort")
-	}
-	var accepted bool
-	err = s.DB.WithContext(ctx).Raw(`SELECT EXISTS (SELECT 1 FROM consents WHERE participant_id = ? AND program_id = ? AND kind = ? AND granted)`,
-		p.ID, programID, models.ConsentDisclaimer).Scan(&accepted).Error
+	// One round trip on the launch-day path: her cohort's program, and
+	// whether she accepted its disclaimer.
+	var (
+		programID uuid.UUID
+		accepted  bool
+	)
+	err = s.DB.WithContext(ctx).Raw(`
+		SELECT c.program_id, EXISTS (SELECT 1 FROM consents k
+			WHERE k.participant_id = ? AND k.program_id = c.program_id AND k.kind = ? AND k.granted)
+		FROM cohorts c WHERE c.id = ?`, p.ID, models.ConsentDisclaimer, cohortID).Row().Scan(&programID, &accepted)
 	if err != nil {
-		return nil, models.MapDBError(err, "consent")
+		return nil, models.MapDBError(err, "cohort")
 	}
 	if !accepted {
 		if !disclaimerAccepted {
